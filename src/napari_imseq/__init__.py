@@ -1,0 +1,50 @@
+"""napari-imseq: lazy, frame-exact image sequences for napari and scripts.
+
+The headless API imports neither napari nor Qt::
+
+    import napari_imseq as imseq
+    frames = imseq.imread("recording.seq")      # lazy dask array (T, Y, X[, C])
+    with imseq.open_sequence("movie.mkv") as seq:
+        print(len(seq), seq.dtype, seq.metadata["fps"])
+        frame = seq[120]
+"""
+
+from __future__ import annotations
+
+import os
+
+from .io._base import (
+    FrameIndexError,
+    Sequence,
+    SequenceError,
+    SequenceFileNotFoundError,
+    SequenceFormatError,
+    SequenceWarning,
+    UnsupportedFormatError,
+)
+from .io._registry import find_format, open_sequence
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FrameIndexError",
+    "Sequence",
+    "SequenceError",
+    "SequenceFileNotFoundError",
+    "SequenceFormatError",
+    "SequenceWarning",
+    "UnsupportedFormatError",
+    "find_format",
+    "imread",
+    "open_sequence",
+]
+
+
+def imread(path: str | os.PathLike, *, chunks: int | tuple | None = None, **options):
+    """A lazy dask array over the frames of ``path``: ``(T, Y, X)`` or ``(T, Y, X, C)``.
+
+    Only headers are read. Each chunk is one frame unless ``chunks`` (frames per chunk, or a
+    full dask chunks spec) says otherwise. The array's graph holds the opened sequence; its
+    file is closed when the array is garbage collected, and it pickles by reopening the file.
+    """
+    return open_sequence(path, **options).to_dask(chunks=chunks)

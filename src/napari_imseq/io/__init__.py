@@ -1,0 +1,1 @@
+"""Format readers, one module per format family."""

@@ -1,0 +1,347 @@
+"""The protocol every format module implements, and the error types.
+
+A format module provides one subclass of :class:`Sequence`. The subclass
+
+* implements :meth:`Sequence.can_read` (a cheap content sniff that never raises),
+* parses headers in its constructor and raises :class:`SequenceFormatError` with the path
+  and the reason when the file is not what it claims to be,
+* exposes ``len()``, ``frame_shape`` and ``dtype`` without decoding pixels,
+* implements ``_read(i)`` so that it is safe to call from many threads at once
+  (no shared file cursor), and
+* closes what it holds in ``_close()``.
+
+Everything else (indexing, slicing, dask, pickling, context management) lives here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "FrameIndexError",
+    "Sequence",
+    "SequenceError",
+    "SequenceFileNotFoundError",
+    "SequenceFormatError",
+    "SequenceWarning",
+    "UnsupportedFormatError",
+]
+
+
+class SequenceError(Exception):
+    """Base class of every error raised by napari-imseq."""
+
+
+class SequenceFormatError(SequenceError, ValueError):
+    """The file exists but its content is not a valid sequence of the claimed format."""
+
+
+class UnsupportedFormatError(SequenceFormatError):
+    """The file is valid but uses a variant (format code, codec, layout) we do not read."""
+
+
+class SequenceFileNotFoundError(SequenceError, FileNotFoundError):
+    """The path does not exist."""
+
+
+class FrameIndexError(SequenceError, IndexError):
+    """A frame index outside the sequence, or a frame the file does not fully contain."""
+
+
+class SequenceWarning(UserWarning):
+    """Something in the file was off but recoverable (e.g. a partial last frame was ignored)."""
+
+
+def _check_exists(path: str) -> None:
+    if not os.path.exists(path):
+        raise SequenceFileNotFoundError(
+            f"{path}: no such file or directory; check the path (relative paths are resolved "
+            f"against {os.getcwd()})"
+        )
+
+
+class FileHandle:
+    """A file opened on first use and read with positional reads only.
+
+    ``os.preadv`` reads straight into a caller's buffer and shares no file cursor, so any
+    number of threads can read at once. The descriptor is closed by :meth:`close` or when
+    the handle is garbage collected.
+    """
+
+    _HAS_PREAD = hasattr(os, "pread")
+    _HAS_PREADV = hasattr(os, "preadv")
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+
+    def _fileno(self) -> int:
+        fd = self._fd
+        if fd is None:
+            with self._lock:
+                if self._fd is None:
+                    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+                    self._fd = os.open(self.path, flags)
+                    self._finalizer = weakref.finalize(self, os.close, self._fd)
+                fd = self._fd
+        return fd
+
+    def read(self, nbytes: int, offset: int) -> bytes:
+        """Up to ``nbytes`` bytes at ``offset`` (fewer at the end of the file)."""
+        fd = self._fileno()
+        if self._HAS_PREAD:
+            return os.pread(fd, nbytes, offset)
+        with self._lock:  # pragma: no cover - platforms without pread (Windows)
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.read(fd, nbytes)
+
+    def readinto(self, buffer: np.ndarray, offset: int) -> int:
+        """Fill the C-contiguous ``buffer`` from ``offset``; return the bytes read."""
+        fd = self._fileno()
+        view = memoryview(buffer).cast("B")
+        if self._HAS_PREADV:
+            total = 0
+            while total < len(view):
+                n = os.preadv(fd, [view[total:]], offset + total)
+                if n == 0:
+                    break
+                total += n
+            return total
+        data = self.read(len(view), offset)  # pragma: no cover
+        view[: len(data)] = data  # pragma: no cover
+        return len(data)  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()
+                self._finalizer = None
+            self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+
+def _reopen(cls: type[Sequence], path: str, options: dict[str, Any]) -> Sequence:
+    return cls(path, **options)
+
+
+class Sequence:
+    """A sequence of frames on disk, read lazily and by index.
+
+    ``seq[i]`` is frame ``i`` as a numpy array; ``seq[a:b:c]`` stacks frames; ``seq[i, y0:y1]``
+    indexes inside a frame. ``len(seq)``, :attr:`shape`, :attr:`dtype` and :attr:`metadata`
+    never decode pixels.
+    """
+
+    #: name reported as ``metadata["format"]``
+    format_name: ClassVar[str] = "unknown"
+    #: lower-case extensions (with the dot) this format usually has; only a hint
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: str | os.PathLike, **options: Any):
+        self.path = os.path.abspath(os.fspath(path))
+        self._options = dict(options)
+        self._closed = False
+        self._metadata: dict[str, Any] | None = None
+        self._metadata_lock = threading.Lock()
+
+    # ---- the part a format implements -------------------------------------------------
+    @classmethod
+    def can_read(cls, path: str) -> bool:  # pragma: no cover - abstract
+        """Cheap content check; must never raise."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> np.dtype:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def bit_depth(self) -> int:
+        """Significant bits per sample (what the display range should span)."""
+        return self.dtype.itemsize * 8
+
+    @property
+    def rgb(self) -> bool:
+        """True when the last frame axis holds RGB(A) channels."""
+        return False
+
+    def _read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
+        """Frame ``index`` (0 <= index < len) as a new array; thread-safe."""
+        raise NotImplementedError
+
+    def _format_metadata(self) -> dict[str, Any]:
+        """Format specific metadata: at least ``fps`` and ``timestamps``."""
+        return {}
+
+    def _close(self) -> None:
+        pass
+
+    # ---- derived, shared by all formats ------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.frame_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.frame_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Format, fps, timestamps (seconds or None), bit depth and source details."""
+        if self._metadata is None:
+            with self._metadata_lock:
+                if self._metadata is None:
+                    md: dict[str, Any] = {
+                        "format": self.format_name,
+                        "fps": None,
+                        "timestamps": None,
+                        "bit_depth": self.bit_depth,
+                        "frame_count": len(self),
+                        "frame_shape": self.frame_shape,
+                        "dtype": str(self.dtype),
+                        "rgb": self.rgb,
+                    }
+                    md.update(self._format_metadata())
+                    md.setdefault("source", {})
+                    md["source"] = {"path": self.path, **md["source"]}
+                    self._metadata = md
+        return self._metadata
+
+    @property
+    def fps(self) -> float | None:
+        return self.metadata["fps"]
+
+    @property
+    def timestamps(self) -> np.ndarray | None:
+        return self.metadata["timestamps"]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: the sequence is closed; open it again to read")
+
+    def _frame_index(self, key: Any) -> int:
+        n = len(self)
+        try:
+            i = int(key)
+        except TypeError:
+            raise TypeError(f"frame index must be an integer, not {type(key).__name__}") from None
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise FrameIndexError(f"{self.path}: frame {key} is out of range for {n} frames")
+        return i
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` (negative counts from the end)."""
+        self._check_open()
+        return self._read(self._frame_index(index))
+
+    def _stack(self, indices: range | list[int]) -> np.ndarray:
+        if len(indices) == 1:  # the dask chunk case: no second copy
+            return self._read(indices[0])[np.newaxis]
+        out = np.empty((len(indices), *self.frame_shape), dtype=self.dtype)
+        for k, i in enumerate(indices):
+            out[k] = self._read(i)
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        self._check_open()
+        inner: tuple = ()
+        if isinstance(key, tuple):
+            if not key:
+                key = slice(None)
+            else:
+                key, inner = key[0], key[1:]
+        if isinstance(key, slice):
+            data = self._stack(range(*key.indices(len(self))))
+            return data[(slice(None), *inner)] if inner else data
+        if isinstance(key, (list, np.ndarray)) and np.ndim(key) == 1:
+            idx = np.asarray(key)
+            if idx.dtype == bool:
+                idx = np.flatnonzero(idx)
+            data = self._stack([self._frame_index(i) for i in idx])
+            return data[(slice(None), *inner)] if inner else data
+        frame = self._read(self._frame_index(key))
+        return frame[inner] if inner else frame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.iter_frames()
+
+    def iter_frames(
+        self, start: int | None = None, stop: int | None = None, step: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Frames ``start:stop:step`` in order, for conversion and export."""
+        self._check_open()
+        for i in range(*slice(start, stop, step).indices(len(self))):
+            yield self._read(i)
+
+    def to_dask(self, chunks: int | tuple | None = None):
+        """A lazy dask array over the frames, one frame per chunk unless ``chunks`` says so.
+
+        ``chunks`` may be the number of frames per chunk or a full dask ``chunks`` spec.
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        if chunks is None:
+            chunks = (1, *self.frame_shape)
+        elif isinstance(chunks, int):
+            chunks = (chunks, *self.frame_shape)
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        name = "imseq-" + tokenize(type(self).__name__, self.path, stamp, self._options, chunks)
+        meta = np.empty((0,) * self.ndim, dtype=self.dtype)
+        return da.from_array(self, chunks=chunks, name=name, asarray=False, fancy=False, meta=meta)
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+    # ---- life cycle --------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Sequence:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self):
+        return _reopen, (type(self), self.path, self._options)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {os.path.basename(self.path)!r} shape={self.shape} "
+            f"dtype={self.dtype} bit_depth={self.bit_depth}>"
+        )

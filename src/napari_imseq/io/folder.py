@@ -1,0 +1,190 @@
+"""A folder of numbered images (PNG, TIFF, JPEG, BMP) read as one sequence.
+
+Files are ordered naturally (``img2`` before ``img10``). On open only the headers are read, to
+check that every frame has the shape and sample type of the first; the first file that differs
+is named in the error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from typing import Any
+
+import numpy as np
+
+from ._base import Sequence, SequenceFormatError, _check_exists
+
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def natural_key(name: str) -> list:
+    """Sort key in which digit runs compare as numbers: ``img2`` < ``img10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _png_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    with open(path, "rb") as f:
+        h = f.read(33)
+    if len(h) < 33 or not h.startswith(b"\x89PNG\r\n\x1a\n") or h[12:16] != b"IHDR":
+        return None
+    w, hgt, depth, colour = struct.unpack(">IIBB", h[16:26])
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour)
+    if channels is None:
+        return None
+    dtype = np.dtype(np.uint16 if depth == 16 else np.uint8)
+    shape = (hgt, w) if channels == 1 else (hgt, w, channels)
+    return shape, dtype
+
+
+def _jpeg_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)
+        if data[:2] != b"\xff\xd8":
+            return None
+        pos = 2
+        while True:
+            while pos + 4 > len(data):
+                more = f.read(1 << 16)
+                if not more:
+                    return None
+                data += more
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            length = struct.unpack_from(">H", data, pos + 2)[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                while pos + 10 > len(data):
+                    more = f.read(1 << 16)
+                    if not more:
+                        return None
+                    data += more
+                prec, hgt, w, comps = struct.unpack_from(">BHHB", data, pos + 4)
+                dtype = np.dtype(np.uint16 if prec > 8 else np.uint8)
+                return ((hgt, w) if comps == 1 else (hgt, w, comps)), dtype
+            pos += 2 + length
+
+
+def _tiff_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        s = tif.series[0]
+        return tuple(s.shape), np.dtype(s.dtype).newbyteorder("=")
+
+
+def _header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".png":
+            return _png_header(path)
+        if ext in (".jpg", ".jpeg"):
+            return _jpeg_header(path)
+        if ext in (".tif", ".tiff"):
+            return _tiff_header(path)
+    except Exception:
+        return None
+    return None
+
+
+def _decode(path: str) -> np.ndarray:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    import imagecodecs
+
+    return imagecodecs.imread(path)
+
+
+class ImageFolder(Sequence):
+    """Every image file in a folder, in natural order, as frames of one sequence."""
+
+    format_name = "image-folder"
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        try:
+            return os.path.isdir(path) and any(
+                e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(path)
+            )
+        except OSError:
+            return False
+
+    def __init__(self, path: str | os.PathLike, *, pattern: str | None = None):
+        super().__init__(path, pattern=pattern)
+        path = self.path
+        _check_exists(path)
+        if not os.path.isdir(path):
+            raise SequenceFormatError(f"{path}: not a folder of images")
+        rx = re.compile(pattern) if pattern else None
+        names = [
+            e.name
+            for e in os.scandir(path)
+            if e.is_file()
+            and e.name.lower().endswith(IMAGE_EXTENSIONS)
+            and not e.name.startswith(".")
+            and (rx is None or rx.search(e.name))
+        ]
+        if not names:
+            raise SequenceFormatError(
+                f"{path}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        names.sort(key=natural_key)
+        exts = {os.path.splitext(n)[1].lower().replace(".jpeg", ".jpg").replace(".tiff", ".tif") for n in names}
+        if len(exts) > 1:
+            raise SequenceFormatError(
+                f"{path}: the folder mixes image types ({', '.join(sorted(exts))}); keep one type "
+                f"per sequence or pass pattern= to choose"
+            )
+        self.files = [os.path.join(path, n) for n in names]
+        first = self.files[0]
+        try:
+            frame = _decode(first)
+        except Exception as err:
+            raise SequenceFormatError(f"{first}: cannot decode the first image: {err}") from err
+        self._frame_shape, self._dtype = frame.shape, frame.dtype.newbyteorder("=")
+        for f in self.files[1:]:
+            hdr = _header(f)
+            if hdr is not None and (hdr[0] != self._frame_shape or hdr[1] != self._dtype):
+                raise SequenceFormatError(
+                    f"{f}: this image is {hdr[0]} {hdr[1]} but the first image of the folder "
+                    f"({os.path.basename(first)}) is {self._frame_shape} {self._dtype}; all images "
+                    f"of a sequence must have one shape and type"
+                )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self._frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def rgb(self) -> bool:
+        return len(self._frame_shape) == 3 and self._frame_shape[2] in (3, 4)
+
+    def _read(self, index: int) -> np.ndarray:
+        f = self.files[index]
+        try:
+            frame = _decode(f)
+        except Exception as err:
+            raise SequenceFormatError(f"{f}: cannot decode image {index}: {err}") from err
+        if frame.shape != self._frame_shape or frame.dtype != self._dtype:
+            raise SequenceFormatError(
+                f"{f}: this image is {frame.shape} {frame.dtype} but the sequence is "
+                f"{self._frame_shape} {self._dtype}"
+            )
+        return frame
+
+    def _format_metadata(self) -> dict[str, Any]:
+        return {"fps": None, "timestamps": None, "source": {"files": list(self.files)}}

@@ -1,0 +1,537 @@
+"""Norpix StreamPix ``.seq`` files (see docs/seq-format.md in the shared knowledge base).
+
+Uncompressed files are read with one positional read per frame straight into the output
+array. JPEG/PNG compressed files get an offset table, from ``NAME.seq.idx`` when it is present
+and agrees with the data, else from a single scan of the frame size prefixes (cached on disk).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from . import _cache
+from ._base import (
+    FileHandle,
+    FrameIndexError,
+    Sequence,
+    SequenceFormatError,
+    SequenceWarning,
+    UnsupportedFormatError,
+    _check_exists,
+)
+
+MAGIC = 0xFEED
+HEADER_SIZE = 1024
+_JPEG_SOI = b"\xff\xd8"
+_PNG_SIG = b"\x89PNG"
+
+# image format code -> (channels in storage, colour order, compression or None)
+_FORMATS: dict[int, tuple[int, str, str | None]] = {
+    100: (1, "mono", None),
+    101: (1, "bayer", None),
+    200: (3, "BGR", None),
+    400: (3, "RGB", None),
+    500: (4, "BGRx", None),
+    102: (1, "mono", "jpeg"),
+    103: (1, "bayer", "jpeg"),
+    201: (3, "RGB", "jpeg"),
+    1: (1, "mono", "png"),
+    2: (3, "RGB", "png"),
+}
+_FORMAT_NAMES = {
+    0: "unknown", 100: "mono", 101: "mono Bayer", 102: "mono JPEG", 103: "Bayer JPEG",
+    200: "BGR", 201: "colour JPEG", 300: "planar", 400: "RGB", 500: "BGRx",
+    600: "YUV422", 610: "YUV422 (20)", 620: "YUV422 PPACKED", 700: "UVY422", 800: "UVY411",
+    900: "UVY444", 905: "BGR555 packed", 906: "BGR565 packed", 1: "mono PNG", 2: "colour PNG",
+}  # fmt: skip
+_COMPRESSIONS = {
+    0: "none", 1: "JPEG", 2: "RLE", 3: "Huffman", 4: "LZ", 5: "RLE fast", 6: "Huffman fast",
+    7: "LZ fast", 8: "H.264", 9: "wavelet",
+}  # fmt: skip
+
+
+def _timestamp_dtype(version: int) -> np.dtype:
+    if version >= 5:
+        return np.dtype([("s", "<i4"), ("ms", "<u2"), ("us", "<u2")])
+    return np.dtype([("s", "<i4"), ("ms", "<u2")])
+
+
+def _seconds(ts: np.ndarray) -> np.ndarray:
+    t = ts["s"].astype(np.float64) + ts["ms"].astype(np.float64) / 1e3
+    if "us" in ts.dtype.names:
+        t += ts["us"].astype(np.float64) / 1e6
+    return t
+
+
+class SeqFile(Sequence):
+    """A Norpix StreamPix ``.seq`` recording."""
+
+    format_name = "norpix-seq"
+    extensions = (".seq",)
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError:
+            return False
+        return len(head) == 4 and struct.unpack("<I", head)[0] == MAGIC
+
+    def __init__(self, path: str | os.PathLike, *, use_idx: bool = True):
+        super().__init__(path, use_idx=use_idx)
+        path = self.path
+        _check_exists(path)
+        with open(path, "rb") as f:
+            header = f.read(HEADER_SIZE)
+            self._file_size = os.fstat(f.fileno()).st_size
+        if len(header) < 4 or struct.unpack_from("<I", header)[0] != MAGIC:
+            found = header[:4].hex() if header else "an empty file"
+            raise SequenceFormatError(
+                f"{path}: not a Norpix StreamPix SEQ file (expected magic 0xFEED in the first 4 "
+                f"bytes, found {found}); open it with the reader for its real format"
+            )
+        if len(header) < HEADER_SIZE:
+            raise SequenceFormatError(
+                f"{path}: the SEQ header is cut short ({len(header)} of {HEADER_SIZE} bytes); "
+                f"the file is truncated or not a complete recording"
+            )
+        self._parse_header(header)
+        self._fh = FileHandle(path)
+        if self.compression is None:
+            self._layout_uncompressed()
+        else:
+            self._layout_compressed(use_idx)
+
+    # ---- header ------------------------------------------------------------------------
+    def _parse_header(self, h: bytes) -> None:
+        u32 = lambda off: struct.unpack_from("<I", h, off)[0]  # noqa: E731
+        i32 = lambda off: struct.unpack_from("<i", h, off)[0]  # noqa: E731
+        self.version = i32(28)
+        self.width, self.height = u32(548), u32(552)
+        self.storage_bits, self.real_bits = u32(556), u32(560)
+        self.image_size, self.image_format = u32(564), u32(568)
+        self.allocated_frames, self.true_image_size = u32(572), u32(580)
+        self.header_fps = struct.unpack_from("<d", h, 584)[0]
+        desc_format = i32(592)
+        self.bayer_pattern = u32(608)
+        self.compression_code = u32(620)
+        self.oldest_frame_index = i32(656)
+        raw_desc = h[36:548]
+        if desc_format == 1:
+            desc = raw_desc.split(b"\0", 1)[0].decode("latin-1")
+        else:
+            desc = raw_desc.decode("utf-16-le", errors="replace").split("\0", 1)[0]
+        self.description = desc
+        self._header_extra = {
+            "version": self.version,
+            "name": h[4:28].decode("utf-16-le", errors="replace").rstrip("\0"),
+            "header_size": i32(32),
+            "image_format": self.image_format,
+            "image_format_name": _FORMAT_NAMES.get(self.image_format, "unknown"),
+            "compression_format": self.compression_code,
+            "allocated_frames": self.allocated_frames,
+            "true_image_size": self.true_image_size,
+            "image_size": self.image_size,
+            "storage_bit_depth": self.storage_bits,
+            "real_bit_depth": self.real_bits,
+            "bayer_pattern": self.bayer_pattern,
+            "oldest_frame_index": self.oldest_frame_index,
+            "reference_time": (i32(624), struct.unpack_from("<H", h, 628)[0],
+                               struct.unpack_from("<H", h, 630)[0]),
+            "jpeg_quality": u32(640),
+            "bytes_alignment": i32(660),
+            "description": desc,
+        }  # fmt: skip
+        path = self.path
+        if self.width == 0 or self.height == 0:
+            raise SequenceFormatError(
+                f"{path}: the SEQ header gives an image of {self.width} x {self.height} pixels; "
+                f"the header is damaged"
+            )
+        if self.image_format not in _FORMATS:
+            name = _FORMAT_NAMES.get(self.image_format, "unknown")
+            raise UnsupportedFormatError(
+                f"{path}: SEQ image format {self.image_format} ({name}) is not supported; "
+                f"supported codes are {sorted(_FORMATS)} (mono, Bayer, BGR, RGB, BGRx, JPEG, PNG)"
+            )
+        channels, self.colour_order, compression = _FORMATS[self.image_format]
+        if self.compression_code == 1:
+            compression = compression or "jpeg"
+        elif self.compression_code != 0:
+            name = _COMPRESSIONS.get(self.compression_code, "unknown")
+            raise UnsupportedFormatError(
+                f"{path}: SEQ compression format {self.compression_code} ({name}) is not "
+                f"supported; only uncompressed (0), JPEG (1) and PNG frames can be read"
+            )
+        self.compression = compression
+        if self.storage_bits % (8 * channels) or self.storage_bits // channels not in (8, 16):
+            raise UnsupportedFormatError(
+                f"{path}: a storage bit depth of {self.storage_bits} bits for image format "
+                f"{self.image_format} ({channels} channel(s)) is not supported; expected 8 or 16 "
+                f"bits per sample"
+            )
+        self._channels = channels
+        sample_bits = self.storage_bits // channels
+        self._sample_dtype = np.dtype(f"<u{sample_bits // 8}")
+        real = self.real_bits
+        if real and real % channels == 0 and real > sample_bits:
+            real //= channels
+        self._bit_depth = real if 0 < real <= sample_bits else sample_bits
+        out_channels = 1 if channels == 1 else 3
+        self._frame_shape = (
+            (self.height, self.width) if out_channels == 1 else (self.height, self.width, 3)
+        )
+        self._ts_dtype = _timestamp_dtype(self.version)
+
+    # ---- frame layout --------------------------------------------------------------------
+    def _layout_uncompressed(self) -> None:
+        path = self.path
+        expected = self.width * self.height * self.storage_bits // 8
+        if self.image_size != expected:
+            raise SequenceFormatError(
+                f"{path}: the SEQ header contradicts itself: image size is {self.image_size} "
+                f"bytes but {self.width} x {self.height} pixels at {self.storage_bits} bits need "
+                f"{expected} bytes"
+            )
+        if self.true_image_size < self.image_size:
+            raise SequenceFormatError(
+                f"{path}: the SEQ header contradicts itself: the frame stride (true image size, "
+                f"{self.true_image_size} bytes) is smaller than one image ({self.image_size} bytes)"
+            )
+        self._start = HEADER_SIZE if self.version < 5 else 8192
+        stride = self.true_image_size
+        body = max(self._file_size - self._start, 0)
+        slots, rest = divmod(body, stride)
+        # a last slot without its padding is complete if its pixels and timestamp are there
+        if rest >= self.image_size + self._ts_dtype.itemsize:
+            slots, rest = slots + 1, 0
+        self._has_timestamps = stride >= self.image_size + self._ts_dtype.itemsize
+        n = min(self.allocated_frames, slots) if self.allocated_frames else slots
+        self._partial_bytes = rest if (not self.allocated_frames or n == slots) else 0
+        self._n = n
+        if self._partial_bytes:
+            warnings.warn(
+                f"{path}: the last frame is incomplete ({self._partial_bytes} of {stride} bytes, "
+                f"the recording was probably cut short); it is ignored and {n} complete frames "
+                f"are read",
+                SequenceWarning,
+                stacklevel=4,
+            )
+
+    def _layout_compressed(self, use_idx: bool) -> None:
+        self._start = HEADER_SIZE
+        table = _cache.load(self.path, "seq-offsets")
+        if table is None and use_idx:
+            table = self._table_from_idx()
+        if table is None:
+            table = self._scan_offsets()
+            _cache.save(self.path, "seq-offsets", table)
+        self._offsets = table["offsets"]
+        self._sizes = table["sizes"]
+        self._ts_seconds = table["timestamps"]
+        self._partial_bytes = int(table["partial"]) if "partial" in table else 0
+        self._n = len(self._offsets)
+        self._has_timestamps = True
+        if self._partial_bytes:
+            warnings.warn(
+                f"{self.path}: the last compressed frame is incomplete ({self._partial_bytes} "
+                f"bytes, the recording was probably cut short); it is ignored and {self._n} "
+                f"complete frames are read",
+                SequenceWarning,
+                stacklevel=4,
+            )
+
+    def _payload_ok(self, head: bytes) -> bool:
+        magic = _PNG_SIG if self.compression == "png" else _JPEG_SOI
+        return head.startswith(magic)
+
+    def _table_from_idx(self) -> dict[str, np.ndarray] | None:
+        idx_path = self.path + ".idx"
+        try:
+            raw = np.fromfile(idx_path, dtype=np.uint8)
+        except OSError:
+            return None
+        rec = np.dtype(
+            [("offset", "<i8"), ("size", "<u4"), ("s", "<i4"), ("ms", "<u2"), ("us", "<u2")]
+        )
+        if raw.size == 0 or raw.size % rec.itemsize:
+            return None
+        recs = raw.view(rec)
+        offsets = recs["offset"].astype(np.int64)
+        if offsets[0] != self._start or np.any(np.diff(offsets) <= 0):
+            return None
+        if offsets[-1] >= self._file_size:
+            return None
+        sizes = np.empty(len(offsets), np.int64)
+        # check every entry against the data: one small read each, like the scan
+        for k, off in enumerate(offsets):
+            head = self._fh.read(8, int(off))
+            if len(head) < 8:
+                return None
+            n = struct.unpack_from("<I", head)[0]
+            if n <= 4 or off + n > self._file_size or not self._payload_ok(head[4:]):
+                return None
+            sizes[k] = n - 4
+        ts = _seconds(recs)
+        return {"offsets": offsets + 4, "sizes": sizes, "timestamps": ts}
+
+    def _scan_offsets(self) -> dict[str, np.ndarray]:
+        """One pass over the size prefixes: offsets and sizes of every frame, and timestamps."""
+        fh, size, path = self._fh, self._file_size, self.path
+        ts_len = self._ts_dtype.itemsize
+        # where the next prefix may start after the payload: the timestamp, plus 8 zero bytes
+        # in some writers; a few other gaps are tried before giving up
+        gaps = [ts_len, ts_len + 8, 8, 16, 6, 14, 0, 4, 12, 24, 32]
+        offsets: list[int] = []
+        sizes: list[int] = []
+        stamps: list[bytes] = []
+        pos, partial = self._start, 0
+        window_len = max(gaps) + 8
+        while pos + 8 <= size:
+            head = fh.read(8, pos)
+            n = struct.unpack_from("<I", head)[0]
+            if n <= 4 or not self._payload_ok(head[4:]):
+                if not offsets:
+                    kind = self.compression.upper()
+                    raise SequenceFormatError(
+                        f"{path}: no {kind} frame where the first one should start (byte "
+                        f"{pos}); the file is damaged or its header names the wrong compression"
+                    )
+                break
+            if pos + n > size:
+                partial = size - pos
+                break
+            offsets.append(pos + 4)
+            sizes.append(n - 4)
+            end = pos + n
+            window = fh.read(window_len, end)
+            stamps.append(window[:ts_len].ljust(ts_len, b"\0"))
+            nxt = None
+            for gap in gaps:
+                cand = window[gap : gap + 8]
+                if len(cand) == 8:
+                    m = struct.unpack_from("<I", cand)[0]
+                    if m > 4 and self._payload_ok(cand[4:]):
+                        nxt = end + gap
+                        break
+            if nxt is None:
+                break
+            pos = nxt
+        ts = np.frombuffer(b"".join(stamps), dtype=self._ts_dtype)
+        return {
+            "offsets": np.asarray(offsets, np.int64),
+            "sizes": np.asarray(sizes, np.int64),
+            "timestamps": _seconds(ts) if len(ts) else np.zeros(0),
+            "partial": np.asarray(partial),
+        }
+
+    # ---- protocol ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self._frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._sample_dtype.newbyteorder("="))
+
+    @property
+    def bit_depth(self) -> int:
+        return self._bit_depth
+
+    @property
+    def rgb(self) -> bool:
+        return self._channels != 1
+
+    def _read(self, index: int) -> np.ndarray:
+        if self.compression is not None:
+            return self._read_compressed(index)
+        shape = (self.height, self.width) + ((self._channels,) if self._channels > 1 else ())
+        buf = np.empty(shape, dtype=self._sample_dtype)
+        got = self._fh.readinto(buf, self._start + index * self.true_image_size)
+        if got < buf.nbytes:
+            raise FrameIndexError(
+                f"{self.path}: frame {index} is cut short ({got} of {buf.nbytes} bytes); "
+                f"the file changed or is truncated"
+            )
+        if not buf.dtype.isnative:
+            buf = buf.byteswap().view(buf.dtype.newbyteorder("="))
+        if self.colour_order == "BGR":
+            return buf[..., ::-1].copy()
+        if self.colour_order == "BGRx":
+            return buf[..., 2::-1].copy()
+        return buf
+
+    def _read_compressed(self, index: int) -> np.ndarray:
+        import imagecodecs
+
+        off, n = int(self._offsets[index]), int(self._sizes[index])
+        data = self._fh.read(n, off)
+        if len(data) < n:
+            raise FrameIndexError(
+                f"{self.path}: compressed frame {index} is cut short ({len(data)} of {n} bytes)"
+            )
+        try:
+            if self.compression == "png":
+                frame = imagecodecs.png_decode(data)
+            else:
+                frame = imagecodecs.jpeg8_decode(data)
+        except Exception as err:
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} ({self.compression.upper()}, {n} bytes at byte "
+                f"{off}) could not be decoded: {err}"
+            ) from err
+        if frame.ndim == 3 and len(self._frame_shape) == 2 and frame.shape[2] == 1:
+            frame = frame[..., 0]
+        if frame.shape != self._frame_shape:
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} decodes to shape {frame.shape} but the header "
+                f"gives {self._frame_shape}"
+            )
+        return frame.astype(self.dtype, copy=False)
+
+    def _read_timestamps(self) -> np.ndarray | None:
+        if self.compression is not None:
+            return self._ts_seconds
+        if not self._has_timestamps or self._n == 0:
+            return None
+        ts_dtype = np.dtype(
+            {
+                "names": list(self._ts_dtype.names),
+                "formats": [self._ts_dtype[k] for k in self._ts_dtype.names],
+                "offsets": [self.image_size + self._ts_dtype.fields[k][1] for k in self._ts_dtype.names],
+                "itemsize": self.true_image_size,
+            }
+        )
+        # the last frame may lack its padding: read it on its own
+        n_full = self._n
+        if self._start + self._n * self.true_image_size > self._file_size:
+            n_full -= 1
+        parts = []
+        if n_full:
+            mm = np.memmap(self.path, dtype=ts_dtype, mode="r", offset=self._start, shape=n_full)
+            try:
+                parts.append(_seconds(np.array(mm)))
+            finally:
+                del mm
+        if n_full < self._n:
+            off = self._start + n_full * self.true_image_size + self.image_size
+            raw = self._fh.read(self._ts_dtype.itemsize, off)
+            parts.append(_seconds(np.frombuffer(raw, self._ts_dtype)))
+        return np.concatenate(parts)
+
+    def _format_metadata(self) -> dict[str, Any]:
+        ts = self._read_timestamps()
+        ts_fps = None
+        if ts is not None and len(ts) > 1:
+            d = np.diff(ts)
+            d = d[d > 0]
+            if len(d):
+                ts_fps = float(1.0 / np.median(d))
+        header_fps = float(self.header_fps) if self.header_fps > 0 else None
+        source = dict(self._header_extra)
+        source.update(
+            file_size=self._file_size,
+            compression=self.compression or "none",
+            colour_order=self.colour_order,
+            data_start=self._start,
+            partial_frame_bytes=self._partial_bytes,
+        )
+        return {
+            "fps": ts_fps if ts_fps is not None else header_fps,
+            "header_fps": header_fps,
+            "timestamp_fps": ts_fps,
+            "timestamps": ts,
+            "timestamp_clock": "seconds since the Unix epoch (camera clock, no time zone)",
+            "partial_frame": bool(self._partial_bytes),
+            "bayer_pattern": self.bayer_pattern if self.colour_order == "bayer" else None,
+            "source": source,
+        }
+
+    def _close(self) -> None:
+        self._fh.close()
+
+
+def write_seq(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float = 30.0,
+    timestamps: Iterable[float] | None = None,
+    bit_depth: int | None = None,
+    description: str = "",
+    overwrite: bool = False,
+) -> int:
+    """Stream frames to an uncompressed StreamPix (version 5) SEQ file; return the frame count.
+
+    The first frame fixes the layout: 2-D uint8/uint16 frames are stored mono, (H, W, 3) uint8
+    frames as BGR. ``timestamps`` (seconds since the Unix epoch) default to ``fps`` spacing from
+    now. The header's frame count is written when the last frame is in.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    ts_iter = iter(timestamps) if timestamps is not None else None
+    t0 = time.time()
+    start, count = 8192, 0
+    tmp = path + ".partial"
+    with open(tmp, "wb") as f:
+        f.write(b"\0" * start)
+        shape = dtype = None
+        stride = image_size = 0
+        for frame in frames:
+            frame = np.asarray(frame)
+            if shape is None:
+                shape, dtype = frame.shape, frame.dtype
+                if dtype not in (np.uint8, np.uint16) or not (
+                    frame.ndim == 2 or (frame.ndim == 3 and shape[2] == 3 and dtype == np.uint8)
+                ):
+                    raise ValueError(
+                        f"{path}: SEQ stores 2-D uint8/uint16 or (H, W, 3) uint8 frames, "
+                        f"not {shape} {dtype}; use .tif or .zarr"
+                    )
+                image_size = frame.nbytes
+                stride = -(-(image_size + 8) // 8192) * 8192
+            elif frame.shape != shape or frame.dtype != dtype:
+                raise ValueError(
+                    f"{path}: frame {count} has shape {frame.shape} {frame.dtype} but the file "
+                    f"was started with {shape} {dtype}"
+                )
+            data = frame[..., ::-1] if frame.ndim == 3 else frame
+            f.write(np.ascontiguousarray(data, dtype=dtype.newbyteorder("<")).tobytes())
+            t = next(ts_iter) if ts_iter is not None else t0 + count / fps
+            total_us = int(round(t * 1e6))
+            s, sub = divmod(total_us, 1_000_000)
+            ms, us = divmod(sub, 1000)
+            f.write(struct.pack("<iHH", s, ms, us))
+            f.write(b"\0" * (stride - image_size - 8))
+            count += 1
+        if shape is None:
+            raise ValueError(f"{path}: no frames to write")
+        h = bytearray(HEADER_SIZE)
+        struct.pack_into("<I", h, 0, MAGIC)
+        h[4:28] = "Norpix seq".encode("utf-16-le").ljust(24, b"\0")
+        struct.pack_into("<ii", h, 28, 5, HEADER_SIZE)
+        h[36:548] = description.encode("utf-16-le")[:510].ljust(512, b"\0")
+        bits = dtype.itemsize * 8 * (3 if len(shape) == 3 else 1)
+        real = bit_depth or dtype.itemsize * 8
+        fmt = 200 if len(shape) == 3 else 100
+        struct.pack_into(
+            "<IIIIIIIII", h, 548, shape[1], shape[0], bits, real, image_size, fmt, count, 0, stride
+        )
+        struct.pack_into("<d", h, 584, float(fps))
+        struct.pack_into("<i", h, 660, 8192)
+        f.seek(0)
+        f.write(bytes(h))
+    os.replace(tmp, path)
+    return count

@@ -1,0 +1,181 @@
+"""TIFF stacks (plain, BigTIFF, ImageJ hyperstacks, OME-TIFF, tifffile-shaped) via tifffile.
+
+The frame axis is the first axis of the first series that is not spatial (``Y``, ``X``) or a
+sample axis (``S``); all other axes stay in the frame. Uncompressed series stored contiguously
+are read with one positional read per frame; everything else (compressed or scattered pages)
+goes through tifffile's zarr store, which decodes only the tiles/strips a frame needs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ._base import FileHandle, Sequence, SequenceFormatError, _check_exists
+
+_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+_SPATIAL = set("YXS")
+
+
+class TiffStack(Sequence):
+    """A TIFF file read frame by frame along its first non-spatial axis."""
+
+    format_name = "tiff"
+    extensions = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return f.read(4) in _MAGICS
+        except OSError:
+            return False
+
+    def __init__(self, path: str | os.PathLike, *, series: int = 0):
+        super().__init__(path, series=series)
+        import tifffile
+
+        path = self.path
+        _check_exists(path)
+        try:
+            self._tif = tifffile.TiffFile(path)
+        except Exception as err:
+            raise SequenceFormatError(f"{path}: not a readable TIFF file: {err}") from err
+        try:
+            self._setup(series)
+        except Exception:
+            self._tif.close()
+            raise
+
+    def _setup(self, series_index: int) -> None:
+        tif, path = self._tif, self.path
+        if not tif.series:
+            raise SequenceFormatError(f"{path}: the TIFF file holds no image series")
+        if series_index >= len(tif.series):
+            raise SequenceFormatError(
+                f"{path}: series {series_index} requested but the file has {len(tif.series)}"
+            )
+        s = tif.series[series_index]
+        self._series = s
+        axes, shape = s.axes, tuple(s.shape)
+        faxis = next((k for k, a in enumerate(axes) if a not in _SPATIAL), None)
+        self._faxis = faxis
+        self.axes = axes
+        if faxis is None:  # a single image is a sequence of one frame
+            self._n = 1
+            self._frame_shape = shape
+            self.frame_axis = None
+        else:
+            self._n = shape[faxis]
+            self._frame_shape = shape[:faxis] + shape[faxis + 1 :]
+            self.frame_axis = axes[faxis]
+        self._native = np.dtype(s.dtype).newbyteorder("=")
+        if self._native.kind not in "uifc":
+            raise SequenceFormatError(f"{path}: TIFF sample type {self._native} is not supported")
+        # tifffile reports native dtypes; the bytes on disk are in the file's byte order
+        self._file_dtype = self._native.newbyteorder(tif.byteorder)
+        page = s.keyframe
+        self._bits = int(getattr(page, "bitspersample", self._file_dtype.itemsize * 8))
+        self._rgb = axes.endswith("S") and shape[-1] in (3, 4)
+        # fast path: uncompressed, contiguous, frames along the first axis
+        offset = s.dataoffset
+        self._offset = offset if (offset is not None and (faxis in (0, None))) else None
+        self._fh = FileHandle(path) if self._offset is not None else None
+        self._zarr = None
+
+    def _zarr_array(self):
+        if self._zarr is None:
+            import zarr
+
+            store = self._series.aszarr()
+            z = zarr.open(store, mode="r")
+            if not hasattr(z, "shape"):  # a multiscale group: level 0
+                z = z["0"]
+            self._store, self._zarr = store, z
+        return self._zarr
+
+    # ---- protocol ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self._frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._native
+
+    @property
+    def bit_depth(self) -> int:
+        return min(self._bits, self.dtype.itemsize * 8)
+
+    @property
+    def rgb(self) -> bool:
+        return self._rgb
+
+    def _read(self, index: int) -> np.ndarray:
+        if self._offset is not None:
+            buf = np.empty(self._frame_shape, dtype=self._file_dtype)
+            got = self._fh.readinto(buf, self._offset + index * buf.nbytes)
+            if got < buf.nbytes:
+                raise SequenceFormatError(
+                    f"{self.path}: frame {index} is cut short ({got} of {buf.nbytes} bytes)"
+                )
+        else:
+            z = self._zarr_array()
+            if self._faxis is None:
+                buf = np.asarray(z[...])
+            else:
+                key = [slice(None)] * z.ndim
+                key[self._faxis] = index
+                buf = np.asarray(z[tuple(key)])
+        if not buf.dtype.isnative:
+            buf = buf.byteswap().view(self._native)
+        return buf
+
+    def _format_metadata(self) -> dict[str, Any]:
+        tif = self._tif
+        md: dict[str, Any] = {}
+        ij = tif.imagej_metadata or {}
+        fps = None
+        interval = ij.get("finterval")
+        if ij.get("fps"):
+            fps = float(ij["fps"])
+        elif interval:
+            fps = 1.0 / float(interval)
+        if fps and self.frame_axis in ("T", "I", "Q"):
+            md["timestamps"] = np.arange(self._n, dtype=np.float64) / fps
+        md["fps"] = fps
+        if "min" in ij and "max" in ij and ij["max"] > ij["min"]:
+            md["display_range"] = (float(ij["min"]), float(ij["max"]))
+        page = self._series.keyframe
+        md["axes"] = self.axes
+        md["frame_axis"] = self.frame_axis
+        md["source"] = {
+            "series": self._options["series"],
+            "series_kind": self._series.kind,
+            "series_count": len(tif.series),
+            "byteorder": tif.byteorder,
+            "bigtiff": tif.is_bigtiff,
+            "compression": str(getattr(page.compression, "name", page.compression)),
+            "imagej": bool(ij),
+            "ome": tif.is_ome,
+            "contiguous": self._offset is not None,
+        }
+        if ij:
+            md["source"]["imagej_metadata"] = {
+                k: v for k, v in ij.items() if isinstance(v, (int, float, str, bool))
+            }
+        return md
+
+    def _close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        self._zarr = None
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
+        self._tif.close()
