@@ -20,7 +20,9 @@ def header(
     h[4:28] = "Norpix seq".encode("utf-16-le").ljust(24, b"\0")
     struct.pack_into("<ii", h, 28, version, 1024)
     h[36 : 36 + 2 * len(description)] = description.encode("utf-16-le")
-    struct.pack_into("<IIIIIIII", h, 548, width, height, bits, real_bits, image_size, fmt, allocated, 0)
+    struct.pack_into(
+        "<IIIIIIII", h, 548, width, height, bits, real_bits, image_size, fmt, allocated, 0
+    )
     struct.pack_into("<I", h, 580, stride)
     struct.pack_into("<d", h, 584, fps)
     struct.pack_into("<I", h, 608, bayer)

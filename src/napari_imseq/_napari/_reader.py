@@ -37,7 +37,7 @@ def contrast_limits(seq: Sequence) -> tuple[float, float]:
         if dtype.kind == "i":
             info = np.iinfo(dtype)
             return float(info.min), float(info.max)
-        return 0.0, float(2 ** seq.bit_depth - 1)
+        return 0.0, float(2**seq.bit_depth - 1)
     # floating point: one frame is cheap and the only honest guess
     frame = seq[len(seq) // 2]
     lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))

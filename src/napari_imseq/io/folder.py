@@ -136,7 +136,10 @@ class ImageFolder(Sequence):
                 f"{path}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)})"
             )
         names.sort(key=natural_key)
-        exts = {os.path.splitext(n)[1].lower().replace(".jpeg", ".jpg").replace(".tiff", ".tif") for n in names}
+        exts = {
+            os.path.splitext(n)[1].lower().replace(".jpeg", ".jpg").replace(".tiff", ".tif")
+            for n in names
+        }
         if len(exts) > 1:
             raise SequenceFormatError(
                 f"{path}: the folder mixes image types ({', '.join(sorted(exts))}); keep one type "

@@ -259,8 +259,13 @@ class SeqFile(Sequence):
             raw = np.fromfile(idx_path, dtype=np.uint8)
         except OSError:
             return None
-        rec = np.dtype(
-            [("offset", "<i8"), ("size", "<u4"), ("s", "<i4"), ("ms", "<u2"), ("us", "<u2")]
+        rec = np.dtype(  # 24-byte records: offset, size, timestamp, 4 bytes of padding
+            {
+                "names": ["offset", "size", "s", "ms", "us"],
+                "formats": ["<i8", "<u4", "<i4", "<u2", "<u2"],
+                "offsets": [0, 8, 12, 16, 18],
+                "itemsize": 24,
+            }
         )
         if raw.size == 0 or raw.size % rec.itemsize:
             return None
@@ -409,7 +414,9 @@ class SeqFile(Sequence):
             {
                 "names": list(self._ts_dtype.names),
                 "formats": [self._ts_dtype[k] for k in self._ts_dtype.names],
-                "offsets": [self.image_size + self._ts_dtype.fields[k][1] for k in self._ts_dtype.names],
+                "offsets": [
+                    self.image_size + self._ts_dtype.fields[k][1] for k in self._ts_dtype.names
+                ],
                 "itemsize": self.true_image_size,
             }
         )

@@ -1,0 +1,299 @@
+"""Norpix SEQ: real files against an independent parse, layout variants, and bad input."""
+
+import os
+import struct
+import warnings
+
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq.io import _cache
+from napari_imseq.io.seq import SeqFile, write_seq
+
+from ..conftest import sample, sample_names
+from . import seqmaker
+
+
+def independent_parse(path):
+    """Header, frames and timestamps of an uncompressed v5 SEQ, straight from the bytes."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    hdr = raw[:1024].tobytes()
+    w, h, bits, real, isz, fmt, alloc = struct.unpack_from("<7I", hdr, 548)
+    stride = struct.unpack_from("<I", hdr, 580)[0]
+    version = struct.unpack_from("<i", hdr, 28)[0]
+    start = 8192 if version >= 5 else 1024
+    n = min(alloc, (raw.size - start) // stride)
+    dtype = np.dtype("<u2") if bits == 16 else np.dtype(np.uint8)
+    frames, times = [], []
+    for i in range(n):
+        off = start + i * stride
+        frames.append(raw[off : off + isz].view(dtype).reshape(h, w))
+        s, ms, us = struct.unpack_from("<iHH", raw[off + isz : off + isz + 8].tobytes())
+        times.append(s + ms / 1e3 + us / 1e6)
+    return np.stack(frames), np.array(times), real
+
+
+@pytest.mark.parametrize("name", sample_names(".seq") or ["pims_sample_norpix6.seq"])
+def test_real_seq_files_match_an_independent_parse(name):
+    path = sample(name)
+    frames, times, real = independent_parse(path)
+    with imseq.open_sequence(path) as seq:
+        assert isinstance(seq, SeqFile)
+        assert seq.shape == frames.shape and seq.dtype == frames.dtype
+        assert seq.bit_depth == real
+        np.testing.assert_array_equal(seq[:], frames)
+        np.testing.assert_allclose(seq.metadata["timestamps"], times, rtol=0, atol=1e-6)
+
+
+def test_celeritas_is_12_bit_in_uint16_with_both_frame_rates():
+    with imseq.open_sequence(sample("celeritas_top_256.seq")) as seq:
+        assert seq.shape == (5, 128, 256)
+        assert seq.dtype == np.uint16 and seq.bit_depth == 12
+        assert seq[:].max() < 4096
+        md = seq.metadata
+        assert md["header_fps"] == pytest.approx(1.0)
+        assert md["timestamp_fps"] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_pims_sample_header_fps_disagrees_with_timestamps():
+    with imseq.open_sequence(sample("pims_sample_norpix6.seq")) as seq:
+        md = seq.metadata
+        assert seq.shape == (6, 32, 36) and seq.dtype == np.uint8
+        assert md["header_fps"] == pytest.approx(10.0)
+        # timestamps are ~33 ms apart: the time axis comes from them
+        assert md["timestamp_fps"] == pytest.approx(30, rel=0.1)
+        assert md["fps"] == md["timestamp_fps"]
+        assert md["source"]["data_start"] == 8192
+        assert seq[0].any(), "v5 pixel data starts at 8192, not 1024 (which is all zeros)"
+
+
+def test_timestamps_v5_and_v3(tmp_path):
+    data = seqmaker.frames(4, (8, 8), np.uint8)
+    _, t5 = seqmaker.raw_seq(tmp_path / "v5.seq", data)
+    _, t3 = seqmaker.raw_seq(tmp_path / "v3.seq", data, version=3)
+    with (
+        imseq.open_sequence(tmp_path / "v5.seq") as s5,
+        imseq.open_sequence(tmp_path / "v3.seq") as s3,
+    ):
+        np.testing.assert_allclose(s5.timestamps, t5, atol=1e-6)
+        np.testing.assert_allclose(s3.timestamps, t3, atol=1e-6)
+        assert s3.metadata["source"]["data_start"] == 1024
+
+
+def test_allocated_frames_smaller_than_slots(tmp_path):
+    data = seqmaker.frames(5, (8, 8), np.uint8)
+    seqmaker.raw_seq(tmp_path / "a.seq", data, allocated=3, extra_slots=4)
+    with imseq.open_sequence(tmp_path / "a.seq") as seq:
+        assert len(seq) == 3
+        np.testing.assert_array_equal(seq[:], data[:3])
+        assert not seq.metadata["partial_frame"]
+
+
+def test_no_allocated_count_uses_the_slots(tmp_path):
+    data = seqmaker.frames(5, (8, 8), np.uint8)
+    seqmaker.raw_seq(tmp_path / "a.seq", data, allocated=0)
+    with imseq.open_sequence(tmp_path / "a.seq") as seq:
+        assert len(seq) == 5
+
+
+def test_truncated_last_frame_is_ignored_and_reported(tmp_path):
+    data = seqmaker.frames(4, (64, 64), np.uint16)
+    path = tmp_path / "cut.seq"
+    seqmaker.raw_seq(path, data, allocated=0, cut=8192 + 3000)
+    with pytest.warns(imseq.SequenceWarning, match=r"cut\.seq.*last frame is incomplete"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 3
+        np.testing.assert_array_equal(seq[:], data[:3])
+        assert seq.metadata["partial_frame"]
+        assert seq.metadata["source"]["partial_frame_bytes"] > 0
+        with pytest.raises(imseq.FrameIndexError, match="cut.seq"):
+            seq[3]
+
+
+def test_last_frame_without_padding_is_complete(tmp_path):
+    data = seqmaker.frames(3, (16, 16), np.uint8)
+    path = tmp_path / "a.seq"
+    seqmaker.raw_seq(path, data, allocated=0)
+    size = os.path.getsize(path)
+    os.truncate(path, size - 8192 + 16 * 16 + 8)  # drop the last frame's zero padding
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 3
+        np.testing.assert_array_equal(seq[2], data[2])
+        assert len(seq.timestamps) == 3
+
+
+@pytest.mark.parametrize("layout", ["BGR", "BGRx"])
+def test_colour_is_returned_as_rgb(tmp_path, layout):
+    data = np.zeros((2, 4, 5, 3), np.uint8)
+    data[..., 0] = 200  # red
+    data[..., 2] = 10  # blue
+    seqmaker.raw_seq(tmp_path / "c.seq", data, layout=layout)
+    with imseq.open_sequence(tmp_path / "c.seq") as seq:
+        assert seq.rgb and seq.shape == (2, 4, 5, 3)
+        assert (seq[0][..., 0] == 200).all() and (seq[0][..., 2] == 10).all()
+
+
+def test_bayer_pattern_is_in_metadata(tmp_path):
+    data = seqmaker.frames(2, (8, 8), np.uint8)
+    seqmaker.raw_seq(tmp_path / "b.seq", data, layout="bayer")
+    raw = bytearray((tmp_path / "b.seq").read_bytes())
+    struct.pack_into("<I", raw, 608, 3)
+    (tmp_path / "b.seq").write_bytes(bytes(raw))
+    with imseq.open_sequence(tmp_path / "b.seq") as seq:
+        assert seq.metadata["bayer_pattern"] == 3
+        assert not seq.rgb
+        np.testing.assert_array_equal(seq[1], data[1])
+
+
+@pytest.mark.parametrize("gap", [0, 8])
+def test_jpeg_offsets_from_a_scan_whatever_the_gap(tmp_path, gap):
+    data = seqmaker.frames(5, (16, 24), np.uint8)
+    expected, times = seqmaker.compressed_seq(tmp_path / "j.seq", data, gap=gap)
+    with imseq.open_sequence(tmp_path / "j.seq", use_idx=False) as seq:
+        np.testing.assert_array_equal(seq[:], expected)
+        np.testing.assert_allclose(seq.timestamps, times, atol=1e-6)
+        assert seq.metadata["source"]["compression"] == "jpeg"
+
+
+def test_old_style_jpeg_flagged_by_image_format_only(tmp_path):
+    data = seqmaker.frames(3, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data, old_style=True)
+    with imseq.open_sequence(tmp_path / "j.seq") as seq:
+        np.testing.assert_array_equal(seq[:], expected)
+
+
+def test_colour_jpeg(tmp_path):
+    data = seqmaker.frames(3, (16, 24, 3), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
+    with imseq.open_sequence(tmp_path / "j.seq") as seq:
+        assert seq.rgb
+        np.testing.assert_array_equal(seq[:], expected)
+
+
+def test_consistent_idx_is_used_and_bad_idx_falls_back_to_a_scan(tmp_path, monkeypatch):
+    data = seqmaker.frames(4, (16, 24), np.uint8)
+    expected, times = seqmaker.compressed_seq(tmp_path / "good.seq", data, idx="good")
+    seqmaker.compressed_seq(tmp_path / "bad.seq", data, idx="bad")
+    scans = []
+    original = SeqFile._scan_offsets
+    monkeypatch.setattr(SeqFile, "_scan_offsets", lambda self: scans.append(1) or original(self))
+    with imseq.open_sequence(tmp_path / "good.seq") as seq:
+        np.testing.assert_array_equal(seq[:], expected)
+        np.testing.assert_allclose(seq.timestamps, times, atol=1e-6)
+    assert scans == []
+    with imseq.open_sequence(tmp_path / "bad.seq") as seq:
+        np.testing.assert_array_equal(seq[:], expected)
+    assert scans == [1]
+
+
+def test_scan_is_cached_on_disk_and_a_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
+    data = seqmaker.frames(4, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
+    scans = []
+    original = SeqFile._scan_offsets
+    monkeypatch.setattr(SeqFile, "_scan_offsets", lambda self: scans.append(1) or original(self))
+    imseq.open_sequence(tmp_path / "j.seq").close()
+    imseq.open_sequence(tmp_path / "j.seq").close()
+    assert scans == [1]
+    entry = _cache.entry_path(str(tmp_path / "j.seq"), "seq-offsets")
+    with open(entry, "wb") as f:
+        f.write(b"garbage")
+    with imseq.open_sequence(tmp_path / "j.seq") as seq:
+        np.testing.assert_array_equal(seq[:], expected)
+    assert scans == [1, 1]
+
+
+def test_truncated_jpeg_frame_is_ignored_and_reported(tmp_path):
+    data = seqmaker.frames(4, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
+    os.truncate(tmp_path / "j.seq", os.path.getsize(tmp_path / "j.seq") - 100)
+    with pytest.warns(imseq.SequenceWarning, match="incomplete"):
+        seq = imseq.open_sequence(tmp_path / "j.seq")
+    with seq:
+        assert len(seq) == 3
+        np.testing.assert_array_equal(seq[:], expected[:3])
+
+
+def test_writer_round_trip(tmp_path):
+    data = seqmaker.frames(5, (20, 30), np.uint16)
+    times = 1_700_000_000 + np.arange(5) * 0.0125
+    write_seq(tmp_path / "w.seq", iter(data), timestamps=times, bit_depth=12, fps=80)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_seq(tmp_path / "w.seq", data)
+    got, got_times, real = independent_parse(tmp_path / "w.seq")
+    np.testing.assert_array_equal(got, data)
+    np.testing.assert_allclose(got_times, times, atol=1e-6)
+    assert real == 12
+    with imseq.open_sequence(tmp_path / "w.seq") as seq:
+        assert seq.metadata["timestamp_fps"] == pytest.approx(80, rel=1e-4)
+
+
+# ---- bad input: each with its exact error class and the file named ------------------------
+def _header_for(tmp_path, **changes):
+    data = seqmaker.frames(2, (8, 8), np.uint8)
+    path = tmp_path / "bad.seq"
+    seqmaker.raw_seq(path, data)
+    raw = bytearray(path.read_bytes())
+    for off, (fmt, value) in changes.items():
+        struct.pack_into(fmt, raw, int(off), value)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.seq"
+    path.write_bytes(b"")
+    with pytest.raises(imseq.SequenceFormatError, match=r"empty\.seq.*empty"):
+        imseq.open_sequence(path)
+
+
+def test_wrong_magic(tmp_path):
+    path = tmp_path / "flir.seq"
+    path.write_bytes(b"FFF\0" + b"\0" * 2000)
+    with pytest.raises(imseq.SequenceFormatError, match=r"flir\.seq.*not a Norpix"):
+        imseq.open_sequence(path)
+
+
+def test_header_cut_short(tmp_path):
+    path = tmp_path / "short.seq"
+    path.write_bytes(struct.pack("<I", 0xFEED) + b"\0" * 500)
+    with pytest.raises(imseq.SequenceFormatError, match=r"short\.seq.*header is cut short"):
+        imseq.open_sequence(path)
+
+
+def test_image_size_contradicts_dimensions(tmp_path):
+    path = _header_for(tmp_path, **{"564": ("<I", 1000)})
+    with pytest.raises(imseq.SequenceFormatError, match=r"bad\.seq.*image size is 1000 bytes"):
+        imseq.open_sequence(path)
+
+
+def test_stride_smaller_than_image(tmp_path):
+    path = _header_for(tmp_path, **{"580": ("<I", 10)})
+    with pytest.raises(imseq.SequenceFormatError, match=r"bad\.seq.*stride"):
+        imseq.open_sequence(path)
+
+
+@pytest.mark.parametrize(
+    ("offset", "code", "what"), [(568, 600, "image format 600"), (620, 8, "compression format 8")]
+)
+def test_unsupported_codes_are_named(tmp_path, offset, code, what):
+    path = _header_for(tmp_path, **{str(offset): ("<I", code)})
+    with pytest.raises(imseq.UnsupportedFormatError, match=rf"bad\.seq.*{what}"):
+        imseq.open_sequence(path)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(imseq.SequenceFileNotFoundError, match="nothere.seq"):
+        imseq.open_sequence(tmp_path / "nothere.seq")
+    with pytest.raises(FileNotFoundError):
+        imseq.imread(tmp_path / "nothere.seq")
+
+
+def test_format_errors_are_value_errors():
+    assert issubclass(imseq.SequenceFormatError, ValueError)
+    assert issubclass(imseq.UnsupportedFormatError, imseq.SequenceFormatError)

@@ -1,0 +1,81 @@
+"""The npe2 contributions through a real (headless) napari viewer."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_imseq._napari._reader import get_reader
+
+from ..conftest import sample
+from ..io import seqmaker
+
+
+def test_manifest_validates():
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-imseq"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_getter_returns_none_for_what_it_cannot_read(tmp_path):
+    (tmp_path / "hiris.seq").write_text("[Sequence]\nbin=frame.bin\n")  # another program's .seq
+    (tmp_path / "empty.seq").write_bytes(b"")
+    assert get_reader(str(tmp_path / "hiris.seq")) is None
+    assert get_reader(str(tmp_path / "empty.seq")) is None
+    assert get_reader(str(tmp_path / "missing.tif")) is None
+    assert get_reader(str(tmp_path)) is None  # a folder with no images
+    assert get_reader(["a", "b"]) is None
+
+
+def test_open_seq_in_viewer_is_lazy_with_bit_depth_contrast(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(sample("celeritas_top_256.seq")), plugin="napari-imseq")
+    assert len(layers) == 1
+    layer = layers[0]
+    assert layer.name == "celeritas_top_256.seq"
+    assert type(layer.data).__module__.startswith("dask")
+    assert tuple(layer.contrast_limits) == (0, 4095)
+    assert layer.metadata["bit_depth"] == 12 and layer.metadata["format"] == "norpix-seq"
+    viewer.dims.set_current_step(0, 3)
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), layer.data[3].compute())
+
+
+def test_open_rgb_and_folder(make_napari_viewer, tmp_path):
+    data = seqmaker.frames(3, (12, 10, 3), np.uint8)
+    seqmaker.raw_seq(tmp_path / "c.seq", data, layout="BGR")
+    import imagecodecs
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        imagecodecs.imwrite(tmp_path / "imgs" / f"im{i}.png", np.full((5, 6), i * 40, np.uint8))
+    viewer = make_napari_viewer()
+    [rgb] = viewer.open(str(tmp_path / "c.seq"), plugin="napari-imseq")
+    assert rgb.rgb and rgb.data.shape == (3, 12, 10, 3)
+    [folder] = viewer.open(str(tmp_path / "imgs"), plugin="napari-imseq")
+    assert folder.data.shape == (3, 5, 6) and folder.name == "imgs"
+
+
+def test_open_tiff_in_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(sample("imageio_calcium_imaging.tif")), plugin="napari-imseq")
+    assert layer.data.shape == (1000, 30, 40)
+    assert tuple(layer.contrast_limits) == (0, 65535)
+
+
+def test_bad_file_raises_a_clear_error_in_viewer(make_napari_viewer, tmp_path):
+    path = tmp_path / "short.seq"
+    path.write_bytes(b"\xed\xfe\0\0" + b"\0" * 100)
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception, match="short.seq"):
+        viewer.open(str(path), plugin="napari-imseq")
+
+
+def test_sample_data(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-imseq", "synthetic-12bit")
+    layer = layers[0]
+    assert layer.data.dtype == np.uint16 and layer.data.shape[0] == 200
+    assert tuple(layer.contrast_limits) == (0, 4095)
+    assert int(layer.data[7].max().compute()) <= 4095
