@@ -18,7 +18,7 @@ def synthetic_frame(
     centres = rng.uniform(0.1, 0.9, size=(6, 2))
     speeds = rng.uniform(-0.004, 0.004, size=(6, 2))
     two_s2 = 2 * (0.04 * w) ** 2
-    for (cy, cx), (vy, vx) in zip(centres, speeds):
+    for (cy, cx), (vy, vx) in zip(centres, speeds, strict=True):
         py = ((cy + vy * index) % 1.0) * h
         px = ((cx + vx * index) % 1.0) * w
         # a gaussian spot is separable: an outer product of two 1-D profiles
