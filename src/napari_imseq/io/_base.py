@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 
+#: how many leading bytes content sniffing looks at
+HEAD_BYTES = 64
+
+
 class SequenceError(Exception):
     """Base class of every error raised by napari-imseq."""
 
@@ -156,10 +160,22 @@ class Sequence:
         self._metadata_lock = threading.Lock()
 
     # ---- the part a format implements -------------------------------------------------
+    #: byte strings one of which starts every file of this format (for the default sniff)
+    magic: ClassVar[tuple[bytes, ...]] = ()
+
     @classmethod
-    def can_read(cls, path: str) -> bool:  # pragma: no cover - abstract
-        """Cheap content check; must never raise."""
-        raise NotImplementedError
+    def sniff(cls, head: bytes) -> bool:
+        """True when ``head`` (the first bytes of a file) starts like this format."""
+        return any(head.startswith(m) for m in cls.magic)
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        """Cheap content check; never raises."""
+        try:
+            with open(path, "rb") as f:
+                return cls.sniff(f.read(HEAD_BYTES))
+        except OSError:
+            return False
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
 
 from ._base import (
+    HEAD_BYTES,
     Sequence,
     SequenceFormatError,
     UnsupportedFormatError,
@@ -12,8 +15,8 @@ from ._base import (
 )
 
 
-def formats() -> list[type[Sequence]]:
-    """Every reader class, in the order their content checks are tried."""
+@functools.cache
+def _formats() -> tuple[type[Sequence], ...]:
     from .folder import ImageFolder
     from .seq import SeqFile
     from .tiff import TiffStack
@@ -26,21 +29,34 @@ def formats() -> list[type[Sequence]]:
     else:
         readers.append(VideoFile)
     readers.append(ImageFolder)
-    return readers
+    return tuple(readers)
+
+
+def formats() -> list[type[Sequence]]:
+    """Every reader class, in the order their content checks are tried."""
+    return list(_formats())
 
 
 def find_format(path: str | os.PathLike) -> type[Sequence] | None:
     """The reader class for ``path``, or None; never raises."""
-    path = os.fspath(path)
     try:
-        if not os.path.exists(path):
-            return None
-    except (TypeError, ValueError):
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            head = None
+        else:
+            with open(path, "rb") as f:
+                head = f.read(HEAD_BYTES)
+    except (OSError, TypeError, ValueError):
         return None
-    readers = formats()
-    for cls in readers:
-        if cls.can_read(path):
-            return cls
+    for cls in _formats():
+        try:
+            if head is not None and cls.magic:
+                if cls.sniff(head):
+                    return cls
+            elif cls.can_read(path):
+                return cls
+        except Exception:  # a sniff must never take the caller down
+            continue
     return None
 
 
@@ -55,8 +71,12 @@ def open_sequence(path: str | os.PathLike, **options) -> Sequence:
         The file is empty, damaged, or not in a format we read.
     """
     path = os.path.abspath(os.fspath(path))
-    _check_exists(path)
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _check_exists(path)  # raises the error that names the path
+        raise
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise SequenceFormatError(f"{path}: the file is empty (0 bytes); nothing to read")
     cls = find_format(path)
     if cls is None:

@@ -76,22 +76,18 @@ class SeqFile(Sequence):
     format_name = "norpix-seq"
     extensions = (".seq",)
 
-    @classmethod
-    def can_read(cls, path: str) -> bool:
-        try:
-            with open(path, "rb") as f:
-                head = f.read(4)
-        except OSError:
-            return False
-        return len(head) == 4 and struct.unpack("<I", head)[0] == MAGIC
+    magic = (struct.pack("<I", MAGIC),)
 
     def __init__(self, path: str | os.PathLike, *, use_idx: bool = True):
         super().__init__(path, use_idx=use_idx)
         path = self.path
-        _check_exists(path)
-        with open(path, "rb") as f:
-            header = f.read(HEADER_SIZE)
-            self._file_size = os.fstat(f.fileno()).st_size
+        try:
+            with open(path, "rb") as f:
+                header = f.read(HEADER_SIZE)
+                self._file_size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            _check_exists(path)
+            raise
         if len(header) < 4 or struct.unpack_from("<I", header)[0] != MAGIC:
             found = header[:4].hex() if header else "an empty file"
             raise SequenceFormatError(
@@ -112,18 +108,16 @@ class SeqFile(Sequence):
 
     # ---- header ------------------------------------------------------------------------
     def _parse_header(self, h: bytes) -> None:
-        u32 = lambda off: struct.unpack_from("<I", h, off)[0]  # noqa: E731
         i32 = lambda off: struct.unpack_from("<i", h, off)[0]  # noqa: E731
         self.version = i32(28)
-        self.width, self.height = u32(548), u32(552)
-        self.storage_bits, self.real_bits = u32(556), u32(560)
-        self.image_size, self.image_format = u32(564), u32(568)
-        self.allocated_frames, self.true_image_size = u32(572), u32(580)
-        self.header_fps = struct.unpack_from("<d", h, 584)[0]
-        desc_format = i32(592)
-        self.bayer_pattern = u32(608)
-        self.compression_code = u32(620)
-        self.oldest_frame_index = i32(656)
+        (
+            self.width, self.height, self.storage_bits, self.real_bits, self.image_size,
+            self.image_format, self.allocated_frames, _origin, self.true_image_size,
+            self.header_fps, desc_format, _ref_frame, _fixed_size, _flags, self.bayer_pattern,
+            _time_offset, _ext_header, self.compression_code, ref_s, ref_ms, ref_us,
+            _gop, _bitrate, jpeg_quality, _h264_decode, _index_offset, self.oldest_frame_index,
+            alignment,
+        ) = struct.unpack_from("<9Id7IIiHHIIIIqii", h, 548)  # fmt: skip
         raw_desc = h[36:548]
         if desc_format == 1:
             desc = raw_desc.split(b"\0", 1)[0].decode("latin-1")
@@ -144,10 +138,9 @@ class SeqFile(Sequence):
             "real_bit_depth": self.real_bits,
             "bayer_pattern": self.bayer_pattern,
             "oldest_frame_index": self.oldest_frame_index,
-            "reference_time": (i32(624), struct.unpack_from("<H", h, 628)[0],
-                               struct.unpack_from("<H", h, 630)[0]),
-            "jpeg_quality": u32(640),
-            "bytes_alignment": i32(660),
+            "reference_time": (ref_s, ref_ms, ref_us),
+            "jpeg_quality": jpeg_quality,
+            "bytes_alignment": alignment,
             "description": desc,
         }  # fmt: skip
         path = self.path

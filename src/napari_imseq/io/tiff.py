@@ -25,13 +25,7 @@ class TiffStack(Sequence):
     format_name = "tiff"
     extensions = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
 
-    @classmethod
-    def can_read(cls, path: str) -> bool:
-        try:
-            with open(path, "rb") as f:
-                return f.read(4) in _MAGICS
-        except OSError:
-            return False
+    magic = _MAGICS
 
     def __init__(self, path: str | os.PathLike, *, series: int = 0):
         super().__init__(path, series=series)
