@@ -74,7 +74,6 @@ def run() -> str:
     size = os.path.getsize(raw_path)
     with open(raw_path, "rb") as f:
         stride = struct.unpack_from("<I", f.read(1024), 580)[0]
-    nbytes = SHAPE[0] * SHAPE[1] * 2
 
     # warm the page cache once so every reader sees the same state
     with open(raw_path, "rb") as f:

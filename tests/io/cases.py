@@ -5,6 +5,7 @@ import numpy as np
 import tifffile
 
 from . import seqmaker
+from . import videomaker as vm
 
 
 def seq_mono8_v5(d):
@@ -83,8 +84,27 @@ def folder_tif16(d):
     return d / "imgs", data
 
 
+def video_ffv1_gray16(d):
+    data = seqmaker.frames(12, (24, 32), np.uint16)
+    vm.write(d / "a.mkv", list(data), codec="ffv1", pix_fmt="gray16le", fmt_in="gray16le", gop=4)
+    return d / "a.mkv", data
+
+
+def video_h264_bframes(d):
+    frames = [np.stack([f, f, f[::-1]], -1) for f in vm.pattern(40, 32, 48)]
+    vm.write(d / "a.mp4", frames, codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24", gop=16,
+             options={"bf": "2"}, bframes=2)  # fmt: skip
+    return d / "a.mp4", vm.sequential(d / "a.mp4")
+
+
+def video_gif(d):
+    frames = [np.stack([f] * 3, -1) for f in vm.pattern(8, 16, 20)]
+    vm.write(d / "a.gif", frames, codec="gif", pix_fmt="rgb8", fmt_in="rgb24", fps=10)
+    return d / "a.gif", vm.sequential(d / "a.gif")
+
+
 CASES = {f.__name__: f for f in [
     seq_mono8_v5, seq_mono16_12bit_v3, seq_bgr, seq_bgrx, seq_jpeg, seq_png16,
     tiff_contiguous, tiff_zlib_bigendian, tiff_imagej_tzcyx, tiff_rgb_bigtiff,
-    folder_png, folder_tif16,
+    folder_png, folder_tif16, video_ffv1_gray16, video_h264_bframes, video_gif,
 ]}  # fmt: skip

@@ -79,3 +79,25 @@ def test_sample_data(make_napari_viewer):
     assert layer.data.dtype == np.uint16 and layer.data.shape[0] == 200
     assert tuple(layer.contrast_limits) == (0, 4095)
     assert int(layer.data[7].max().compute()) <= 4095
+
+
+def test_open_video_in_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(sample("imageio_realshort.mp4")), plugin="napari-imseq")
+    assert layer.rgb and layer.data.shape == (36, 240, 320, 3)
+    assert tuple(layer.contrast_limits) == (0, 255)
+    assert layer.metadata["codec"] == "h264"
+    [gray] = viewer.open(
+        str(sample("mediaconch_ffv1_gray_coder-1_level-3.mkv")), plugin="napari-imseq"
+    )
+    assert not gray.rgb and gray.data.shape == (25, 480, 640)
+    viewer.dims.set_current_step(0, 17)
+    from ..io import videomaker as vm
+
+    truth = vm.sequential(sample("mediaconch_ffv1_gray_coder-1_level-3.mkv"))
+    np.testing.assert_array_equal(np.asarray(gray._slice.image.raw), truth[17])
+
+
+def test_non_video_with_video_extension_is_not_claimed(tmp_path):
+    (tmp_path / "x.mp4").write_text("hello")
+    assert get_reader(str(tmp_path / "x.mp4")) is None

@@ -165,7 +165,11 @@ class Sequence:
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        """True when ``head`` (the first bytes of a file) starts like this format."""
+        """True when ``head`` (the first bytes of a file) starts like this format; never raises.
+
+        The default compares ``head`` with :attr:`magic`; formats with richer signatures
+        override it.
+        """
         return any(head.startswith(m) for m in cls.magic)
 
     @classmethod

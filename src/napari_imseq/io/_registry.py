@@ -50,10 +50,7 @@ def find_format(path: str | os.PathLike) -> type[Sequence] | None:
         return None
     for cls in _formats():
         try:
-            if head is not None and cls.magic:
-                if cls.sniff(head):
-                    return cls
-            elif cls.can_read(path):
+            if cls.sniff(head) if head is not None else cls.can_read(path):
                 return cls
         except Exception:  # a sniff must never take the caller down
             continue

@@ -1,0 +1,627 @@
+"""Frame-exact video and animated GIF reading through PyAV (FFmpeg).
+
+Frame ``i`` is the ``i``-th frame a plain sequential decode of the file yields.
+
+* **Index.** On open the packets of the video stream are demuxed, not decoded: their
+  timestamps and keyframe flags make the index (cached on disk, keyed by path, size and
+  modification time). Frames are numbered by presentation time. In containers whose packet
+  timestamps are only decode stamps (AVI) a frame is numbered by its decode position, which is
+  its presentation position at every keyframe of a closed GOP.
+* **Random access.** A read takes an idle decoder state (its own container), preferring one
+  that is already positioned earlier in the same GOP as the target so that it decodes forward
+  without seeking; otherwise it seeks to the keyframe at or before the target, decodes forward,
+  and checks which frame came out first (re-seeking earlier on an overshoot). Decoder states
+  are never shared between threads at the same time. Random access uses slice threading only,
+  so a jump pays no frame-threading latency; recent frames stay in a small LRU cache.
+* **Sequential reads** (:meth:`VideoFile.iter_frames`) use a fresh decoder with frame and
+  slice threading.
+* **Pixels.** Gray stays gray in its own depth (``gray`` -> uint8, ``gray10/12/16`` -> uint16
+  with unscaled samples); planar 16-bit RGB (``gbrp16le``) -> uint16 RGB; alpha is kept (GIF
+  -> RGBA); 8-bit YUV -> uint8 RGB; YUV above 8 bits -> uint16 RGB (``rgb48``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from . import _cache
+from ._base import (
+    FrameIndexError,
+    Sequence,
+    SequenceFormatError,
+    UnsupportedFormatError,
+    _check_exists,
+)
+
+_NO_TS = np.iinfo(np.int64).min
+_INDEX_KIND = "video-index-v1"
+#: containers whose packet "pts" are decode stamps: frames are identified by decode position
+_DECODE_ORDER_CONTAINERS = ("avi",)
+#: decode every frame again from this many frames before the target (covers B-frame reordering)
+_SKIP_MARGIN = 24
+
+
+def _sniff_video(head: bytes) -> bool:
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return True
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
+        return True
+    return head.startswith(
+        (
+            b"\x1a\x45\xdf\xa3",  # Matroska / WebM (EBML)
+            b"GIF87a",
+            b"GIF89a",
+            b"\x00\x00\x01\xba",  # MPEG program stream
+            b"\x00\x00\x01\xb3",  # MPEG video elementary stream
+            b"FLV",
+            b"OggS",
+            b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF / WMV
+            b"\x06\x0e\x2b\x34",  # MXF
+            b"nut/multimedia container",
+            b"YUV4MPEG2",
+        )
+    )
+
+
+def _nbytes(item) -> int:
+    if isinstance(item, np.ndarray):
+        return item.nbytes
+    return sum(p.buffer_size for p in item.planes)
+
+
+class _Plan:
+    """How decoded frames of one pixel format become numpy arrays, decided without decoding."""
+
+    def __init__(self, pix_fmt: str):
+        import av
+
+        fmt = av.VideoFormat(pix_fmt)
+        self.pix_fmt = pix_fmt
+        comps = fmt.components
+        bits = max(c.bits for c in comps) if comps else 8
+        has_alpha = any(c.is_alpha for c in comps)
+        name = fmt.name
+        self.kind = "reformat"
+        self.converted = False
+        if name in ("gray", "gray8", "y8"):
+            self.kind, self.dtype, self.bits, self.shape_tail = "gray8", np.dtype(np.uint8), 8, ()
+        elif name.startswith("gray") and not name.startswith("grayf") and bits <= 16:
+            self.kind, self.dtype, self.bits, self.shape_tail = (
+                "gray16",
+                np.dtype(np.uint16),
+                bits,
+                (),
+            )
+            self.endian = ">" if fmt.is_big_endian else "<"
+        elif name.startswith("gbrp") and not name.startswith("gbrpf"):
+            self.kind = "gbrp"
+            self.dtype = np.dtype(np.uint8 if bits <= 8 else np.uint16)
+            self.bits = bits
+            self.alpha = name.startswith("gbrap")
+            self.shape_tail = (4,) if self.alpha else (3,)
+            self.endian = ">" if fmt.is_big_endian else "<"
+        elif name in ("rgb48le", "rgb48be", "bgr48le", "bgr48be"):
+            self.target, self.dtype, self.bits, self.shape_tail = (
+                "rgb48le",
+                np.dtype(np.uint16),
+                16,
+                (3,),
+            )
+        elif name in ("rgba64le", "rgba64be", "bgra64le", "bgra64be"):
+            self.target, self.dtype, self.bits, self.shape_tail = (
+                "rgba64le",
+                np.dtype(np.uint16),
+                16,
+                (4,),
+            )
+        elif has_alpha or fmt.has_palette:
+            # palette (GIF) and alpha formats keep their transparency
+            self.target, self.dtype, self.bits, self.shape_tail = (
+                "rgba",
+                np.dtype(np.uint8),
+                8,
+                (4,),
+            )
+            self.converted = not fmt.is_rgb
+        elif bits > 8:
+            # YUV above 8 bits: RGB in 16 bits so no precision is lost in the conversion
+            self.target, self.dtype, self.bits, self.shape_tail = (
+                "rgb48le",
+                np.dtype(np.uint16),
+                16,
+                (3,),
+            )
+            self.converted = True
+        else:
+            self.target, self.dtype, self.bits, self.shape_tail = (
+                "rgb24",
+                np.dtype(np.uint8),
+                8,
+                (3,),
+            )
+            self.converted = not fmt.is_rgb
+
+    @staticmethod
+    def _plane(frame, k: int, dtype: np.dtype) -> np.ndarray:
+        p = frame.planes[k]
+        arr = np.frombuffer(p, dtype=dtype)
+        rows = arr[: p.height * (p.line_size // dtype.itemsize)].reshape(p.height, -1)
+        return rows[:, : p.width]
+
+    def to_array(self, frame) -> np.ndarray:
+        """A new array (never a view on the decoder's buffers)."""
+        if self.kind == "gray8":
+            return np.array(self._plane(frame, 0, self.dtype))
+        if self.kind == "gray16":
+            return self._plane(frame, 0, np.dtype(self.endian + "u2")).astype(np.uint16)
+        if self.kind == "gbrp":
+            dt = np.dtype(np.uint8) if self.dtype == np.uint8 else np.dtype(self.endian + "u2")
+            g, b, r = (self._plane(frame, k, dt) for k in range(3))
+            planes = [r, g, b] + ([self._plane(frame, 3, dt)] if self.alpha else [])
+            return np.stack(planes, axis=-1).astype(self.dtype, copy=False)
+        return np.array(frame.to_ndarray(format=self.target))
+
+
+class _Index:
+    """Packets of the video stream in decode order, and the frame numbering built on them."""
+
+    def __init__(self, pts: np.ndarray, dts: np.ndarray, key: np.ndarray, by_decode_order: bool):
+        self.pts, self.dts, self.key = pts, dts, key
+        n = len(pts)
+        have_pts = n > 0 and not np.any(pts == _NO_TS)
+        ts = pts if have_pts else np.where(dts == _NO_TS, np.arange(n), dts)
+        unique = len(np.unique(ts)) == n
+        self.by_decode_order = by_decode_order or not have_pts or not unique
+        if self.by_decode_order:
+            # frame i is the i-th packet in decode order; keyframes start closed GOPs
+            self.frame_pts = ts.copy()
+            self.times = np.sort(ts)
+        else:
+            order = np.argsort(ts, kind="stable")
+            self.frame_pts = ts[order]
+            self.times = self.frame_pts
+        self.lookup = {int(t): i for i, t in enumerate(self.frame_pts)}
+        keys = np.flatnonzero(key) if self.by_decode_order else np.flatnonzero(key[order])
+        self.keyframes = keys if len(keys) and keys[0] == 0 else np.concatenate([[0], keys])
+        self.keyframes = self.keyframes.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.frame_pts)
+
+    def keyframe_at_or_before(self, i: int) -> int:
+        k = int(np.searchsorted(self.keyframes, i, side="right")) - 1
+        return int(self.keyframes[max(k, 0)])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"pts": self.pts, "dts": self.dts, "key": self.key}
+
+
+class _Decoder:
+    """One container opened for decoding, used by one thread at a time."""
+
+    def __init__(self, owner: VideoFile, thread_type: str):
+        import av
+
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.container = av.open(owner.path, metadata_errors="ignore")
+        self.stream = self.container.streams.video[owner._stream_index]
+        self.stream.codec_context.thread_type = thread_type
+        self.stream.codec_context.thread_count = 0
+        self.frames = None  # the decode generator
+        self.next_index: int | None = None  # index of the frame the generator yields next
+        self.sought = 0  # the keyframe of the last seek
+        self.closed = False
+        self.keep = None  # callback(index, frame) for frames decoded on the way to a target
+        self.skipping = "DEFAULT"
+        self._prime()
+
+    def _prime(self) -> None:
+        """Decode the first frame, as a sequential decode does, before any seek.
+
+        Decoders learn from the stream's first packets things that later packets do not
+        repeat: FFmpeg's H.264 decoder, for one, reads the encoder version from x264's SEI in
+        the first packet and switches bug workarounds on it. A decoder that seeks before seeing
+        it decodes later frames differently from a sequential decode.
+        """
+        import av
+
+        self.frames = self.container.decode(self.stream)
+        try:
+            frame = self._next()
+        except av.FFmpegError:
+            frame = None
+        if frame is None:
+            self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
+            self.frames = None
+            return
+        self.next_index = self._identify(frame, None) + 1
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.frames = None
+                self.container.close()
+
+    def _identify(self, frame, previous: int | None) -> int:
+        """The index of a decoded frame: by timestamp where that is exact, else by counting."""
+        idx = self.owner._index
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if previous is not None and idx.by_decode_order:
+            return previous + 1
+        if pts is not None and int(pts) in idx.lookup:
+            return idx.lookup[int(pts)]
+        return self.sought if previous is None else previous + 1
+
+    def _seek(self, keyframe: int) -> None:
+        idx = self.owner._index
+        if keyframe == 0:
+            target = int(min(idx.frame_pts[0], idx.times[0]))
+            self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
+        else:
+            self.container.seek(
+                int(idx.frame_pts[keyframe]), backward=True, any_frame=False, stream=self.stream
+            )
+        self.frames = self.container.decode(self.stream)
+        self.next_index = None
+        self.sought = keyframe
+
+    def _next(self):
+        try:
+            return next(self.frames)
+        except StopIteration:
+            return None
+
+    def decode_to(self, target: int):
+        """Decode until frame ``target`` and return it (the av.VideoFrame)."""
+        import av
+
+        idx = self.owner._index
+        path = self.owner.path
+        keyframe = idx.keyframe_at_or_before(target)
+        fresh = self.frames is None or self.next_index is None
+        if fresh or not (keyframe <= self.next_index <= target):
+            self._seek(keyframe)
+        attempts = 0
+        # frames well before the target that no other frame references need no decoding; only
+        # where frames are identified by timestamp (skipped frames are never output)
+        cc = self.stream.codec_context
+        can_skip = not idx.by_decode_order
+        while True:
+            previous = None if self.next_index is None else self.next_index - 1
+            if can_skip:
+                far = previous is not None and previous < target - _SKIP_MARGIN
+                want = "NONREF" if far else "DEFAULT"
+                if self.skipping != want:
+                    cc.skip_frame = want
+                    self.skipping = want
+            try:
+                frame = self._next()
+            except av.FFmpegError as err:
+                self.frames, self.next_index = None, None
+                raise SequenceFormatError(
+                    f"{path}: decoding towards frame {target} failed: {err}; the file is "
+                    f"damaged at this point"
+                ) from err
+            if frame is None:
+                self.frames, self.next_index = None, None
+                last = "no frame" if previous is None else f"frame {previous}"
+                raise FrameIndexError(
+                    f"{path}: frame {target} cannot be decoded: the stream ends after {last} "
+                    f"although the index lists {len(idx)} frames (the file is truncated or damaged)"
+                )
+            i = self._identify(frame, previous)
+            if previous is None and i > target:
+                # overshoot: the seek landed after the target; go one keyframe further back
+                attempts += 1
+                k = int(np.searchsorted(idx.keyframes, keyframe, side="left")) - attempts
+                keyframe = int(idx.keyframes[k]) if k >= 0 and attempts < 4 else 0
+                self._seek(keyframe)
+                continue
+            self.next_index = i + 1
+            if i == target:
+                return frame
+            if i < target and self.keep is not None:
+                self.keep(i, frame)
+            if i > target:  # a frame that was not in the index: the file disagrees with itself
+                self.frames, self.next_index = None, None
+                raise SequenceFormatError(
+                    f"{path}: decoding skipped from frame {previous} to {i} while looking for "
+                    f"frame {target}; the packet timestamps are inconsistent"
+                )
+
+
+class VideoFile(Sequence):
+    """A video (any container and codec FFmpeg opens) or an animated GIF."""
+
+    format_name = "video"
+    extensions = (
+        ".avi", ".mkv", ".mp4", ".m4v", ".mov", ".webm", ".gif", ".mpg", ".mpeg", ".wmv",
+        ".flv", ".ogv", ".mxf", ".nut", ".ts", ".m2ts", ".3gp", ".h264", ".264", ".hevc",
+        ".y4m", ".mj2",
+    )  # fmt: skip
+
+    #: frames kept decoded (bytes); the cache serves scrubbing back and forth
+    cache_bytes = 256 << 20
+    #: idle decoder states kept open for reuse
+    max_idle_decoders = 4
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return _sniff_video(head)
+
+    def __init__(self, path: str | os.PathLike, *, stream: int = 0, cache_bytes: int | None = None):
+        super().__init__(path, stream=stream)
+        import av
+
+        path = self.path
+        _check_exists(path)
+        if cache_bytes is not None:
+            self.cache_bytes = cache_bytes
+        try:
+            container = av.open(path, metadata_errors="ignore")
+        except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+            raise SequenceFormatError(
+                f"{path}: not a video FFmpeg can open ({err}); check the file, or that it is a "
+                f"video at all"
+            ) from err
+        try:
+            videos = container.streams.video
+            if not videos:
+                kinds = sorted({s.type for s in container.streams}) or ["none"]
+                raise SequenceFormatError(
+                    f"{path}: the file has no video stream (streams: {', '.join(kinds)}); "
+                    f"there are no frames to show"
+                )
+            if stream >= len(videos):
+                raise SequenceFormatError(
+                    f"{path}: video stream {stream} requested but the file has {len(videos)}"
+                )
+            s = videos[stream]
+            self._stream_index = stream
+            cc = s.codec_context
+            self._info = {
+                "container": container.format.name,
+                "codec": cc.name,
+                "codec_long_name": getattr(cc.codec, "long_name", cc.name),
+                "pixel_format": cc.pix_fmt,
+                "width": cc.width,
+                "height": cc.height,
+                "time_base": s.time_base,
+                "average_rate": s.average_rate,
+                "guessed_rate": s.guessed_rate,
+                "base_rate": s.base_rate,
+                "stated_frames": s.frames,
+                "start_time": s.start_time,
+                "stream_duration": s.duration,
+                "container_duration": container.duration,
+                "streams": [st.type for st in container.streams],
+            }
+            by_decode_order = container.format.name in _DECODE_ORDER_CONTAINERS
+            arrays = _cache.load(path, _INDEX_KIND)
+            if arrays is None or not {"pts", "dts", "key"} <= set(arrays):
+                arrays = self._scan(container, s)
+                _cache.save(path, _INDEX_KIND, arrays)
+            pix_fmt = cc.pix_fmt
+            if pix_fmt is None or cc.width == 0:
+                # the container does not say: decode the first frame once to find out
+                frame = next(container.decode(s), None)
+                if frame is None:
+                    raise SequenceFormatError(f"{path}: the video stream decodes to no frame")
+                pix_fmt = frame.format.name
+                self._info.update(pixel_format=pix_fmt, width=frame.width, height=frame.height)
+        except av.FFmpegError as err:
+            raise SequenceFormatError(f"{path}: the video could not be read: {err}") from err
+        finally:
+            container.close()
+        self._index = _Index(
+            arrays["pts"], arrays["dts"], arrays["key"].astype(bool), by_decode_order
+        )
+        if len(self._index) == 0:
+            raise SequenceFormatError(f"{path}: the video stream holds no frames")
+        try:
+            self._plan = _Plan(pix_fmt)
+        except Exception as err:
+            raise UnsupportedFormatError(
+                f"{path}: pixel format {pix_fmt!r} is not supported: {err}"
+            ) from err
+        self._frame_shape = (self._info["height"], self._info["width"], *self._plan.shape_tail)
+        self._idle: list[_Decoder] = []
+        self._busy: set[_Decoder] = set()
+        self._pool_lock = threading.Lock()
+        # converted frames (ndarray) and frames decoded on the way to a target (av.VideoFrame)
+        self._lru: OrderedDict[int, Any] = OrderedDict()
+        self._lru_bytes = 0
+        self._lru_lock = threading.Lock()
+
+    @staticmethod
+    def _scan(container, stream) -> dict[str, np.ndarray]:
+        pts, dts, key = [], [], []
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's flush packet
+            pts.append(_NO_TS if packet.pts is None else packet.pts)
+            dts.append(_NO_TS if packet.dts is None else packet.dts)
+            key.append(packet.is_keyframe)
+        return {
+            "pts": np.asarray(pts, np.int64),
+            "dts": np.asarray(dts, np.int64),
+            "key": np.asarray(key, bool),
+        }
+
+    # ---- decoder pool ----------------------------------------------------------------
+    def _acquire(self, target: int) -> _Decoder:
+        with self._pool_lock:
+            self._check_open()
+            keyframe = self._index.keyframe_at_or_before(target)
+            best = None
+            for dec in self._idle:
+                pos = dec.next_index
+                if dec.frames is not None and pos is not None and keyframe <= pos <= target:
+                    if best is None or pos > best.next_index:
+                        best = dec
+            if best is None and self._idle:
+                best = self._idle[0]
+            if best is not None:
+                self._idle.remove(best)
+            else:
+                best = _Decoder(self, "SLICE")
+            self._busy.add(best)
+            return best
+
+    def _check_decoder(self, dec: _Decoder) -> None:
+        if dec.closed:  # close() ran while this read waited: never touch a closed container
+            raise ValueError(f"{self.path}: the sequence was closed during the read")
+
+    def _release(self, dec: _Decoder) -> None:
+        with self._pool_lock:
+            self._busy.discard(dec)
+            if self._closed or len(self._idle) >= self.max_idle_decoders:
+                dec.close()
+            else:
+                self._idle.append(dec)
+
+    # ---- protocol ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self._frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._plan.dtype
+
+    @property
+    def bit_depth(self) -> int:
+        return self._plan.bits
+
+    @property
+    def rgb(self) -> bool:
+        return bool(self._plan.shape_tail)
+
+    def _read(self, index: int) -> np.ndarray:
+        with self._lru_lock:
+            hit = self._lru.get(index)
+            if isinstance(hit, np.ndarray):
+                self._lru.move_to_end(index)
+                return hit.copy()
+            if hit is not None:  # a decoded frame not converted yet: take it out to convert
+                del self._lru[index]
+                self._lru_bytes -= _nbytes(hit)
+        if hit is not None:
+            arr = self._plan.to_array(hit)
+        else:
+            dec = self._acquire(index)
+            try:
+                with dec.lock:
+                    self._check_decoder(dec)
+                    dec.keep = self._remember
+                    frame = dec.decode_to(index)
+                    arr = self._plan.to_array(frame)
+            finally:
+                dec.keep = None
+                self._release(dec)
+        self._remember(index, arr)
+        return arr.copy() if self.cache_bytes else arr
+
+    def _remember(self, index: int, item) -> None:
+        """Cache a converted array or a decoded frame (converted when it is asked for)."""
+        size = _nbytes(item)
+        if size > self.cache_bytes:
+            return
+        with self._lru_lock:
+            old = self._lru.get(index)
+            if old is not None:
+                if isinstance(old, np.ndarray) or not isinstance(item, np.ndarray):
+                    return
+                self._lru_bytes -= _nbytes(old)
+            self._lru[index] = item
+            self._lru_bytes += size
+            while self._lru_bytes > self.cache_bytes:
+                _, dropped = self._lru.popitem(last=False)
+                self._lru_bytes -= _nbytes(dropped)
+
+    def iter_frames(self, start=None, stop=None, step=None):
+        """Frames ``start:stop:step`` decoded straight through with frame threading."""
+        self._check_open()
+        wanted = range(*slice(start, stop, step).indices(len(self)))
+        if not wanted:
+            return
+        if wanted.step < 0:  # backwards: random access is the only way
+            for i in wanted:
+                yield self._read(i)
+            return
+        dec = _Decoder(self, "AUTO")
+        with self._pool_lock:
+            self._busy.add(dec)
+        try:
+            with dec.lock:
+                self._check_decoder(dec)
+                frame = dec.decode_to(wanted.start)
+                yield self._plan.to_array(frame)
+                for i in wanted[1:]:
+                    frame = dec.decode_to(i)
+                    yield self._plan.to_array(frame)
+        finally:
+            with self._pool_lock:
+                self._busy.discard(dec)
+            dec.close()
+
+    def _format_metadata(self) -> dict[str, Any]:
+        info = self._info
+        tb: Fraction = info["time_base"]
+        idx = self._index
+        times = idx.times.astype(np.float64) * float(tb) if tb else None
+        avg = float(info["average_rate"]) if info["average_rate"] else None
+        nominal = float(info["guessed_rate"]) if info["guessed_rate"] else None
+        duration = None
+        if info["stream_duration"] and tb:
+            duration = float(info["stream_duration"] * tb)
+        elif info["container_duration"]:
+            duration = info["container_duration"] / 1e6
+        ts_fps = None
+        if times is not None and len(times) > 1:
+            d = np.diff(times)
+            d = d[d > 0]
+            ts_fps = float(1 / np.median(d)) if len(d) else None
+        return {
+            "fps": avg or nominal or ts_fps,
+            "average_fps": avg,
+            "nominal_fps": nominal,
+            "timestamp_fps": ts_fps,
+            "timestamps": times,
+            "codec": info["codec"],
+            "pixel_format": info["pixel_format"],
+            "container": info["container"],
+            "duration": duration,
+            "frame_count": len(idx),
+            "converted_to": None if not self._plan.converted else self._plan.target,
+            "source": {
+                "codec_long_name": info["codec_long_name"],
+                "time_base": str(tb),
+                "stated_frames": info["stated_frames"],
+                "start_time": info["start_time"],
+                "keyframes": len(idx.keyframes),
+                "frame_numbering": "decode order" if idx.by_decode_order else "presentation time",
+                "streams": info["streams"],
+            },
+        }
+
+    def _close(self) -> None:
+        with self._pool_lock:
+            decoders = self._idle + list(self._busy)
+            self._idle.clear()
+        for dec in decoders:
+            dec.close()
+        with self._lru_lock:
+            self._lru.clear()
+            self._lru_bytes = 0
