@@ -249,3 +249,24 @@ def test_text_with_a_video_extension(tmp_path):
 
 def test_samples_folder_is_known():
     assert SAMPLES.name == "samples"
+
+
+def test_forward_reads_in_a_gop_do_not_seek(tmp_path, monkeypatch):
+    from napari_imseq.io import video
+
+    frames = [np.stack([f] * 3, -1) for f in vm.pattern(60, 32, 32)]
+    path = tmp_path / "g.mp4"
+    vm.write(path, frames, codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24", gop=30,
+             options={"bf": "2"}, bframes=2)  # fmt: skip
+    truth = vm.sequential(path)
+    seeks = []
+    original = video._Decoder._seek
+    monkeypatch.setattr(video._Decoder, "_seek", lambda self, k: seeks.append(k) or original(self, k))
+    with imseq.open_sequence(path, cache_bytes=0) as seq:
+        for i in (3, 7, 8, 20, 29, 45):  # always ahead of the decoder: decode on, no seek
+            np.testing.assert_array_equal(seq[i], truth[i])
+        assert seeks == []
+        np.testing.assert_array_equal(seq[10], truth[10])  # backwards: seek to frame 0's GOP
+        assert seeks == [0]
+        np.testing.assert_array_equal(seq[50], truth[50])  # another GOP ahead: seek to its keyframe
+        assert seeks == [0, 30]
