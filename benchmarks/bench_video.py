@@ -116,7 +116,9 @@ def ffmpeg_fps(path: str, n: int) -> float | None:
     if not shutil.which("ffmpeg"):
         return None
     t = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-threads", "0", "-i", path, "-f", "null", "-"], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-threads", "0", "-i", path, "-f", "null", "-"], check=True
+    )
     return n / (time.perf_counter() - t)
 
 
@@ -212,7 +214,9 @@ def measure(name, opener, path, thumbs, order, budget_s):
         if time.perf_counter() - t > budget_s:
             break
     elapsed = time.perf_counter() - t
-    res.update(random_ms=elapsed / max(done + errors, 1) * 1e3, wrong=wrong, read=done, errors=errors)
+    res.update(
+        random_ms=elapsed / max(done + errors, 1) * 1e3, wrong=wrong, read=done, errors=errors
+    )
     t = time.perf_counter()
     n = 0
     try:
@@ -244,7 +248,9 @@ def one_file(label: str, path: str) -> str:
         warm = time.perf_counter() - t
         rng = random.Random(0)
         order = [rng.randrange(n) for _ in range(N_RANDOM)]
-        results = {name: measure(name, op, path, thumbs, order, 600) for name, op in READERS.items()}
+        results = {
+            name: measure(name, op, path, thumbs, order, 600) for name, op in READERS.items()
+        }
         del os.environ["NAPARI_IMSEQ_CACHE_DIR"]
     rows = []
     ours = results["napari-imseq"]

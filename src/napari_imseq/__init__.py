@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from .convert import ConversionInterrupted, convert
 from .io._base import (
     FrameIndexError,
     Sequence,
@@ -23,10 +24,26 @@ from .io._base import (
     UnsupportedFormatError,
 )
 from .io._registry import find_format, open_sequence
+from .io._writer import (
+    FrameMismatchError,
+    UnsupportedWriteError,
+    Writer,
+    estimate_display_range,
+    imwrite,
+    open_writer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConversionInterrupted",
+    "FrameMismatchError",
+    "UnsupportedWriteError",
+    "Writer",
+    "convert",
+    "estimate_display_range",
+    "imwrite",
+    "open_writer",
     "FrameIndexError",
     "Sequence",
     "SequenceError",

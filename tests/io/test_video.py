@@ -261,7 +261,9 @@ def test_forward_reads_in_a_gop_do_not_seek(tmp_path, monkeypatch):
     truth = vm.sequential(path)
     seeks = []
     original = video._Decoder._seek
-    monkeypatch.setattr(video._Decoder, "_seek", lambda self, k: seeks.append(k) or original(self, k))
+    monkeypatch.setattr(
+        video._Decoder, "_seek", lambda self, k: seeks.append(k) or original(self, k)
+    )
     with imseq.open_sequence(path, cache_bytes=0) as seq:
         for i in (3, 7, 8, 20, 29, 45):  # always ahead of the decoder: decode on, no seek
             np.testing.assert_array_equal(seq[i], truth[i])

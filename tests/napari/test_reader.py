@@ -101,3 +101,22 @@ def test_open_video_in_viewer(make_napari_viewer):
 def test_non_video_with_video_extension_is_not_claimed(tmp_path):
     (tmp_path / "x.mp4").write_text("hello")
     assert get_reader(str(tmp_path / "x.mp4")) is None
+
+
+def test_save_layers_streams_with_our_writer(make_napari_viewer, tmp_path):
+    import napari
+    import napari_imseq as imseq
+
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(sample("celeritas_top_256.seq")), plugin="napari-imseq")
+    out = napari.save_layers(str(tmp_path / "c.mkv"), [layer], plugin="napari-imseq")
+    assert out == [str(tmp_path / "c.mkv")]
+    with imseq.open_sequence(tmp_path / "c.mkv") as seq:
+        np.testing.assert_array_equal(seq[:], layer.data.compute())
+    layer.contrast_limits = (400, 600)
+    napari.save_layers(str(tmp_path / "c.mp4"), [layer], plugin="napari-imseq")
+    with imseq.open_sequence(tmp_path / "c.mp4") as seq:
+        assert seq.dtype == np.uint8 and len(seq) == 5
+    for ext in ("tif", "zarr", "seq", "gif"):
+        napari.save_layers(str(tmp_path / f"c.{ext}"), [layer], plugin="napari-imseq")
+        assert len(imseq.open_sequence(tmp_path / f"c.{ext}")) == 5

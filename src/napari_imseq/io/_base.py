@@ -288,6 +288,8 @@ class Sequence:
     def __getitem__(self, key: Any) -> np.ndarray:
         self._check_open()
         inner: tuple = ()
+        if key is Ellipsis or (isinstance(key, tuple) and key and key[0] is Ellipsis):
+            return self._stack(range(len(self)))[key]
         if isinstance(key, tuple):
             if not key:
                 key = slice(None)

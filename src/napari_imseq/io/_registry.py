@@ -28,7 +28,9 @@ def _formats() -> tuple[type[Sequence], ...]:
         pass
     else:
         readers.append(VideoFile)
-    readers.append(ImageFolder)
+    from .zarr_ import ZarrSequence
+
+    readers += [ZarrSequence, ImageFolder]
     return tuple(readers)
 
 

@@ -191,3 +191,48 @@ class ImageFolder(Sequence):
 
     def _format_metadata(self) -> dict[str, Any]:
         return {"fps": None, "timestamps": None, "source": {"files": list(self.files)}}
+
+
+# ---- writing -------------------------------------------------------------------------------
+from ._writer import Writer  # noqa: E402
+
+
+class FolderWriter(Writer):
+    """Frames to a folder of numbered images, ``frame_000000.png`` ... (``image_format``
+    ``"png"`` (default) or ``"tif"``). The folder is ``NAME.partial`` until the last frame."""
+
+    format_name = "folder"
+    extensions = ()  # chosen by a trailing "/" or format="folder"
+    is_directory = True
+
+    def _validate_options(self) -> None:
+        opts = dict(self.options)
+        self.image_format = str(opts.pop("image_format", "png")).lower().lstrip(".")
+        if self.image_format not in ("png", "tif", "tiff"):
+            raise self._refuse(f"image_format must be png or tif, not {self.image_format!r}")
+        if opts:
+            raise self._refuse(f"unknown option(s) {sorted(opts)} for image folders")
+
+    def _check(self, frame: np.ndarray) -> None:
+        if self.image_format == "png" and (
+            frame.dtype not in (np.uint8, np.uint16)
+            or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4)))
+        ):
+            raise self._refuse(
+                f"PNG stores uint8/uint16 gray or RGB(A), not {frame.shape} {frame.dtype}; use image_format='tif'"
+            )
+
+    def _open(self, frame: np.ndarray) -> None:
+        os.makedirs(self.partial)
+
+    def _write(self, frame: np.ndarray, timestamp: float) -> None:
+        name = os.path.join(self.partial, f"frame_{self.count:06d}.{self.image_format}")
+        if self.image_format == "png":
+            import imagecodecs
+
+            with open(name, "wb") as f:
+                f.write(imagecodecs.png_encode(frame))
+        else:
+            import tifffile
+
+            tifffile.imwrite(name, frame, photometric="rgb" if frame.ndim == 3 else "minisblack")

@@ -26,6 +26,7 @@ from ._base import (
     UnsupportedFormatError,
     _check_exists,
 )
+from ._writer import Writer
 
 MAGIC = 0xFEED
 HEADER_SIZE = 1024
@@ -462,6 +463,80 @@ class SeqFile(Sequence):
         self._fh.close()
 
 
+class SeqWriter(Writer):
+    """Frames to an uncompressed StreamPix SEQ file (version 5 layout).
+
+    2-D uint8/uint16 frames are stored mono, (H, W, 3) uint8 frames as BGR. Timestamps are
+    seconds since the Unix epoch; relative times (a source without a camera clock) are put
+    after the moment the file was started. ``bit_depth`` sets the header's real bit depth
+    (12 for 12-bit cameras). The header's frame count is rewritten on close and on abort, so
+    a partial file reads back with every frame written so far.
+    """
+
+    format_name = "seq"
+    extensions = (".seq",)
+
+    def _validate_options(self) -> None:
+        opts = dict(self.options)
+        self.description = str(opts.pop("description", ""))
+        if opts:
+            raise self._refuse(
+                f"unknown option(s) {sorted(opts)} for SEQ; known: bit_depth, description"
+            )
+
+    def _check(self, frame: np.ndarray) -> None:
+        ok = frame.dtype in (np.uint8, np.uint16) and (
+            frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8)
+        )
+        if not ok:
+            raise self._refuse(
+                f"SEQ stores 2-D uint8/uint16 or (H, W, 3) uint8 frames, not {frame.shape} "
+                f"{frame.dtype}; use .tif or .zarr"
+            )
+
+    def _open(self, frame: np.ndarray) -> None:
+        self._f = open(self.partial, "wb")
+        self._f.write(b"\0" * 8192)
+        self._image_size = frame.nbytes
+        self._stride = -(-(self._image_size + 8) // 8192) * 8192
+        self._frame_shape, self._dtype = frame.shape, frame.dtype
+        self._epoch = time.time()
+
+    def _write(self, frame: np.ndarray, timestamp: float) -> None:
+        data = frame[..., ::-1] if frame.ndim == 3 else frame
+        self._f.write(np.ascontiguousarray(data, dtype=frame.dtype.newbyteorder("<")).tobytes())
+        if timestamp < 1e8:  # relative time: anchor it at the start of the write
+            timestamp += self._epoch
+        total_us = int(round(timestamp * 1e6))
+        s, sub = divmod(total_us, 1_000_000)
+        ms, us = divmod(sub, 1000)
+        self._f.write(struct.pack("<iHH", s, ms, us))
+        self._f.write(b"\0" * (self._stride - self._image_size - 8))
+
+    def _finish(self) -> None:
+        shape, dtype = self._frame_shape, self._dtype
+        h = bytearray(HEADER_SIZE)
+        struct.pack_into("<I", h, 0, MAGIC)
+        h[4:28] = "Norpix seq".encode("utf-16-le").ljust(24, b"\0")
+        struct.pack_into("<ii", h, 28, 5, HEADER_SIZE)
+        h[36:548] = self.description.encode("utf-16-le")[:510].ljust(512, b"\0")
+        bits = dtype.itemsize * 8 * (3 if len(shape) == 3 else 1)
+        real = self.bit_depth or dtype.itemsize * 8
+        fmt = 200 if len(shape) == 3 else 100
+        struct.pack_into(
+            "<IIIIIIIII", h, 548, shape[1], shape[0], bits, real, self._image_size, fmt,
+            self.count, 0, self._stride,
+        )  # fmt: skip
+        struct.pack_into("<d", h, 584, float(self.fps or 0.0))
+        struct.pack_into("<i", h, 660, 8192)
+        try:
+            self._f.flush()
+            self._f.seek(0)
+            self._f.write(bytes(h))
+        finally:
+            self._f.close()
+
+
 def write_seq(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -472,66 +547,11 @@ def write_seq(
     description: str = "",
     overwrite: bool = False,
 ) -> int:
-    """Stream frames to an uncompressed StreamPix (version 5) SEQ file; return the frame count.
-
-    The first frame fixes the layout: 2-D uint8/uint16 frames are stored mono, (H, W, 3) uint8
-    frames as BGR. ``timestamps`` (seconds since the Unix epoch) default to ``fps`` spacing from
-    now. The header's frame count is written when the last frame is in.
-    """
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    ts_iter = iter(timestamps) if timestamps is not None else None
-    t0 = time.time()
-    start, count = 8192, 0
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(b"\0" * start)
-        shape = dtype = None
-        stride = image_size = 0
+    """Stream frames to an uncompressed SEQ file; return the frame count (see SeqWriter)."""
+    ts = iter(timestamps) if timestamps is not None else None
+    with SeqWriter(
+        path, fps=fps, overwrite=overwrite, bit_depth=bit_depth, description=description
+    ) as w:
         for frame in frames:
-            frame = np.asarray(frame)
-            if shape is None:
-                shape, dtype = frame.shape, frame.dtype
-                if dtype not in (np.uint8, np.uint16) or not (
-                    frame.ndim == 2 or (frame.ndim == 3 and shape[2] == 3 and dtype == np.uint8)
-                ):
-                    raise ValueError(
-                        f"{path}: SEQ stores 2-D uint8/uint16 or (H, W, 3) uint8 frames, "
-                        f"not {shape} {dtype}; use .tif or .zarr"
-                    )
-                image_size = frame.nbytes
-                stride = -(-(image_size + 8) // 8192) * 8192
-            elif frame.shape != shape or frame.dtype != dtype:
-                raise ValueError(
-                    f"{path}: frame {count} has shape {frame.shape} {frame.dtype} but the file "
-                    f"was started with {shape} {dtype}"
-                )
-            data = frame[..., ::-1] if frame.ndim == 3 else frame
-            f.write(np.ascontiguousarray(data, dtype=dtype.newbyteorder("<")).tobytes())
-            t = next(ts_iter) if ts_iter is not None else t0 + count / fps
-            total_us = int(round(t * 1e6))
-            s, sub = divmod(total_us, 1_000_000)
-            ms, us = divmod(sub, 1000)
-            f.write(struct.pack("<iHH", s, ms, us))
-            f.write(b"\0" * (stride - image_size - 8))
-            count += 1
-        if shape is None:
-            raise ValueError(f"{path}: no frames to write")
-        h = bytearray(HEADER_SIZE)
-        struct.pack_into("<I", h, 0, MAGIC)
-        h[4:28] = "Norpix seq".encode("utf-16-le").ljust(24, b"\0")
-        struct.pack_into("<ii", h, 28, 5, HEADER_SIZE)
-        h[36:548] = description.encode("utf-16-le")[:510].ljust(512, b"\0")
-        bits = dtype.itemsize * 8 * (3 if len(shape) == 3 else 1)
-        real = bit_depth or dtype.itemsize * 8
-        fmt = 200 if len(shape) == 3 else 100
-        struct.pack_into(
-            "<IIIIIIIII", h, 548, shape[1], shape[0], bits, real, image_size, fmt, count, 0, stride
-        )
-        struct.pack_into("<d", h, 584, float(fps))
-        struct.pack_into("<i", h, 660, 8192)
-        f.seek(0)
-        f.write(bytes(h))
-    os.replace(tmp, path)
-    return count
+            w.write(frame, next(ts) if ts is not None else None)
+    return w.count

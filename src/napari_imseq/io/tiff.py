@@ -173,3 +173,75 @@ class TiffStack(Sequence):
         if store is not None:
             store.close()
         self._tif.close()
+
+
+# ---- writing -------------------------------------------------------------------------------
+from ._writer import Writer  # noqa: E402
+
+
+class TiffWriter(Writer):
+    """Frames to a TIFF (BigTIFF when large) page by page through tifffile.
+
+    Uncompressed gray or RGB frames of uint8/uint16/float32 are written as one ImageJ
+    hyperstack (``TYX[C]`` with ``finterval`` = 1/fps) so Fiji opens a time series; other
+    dtypes or ``compression=`` (``"zlib"``, ``"zstd"``, ``"lzw"``, ``"jpeg"`` ...) give one page
+    per frame, which tifffile (and this package) read back as one series.
+    """
+
+    format_name = "tiff"
+    extensions = (".tif", ".tiff", ".btf")
+
+    def _validate_options(self) -> None:
+        opts = dict(self.options)
+        self.compression = opts.pop("compression", None)
+        self.bigtiff = opts.pop("bigtiff", None)
+        self.imagej = opts.pop("imagej", None)
+        if opts:
+            raise self._refuse(
+                f"unknown option(s) {sorted(opts)} for TIFF; known: compression, bigtiff, imagej"
+            )
+        self.lossy = str(self.compression).lower() in ("jpeg", "webp", "jpegxl", "jpeg2000")
+
+    def _check(self, frame: np.ndarray) -> None:
+        if frame.dtype.kind not in "uifb":
+            raise self._refuse(f"{frame.dtype} frames cannot be stored in TIFF")
+
+    def _open(self, frame: np.ndarray) -> None:
+        import tifffile
+
+        rgb = frame.ndim == 3 and frame.shape[-1] in (3, 4) and frame.dtype == np.uint8
+        ij_ok = frame.dtype in (np.uint8, np.uint16, np.float32) and (frame.ndim == 2 or rgb)
+        self._imagej = (self.imagej if self.imagej is not None else ij_ok) and not self.compression
+        if self._imagej and not ij_ok:
+            raise self._refuse(
+                f"ImageJ TIFF cannot hold {frame.shape} {frame.dtype} frames; pass imagej=False"
+            )
+        bigtiff = self.bigtiff if self.bigtiff is not None else not self._imagej
+        self._tif = tifffile.TiffWriter(self.partial, bigtiff=bigtiff, imagej=self._imagej)
+        self._photometric = (
+            "rgb" if rgb or (frame.ndim == 3 and frame.shape[-1] == 3) else "minisblack"
+        )
+
+    def _write(self, frame: np.ndarray, timestamp: float) -> None:
+        if self._imagej:
+            self._tif.write(frame, contiguous=True, photometric=self._photometric, metadata={})
+        else:
+            self._tif.write(
+                frame,
+                photometric=self._photometric,
+                compression=self.compression,
+                metadata=None,
+            )
+
+    def _finish(self) -> None:
+        import tifffile
+
+        self._tif.close()
+        if self._imagej:
+            # tifffile labels a streamed stack as channels; ImageJ needs frames for time
+            rgb = self._photometric == "rgb"
+            md = {"finterval": 1.0 / self.fps, "fps": self.fps} if self.fps else {}
+            desc = tifffile.imagej_description(
+                (self.count, *self.shape), axes="TYXS" if rgb else "TYX", rgb=rgb, **md
+            )
+            tifffile.tiffcomment(self.partial, desc)

@@ -99,7 +99,7 @@ class _Plan:
                 (),
             )
             self.endian = ">" if fmt.is_big_endian else "<"
-        elif name.startswith("gbrp") and not name.startswith("gbrpf"):
+        elif name.startswith(("gbrp", "gbrap")) and not name.startswith(("gbrpf", "gbrapf")):
             self.kind = "gbrp"
             self.dtype = np.dtype(np.uint8 if bits <= 8 else np.uint16)
             self.bits = bits
@@ -120,6 +120,10 @@ class _Plan:
                 16,
                 (4,),
             )
+        elif has_alpha and bits > 8:
+            self.target, self.dtype, self.bits = "rgba64le", np.dtype(np.uint16), 16
+            self.shape_tail = (4,)
+            self.converted = not fmt.is_rgb
         elif has_alpha or fmt.has_palette:
             # palette (GIF) and alpha formats keep their transparency
             self.target, self.dtype, self.bits, self.shape_tail = (
@@ -625,3 +629,268 @@ class VideoFile(Sequence):
         with self._lru_lock:
             self._lru.clear()
             self._lru_bytes = 0
+
+
+# ---- writing -------------------------------------------------------------------------------
+from ._writer import UnsupportedWriteError, Writer, to_uint8  # noqa: E402
+
+_CONTAINERS = {
+    ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4",
+    ".gif": "gif", ".webm": "webm", ".nut": "nut",
+}  # fmt: skip
+_DEFAULT_CODEC = {
+    ".mkv": "ffv1", ".avi": "ffv1", ".mov": "png", ".nut": "ffv1", ".mp4": "libx264",
+    ".m4v": "libx264", ".webm": "libvpx-vp9", ".gif": "gif",
+}  # fmt: skip
+_CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "hevc": "libx265", "h265": "libx265",
+                  "vp9": "libvpx-vp9", "jpeg": "mjpeg"}  # fmt: skip
+_LOSSLESS = ("ffv1", "rawvideo", "png")
+_EIGHT_BIT_ONLY = ("libx264", "libx265", "libvpx-vp9", "mjpeg", "gif")
+_EVEN_SIZE = ("libx264", "libx265", "libvpx-vp9", "mjpeg")
+
+
+class VideoWriter(Writer):
+    """Frames to a video file with PyAV: FFV1 (lossless, default for .mkv/.avi/.mov), H.264
+    (.mp4, ``crf``/``preset``), VP9 (.webm), MJPEG or rawvideo (``codec=`` in .avi), GIF.
+
+    FFV1 is written at level 3 with GOP 1 (every frame a keyframe, so a reader reaches any frame
+    with one decode), 16 slices with CRCs: gray uint8/uint16 and RGB(A) uint8/uint16 round-trip
+    bit-exactly. Lossy codecs take uint8 frames; wider data needs ``display_range=(lo, hi)``
+    (or ``"auto"``) and is mapped to 8 bits, which the writer reports as ``lossy``.
+    """
+
+    format_name = "video"
+    extensions = tuple(_CONTAINERS)
+
+    def _validate_options(self) -> None:
+        import av
+
+        opts = dict(self.options)
+        ext = next(e for e in _CONTAINERS if self.path.lower().endswith(e))
+        self.container_format = _CONTAINERS[ext]
+        codec = opts.pop("codec", None) or _DEFAULT_CODEC[ext]
+        codec = _CODEC_ALIASES.get(codec.lower(), codec.lower())
+        if codec not in av.codecs_available:
+            raise UnsupportedWriteError(
+                f"{self.path}: codec {codec!r} is not available in this FFmpeg build; use ffv1 "
+                f"(lossless), libx264, libvpx-vp9, mjpeg, rawvideo or gif"
+            )
+        if ext == ".gif" and codec != "gif":
+            raise UnsupportedWriteError(f"{self.path}: a .gif file holds GIF frames, not {codec}")
+        self.codec = codec
+        self.crf = opts.pop("crf", None)
+        self.preset = opts.pop("preset", None)
+        self.gop = opts.pop("gop", 1 if codec == "ffv1" else None)
+        self.display_range = opts.pop("display_range", None)
+        if isinstance(self.display_range, str):
+            raise UnsupportedWriteError(
+                f"{self.path}: display_range={self.display_range!r} must be resolved to (lo, hi) "
+                f"before writing; imwrite() and convert() do that from a subsample"
+            )
+        self.codec_options = {str(k): str(v) for k, v in opts.pop("codec_options", {}).items()}
+        if opts:
+            raise UnsupportedWriteError(
+                f"{self.path}: unknown option(s) {sorted(opts)} for video; known: codec, crf, "
+                f"preset, gop, display_range, codec_options"
+            )
+        self.lossy = codec not in _LOSSLESS or self.display_range is not None
+
+    def _check(self, frame: np.ndarray) -> None:
+        shape, dtype = frame.shape, frame.dtype
+        channels = 1 if frame.ndim == 2 else (shape[2] if frame.ndim == 3 else 0)
+        if frame.ndim not in (2, 3) or channels not in (1, 3, 4):
+            raise self._refuse(
+                f"frames of shape {shape} cannot be stored in video; use 2-D gray or "
+                f"(H, W, 3|4) colour frames, or write .tif/.zarr for other shapes"
+            )
+        codec = self.codec
+        if self.display_range is not None:
+            if dtype.kind not in "uif":
+                raise self._refuse(f"display_range cannot map {dtype} frames")
+        elif codec in _EIGHT_BIT_ONLY and dtype != np.uint8:
+            raise self._refuse(
+                f"{codec} stores 8-bit frames but these are {dtype}; pass display_range=(lo, hi) "
+                f"or display_range='auto' (--display-range on the command line) to map them to "
+                f"8 bits (lossy), or write FFV1 (.mkv) to keep every bit"
+            )
+        elif dtype not in (np.uint8, np.uint16):
+            raise self._refuse(
+                f"{dtype} cannot be stored in {codec}; use .tif or .zarr, or pass display_range= "
+                f"to convert to 8 bit"
+            )
+        if codec == "rawvideo" and channels == 4:
+            raise self._refuse("rawvideo here stores gray or RGB; drop alpha or use FFV1 (.mkv)")
+        if codec in ("libx264", "libx265", "libvpx-vp9", "mjpeg") and channels == 4:
+            raise self._refuse(
+                f"{codec} cannot store 4 channels (alpha); drop the alpha channel, or write FFV1 "
+                f"(.mkv) which keeps it"
+            )
+        if codec == "gif" and channels == 4:
+            raise self._refuse("GIF output takes gray or RGB frames; drop the alpha channel")
+        h, w = shape[:2]
+        if codec in _EVEN_SIZE and (h % 2 or w % 2):
+            raise self._refuse(
+                f"{codec} with 4:2:0 chroma needs an even width and height, but frames are "
+                f"{h} x {w}; crop or pad by one pixel, or write FFV1 (.mkv), which takes any size"
+            )
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
+        if self.display_range is not None:
+            frame = to_uint8(frame, self.display_range)
+        return frame
+
+    def _open(self, frame: np.ndarray) -> None:
+        import av
+
+        frame = self._prepare(frame)
+        gray = frame.ndim == 2
+        wide = frame.dtype == np.uint16
+        alpha = not gray and frame.shape[2] == 4
+        if self.codec == "ffv1":
+            if gray:
+                self.in_fmt = pix_fmt = "gray16le" if wide else "gray"
+            elif wide:
+                self.in_fmt = pix_fmt = "gbrap16le" if alpha else "gbrp16le"
+            else:  # FFV1 codes 8-bit RGB as packed bgr0/bgra (a byte shuffle, lossless)
+                self.in_fmt, pix_fmt = ("rgba", "bgra") if alpha else ("rgb24", "bgr0")
+        elif self.codec == "rawvideo":
+            self.in_fmt = ("gray16le" if wide else "gray") if gray else "rgb24"
+            pix_fmt = self.in_fmt if gray else "bgr24"
+        elif self.codec == "gif":
+            self.in_fmt, pix_fmt = "pal8", "pal8"
+        elif self.codec == "png":
+            if gray:
+                self.in_fmt, pix_fmt = ("gray16le", "gray16be") if wide else ("gray", "gray")
+            elif wide:
+                self.in_fmt, pix_fmt = ("rgba64le", "rgba64be") if alpha else ("rgb48le", "rgb48be")
+            else:
+                self.in_fmt = pix_fmt = "rgba" if alpha else "rgb24"
+        else:
+            self.in_fmt = "gray" if gray else "rgb24"
+            pix_fmt = "yuvj420p" if self.codec == "mjpeg" else "yuv420p"
+        fps = self.fps or 30.0
+        rate = Fraction(fps).limit_denominator(1001000)
+        self._cfr = self.container_format in ("avi", "gif")
+        self._tb = (
+            Fraction(1, 100)
+            if self.codec == "gif"
+            else (1 / rate if self._cfr else Fraction(1, 90000))
+        )
+        options = dict(self.codec_options)
+        if self.codec == "ffv1":
+            options = {"level": "3", "slices": "16", "slicecrc": "1", "coder": "1", **options}
+        if self.crf is not None:
+            options["crf"] = str(self.crf)
+        if self.preset is not None:
+            options["preset"] = str(self.preset)
+        if self.codec == "libx265":
+            options.setdefault("x265-params", "log-level=error")
+        container_options = {"loop": "0"} if self.codec == "gif" else {}
+        self._out = av.open(
+            self.partial, "w", format=self.container_format, options=container_options
+        )
+        try:
+            try:
+                s = self._out.add_stream(self.codec, rate=rate, options=options)
+            except ValueError as err:  # the muxer refuses the codec: nothing is written yet
+                self._out.close()
+                os.remove(self.partial)
+                raise self._refuse(
+                    f"{err}; use .mkv for FFV1, or codec='png'/'rawvideo' in .mov"
+                ) from None
+            s.pix_fmt = pix_fmt
+            s.height, s.width = frame.shape[:2]
+            s.codec_context.time_base = self._tb
+            if self.gop is not None:
+                s.codec_context.gop_size = int(self.gop)
+            s.codec_context.thread_count = 0
+            self._stream = s
+        except Exception:
+            self._out.close()
+            raise
+        if self.codec == "gif":
+            self._palette = None
+            self._pending: list[tuple[np.ndarray, float]] = []
+        self._t0: float | None = None
+        self._last_pts = -1
+
+    def _pts(self, timestamp: float) -> int:
+        if self._cfr and self.codec != "gif":
+            return self.count
+        if self._t0 is None:
+            self._t0 = timestamp
+        pts = int(round((timestamp - self._t0) / self._tb))
+        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the input times
+        self._last_pts = pts
+        return pts
+
+    def _encode(self, vf) -> None:
+        for packet in self._stream.encode(vf):
+            self._out.mux(packet)
+
+    def _write(self, frame: np.ndarray, timestamp: float) -> None:
+        import av
+
+        frame = self._prepare(frame)
+        if self.codec == "gif":
+            self._write_gif(frame, timestamp)
+            return
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self.in_fmt)
+        vf.pts = self._pts(timestamp)
+        vf.time_base = self._tb
+        self._encode(vf)
+
+    # GIF: a palette fitted to the first frames (at most 16 buffered), then streamed
+    _GIF_FIT_FRAMES = 16
+
+    def _write_gif(self, frame: np.ndarray, timestamp: float) -> None:
+        if self._palette is None:
+            self._pending.append((frame, timestamp))
+            if len(self._pending) >= self._GIF_FIT_FRAMES:
+                self._flush_gif()
+            return
+        self._encode_gif(frame, timestamp)
+
+    def _flush_gif(self) -> None:
+        from PIL import Image
+
+        frames = [f if f.ndim == 3 else np.stack([f] * 3, -1) for f, _ in self._pending]
+        montage = np.concatenate([f[::2, ::2] for f in frames], axis=0)
+        pal_img = Image.fromarray(montage).quantize(256, method=Image.Quantize.MEDIANCUT)
+        self._palette = pal_img
+        rgb = np.array(
+            pal_img.getpalette()[: 256 * 3] + [0] * (768 - len(pal_img.getpalette()[:768])),
+            np.uint8,
+        )
+        argb = np.zeros((256, 4), np.uint8)
+        argb[:, 0] = 255
+        argb[:, 1:] = rgb.reshape(256, 3)
+        self._argb = argb  # (256, 4) as A, R, G, B: PyAV orders the bytes for FFmpeg
+        pending, self._pending = self._pending, []
+        for f, t in pending:
+            self._encode_gif(f, t)
+
+    def _encode_gif(self, frame: np.ndarray, timestamp: float) -> None:
+        import av
+        from PIL import Image
+
+        rgb = frame if frame.ndim == 3 else np.stack([frame] * 3, -1)
+        idx = np.asarray(
+            Image.fromarray(np.ascontiguousarray(rgb)).quantize(
+                palette=self._palette, dither=Image.Dither.NONE
+            )
+        )
+        vf = av.VideoFrame.from_ndarray((np.ascontiguousarray(idx), self._argb), format="pal8")
+        vf.pts = self._pts(timestamp)
+        vf.time_base = self._tb
+        self._encode(vf)
+
+    def _finish(self) -> None:
+        try:
+            if self.codec == "gif" and self._palette is None and self._pending:
+                self._flush_gif()
+            self._encode(None)
+        finally:
+            self._out.close()

@@ -1,0 +1,178 @@
+"""The ``imseq`` command: a thin layer over the public API.
+
+    imseq info PATH...
+    imseq convert SRC DST [--start --stop --step --fps --codec --crf --display-range --overwrite]
+    imseq convert SRC... --to DIR --format mkv        (batch: continues past bad files)
+
+Errors are one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _err(message: str) -> None:
+    print(f"imseq: error: {message}", file=sys.stderr)
+
+
+def _fmt_fps(v: float | None) -> str:
+    return "-" if not v else f"{v:.4g}"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import napari_imseq as imseq
+
+    status = 0
+    for path in args.paths:
+        try:
+            with imseq.open_sequence(path) as seq:
+                md = seq.metadata
+                ts = md.get("timestamps")
+                duration = md.get("duration")
+                if duration is None and ts is not None and len(ts) > 1:
+                    duration = float(ts[-1] - ts[0])
+                rows = [
+                    ("format", md["format"]),
+                    ("shape", "x".join(str(s) for s in seq.shape)),
+                    ("dtype", str(seq.dtype)),
+                    ("bit depth", str(seq.bit_depth)),
+                    ("frames", str(len(seq))),
+                    (
+                        "fps (header)",
+                        _fmt_fps(md.get("header_fps") or md.get("nominal_fps") or md.get("fps")),
+                    ),
+                    ("fps (timestamps)", _fmt_fps(md.get("timestamp_fps"))),
+                    ("duration (s)", "-" if duration is None else f"{duration:.3f}"),
+                    ("codec", md.get("codec") or md.get("source", {}).get("compression") or "-"),
+                ]
+                print(path)
+                for key, value in rows:
+                    print(f"  {key:17s} {value}")
+        except Exception as err:
+            _err(str(err) if str(err) else type(err).__name__)
+            status = EXIT_ERROR
+    return status
+
+
+def _writer_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.fps:
+        opts["fps"] = args.fps
+    if args.codec:
+        opts["codec"] = args.codec
+    if args.crf is not None:
+        opts["crf"] = args.crf
+    if args.display_range:
+        if args.display_range == "auto":
+            opts["display_range"] = "auto"
+        else:
+            try:
+                lo, hi = (float(v) for v in args.display_range.split(","))
+            except ValueError:
+                raise SystemExit(
+                    f"imseq: error: --display-range takes 'auto' or 'LO,HI', not {args.display_range!r}"
+                ) from None
+            opts["display_range"] = (lo, hi)
+    return opts
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import napari_imseq as imseq
+
+    opts = _writer_options(args)
+    span = {"start": args.start, "stop": args.stop, "step": args.step}
+    if args.to is None:
+        if len(args.paths) != 2:
+            _err("convert takes SRC DST, or SRC... --to DIR --format EXT for many files")
+            return EXIT_ERROR
+        src, dst = args.paths
+        try:
+            imseq.convert(
+                src, dst, overwrite=args.overwrite, progress=not args.quiet, **span, **opts
+            )
+        except KeyboardInterrupt as err:
+            _err(str(err) or "interrupted")
+            return EXIT_INTERRUPTED
+        except Exception as err:
+            _err(str(err))
+            return EXIT_ERROR
+        return 0
+    # batch
+    if not args.format:
+        _err("--to needs --format (e.g. mkv, tif, zarr)")
+        return EXIT_ERROR
+    os.makedirs(args.to, exist_ok=True)
+    failures: list[tuple[str, str]] = []
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(args.paths), unit="file", desc="files", file=sys.stderr)
+    try:
+        for src in args.paths:
+            stem = os.path.splitext(os.path.basename(os.path.normpath(src)))[0]
+            dst = os.path.join(args.to, f"{stem}.{args.format.lstrip('.')}")
+            try:
+                imseq.convert(src, dst, overwrite=args.overwrite, progress=False, **span, **opts)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:
+                failures.append((src, str(err)))
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt as err:
+        _err(str(err) or "interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+    done = len(args.paths) - len(failures)
+    print(f"Done: {done} of {len(args.paths)} files converted to {args.to}", file=sys.stderr)
+    for src, why in failures:
+        _err(f"{src}: {why}" if src not in why else why)
+    return EXIT_ERROR if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imseq", description="Inspect and convert image sequences.")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser(
+        "info", help="format, shape, dtype, bit depth, frames, fps, duration, codec"
+    )
+    info.add_argument("paths", nargs="+")
+    info.set_defaults(func=cmd_info)
+    conv = sub.add_parser("convert", help="convert one file, or many with --to DIR --format EXT")
+    conv.add_argument("paths", nargs="+", metavar="PATH")
+    conv.add_argument("--to", help="output folder for a batch")
+    conv.add_argument(
+        "--format", help="output extension for a batch: mkv, avi, mp4, gif, tif, zarr, seq"
+    )
+    conv.add_argument("--start", type=int)
+    conv.add_argument("--stop", type=int)
+    conv.add_argument("--step", type=int)
+    conv.add_argument("--fps", type=float, help="frame rate written (default: the source's)")
+    conv.add_argument(
+        "--codec", help="video codec: ffv1 (default for mkv/avi), libx264, mjpeg, rawvideo ..."
+    )
+    conv.add_argument("--crf", type=int, help="H.264/HEVC quality (lower is better, default 18-23)")
+    conv.add_argument("--display-range", help="'auto' or 'LO,HI': map wider data to 8 bits (lossy)")
+    conv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    conv.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

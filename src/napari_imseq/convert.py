@@ -1,0 +1,206 @@
+"""Streamed conversion: read, transform and write with bounded memory.
+
+Reading (the sequence's sequential iterator plus the optional per-frame transform) and writing
+run in two worker threads joined by a bounded queue, so decoding and encoding overlap on a
+multi-core machine while at most ``queue_size`` frames are in flight, whatever the length.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .io._base import Sequence
+from .io._registry import open_sequence
+from .io._writer import estimate_display_range, open_writer
+
+__all__ = ["ConversionInterrupted", "convert"]
+
+_END = object()
+
+
+class ConversionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a conversion; the message names the partial file that was kept."""
+
+
+class _Failed:
+    def __init__(self, err: BaseException):
+        self.err = err
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def convert(
+    src: str | os.PathLike | Sequence,
+    dst: str | os.PathLike,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    step: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    queue_size: int = 8,
+    **writer_options: Any,
+) -> dict[str, Any]:
+    """Convert ``src`` (a path or an open Sequence) to ``dst`` frame by frame.
+
+    Frames ``start:stop:step`` are read with the sequential iterator, passed through
+    ``transform`` (any per-frame function, e.g. a Pipeline) and written with the writer that
+    ``dst``'s extension selects; ``writer_options`` go to it (``codec``, ``crf``,
+    ``display_range`` (``"auto"`` estimates it from a subsample of the source), ``fps`` ...).
+    fps and timestamps of the source travel to formats that can hold them.
+
+    Returns a summary: frames, bytes written, seconds, frames per second, path, lossy.
+    Raises :class:`ConversionInterrupted` on Ctrl-C, after keeping the partial file.
+    """
+    own = not isinstance(src, Sequence)
+    seq = open_sequence(src) if own else src
+    try:
+        return _convert(
+            seq,
+            os.fspath(dst),
+            start,
+            stop,
+            step,
+            transform,
+            progress,
+            overwrite,
+            queue_size,
+            writer_options,
+        )
+    finally:
+        if own:
+            seq.close()
+
+
+def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_size, options):
+    indices = range(*slice(start, stop, step).indices(len(seq)))
+    n = len(indices)
+    if options.get("display_range") == "auto":
+        sub = [seq[i] for i in indices[:: max(1, n // 32)][:32]]
+        if transform is not None:
+            sub = [transform(f) for f in sub]
+        options["display_range"] = estimate_display_range(sub)
+    timestamps = seq.timestamps
+    fps = options.pop("fps", None)
+    if not fps and seq.fps:  # the source's rate, thinned by the step
+        fps = seq.fps / abs(indices.step)
+    options.setdefault("bit_depth", seq.bit_depth)
+    writer = open_writer(dst, fps=fps, overwrite=overwrite, **options)
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+    halt = threading.Event()
+    errors: list[BaseException] = []
+
+    def read_worker():
+        try:
+            it = seq.iter_frames(indices.start, indices.stop, indices.step) if n else iter(())
+            for i, frame in zip(indices, it, strict=False):
+                if halt.is_set():
+                    break
+                if transform is not None:
+                    frame = transform(frame)
+                t = float(timestamps[i]) if timestamps is not None and i < len(timestamps) else None
+                if not _put(q, (frame, t), halt):
+                    break
+        except BaseException as err:  # handed to the main thread
+            _put(q, _Failed(err), halt)
+        finally:
+            _put(q, _END, halt)
+
+    bar = None
+    if progress and n > 100:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="frame", desc=os.path.basename(dst), file=sys.stderr)
+
+    def write_worker():
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.err
+                writer.write(*item)
+                if bar is not None:
+                    bar.update(1)
+        except BaseException as err:
+            errors.append(err)
+            halt.set()
+
+    t0 = time.perf_counter()
+    reader = threading.Thread(target=read_worker, name="imseq-read", daemon=True)
+    writer_thread = threading.Thread(target=write_worker, name="imseq-write", daemon=True)
+    reader.start()
+    writer_thread.start()
+    try:
+        while writer_thread.is_alive():
+            writer_thread.join(0.2)  # short joins keep Ctrl-C responsive
+    except KeyboardInterrupt:
+        halt.set()
+        reader.join(5)
+        writer_thread.join(5)
+        kept = writer.abort()
+        if bar is not None:
+            bar.close()
+        where = (
+            f"the partial file {kept} holds the {writer.count} frames written"
+            if kept
+            else "nothing was written"
+        )
+        raise ConversionInterrupted(f"conversion to {writer.path} interrupted; {where}") from None
+    finally:
+        halt.set()
+        reader.join(5)
+    if bar is not None:
+        bar.close()
+    if errors:
+        kept = writer.abort()
+        err = errors[0]
+        if kept:
+            err.add_note(
+                f"the partial file {kept} holds the {writer.count} frames written before the error"
+            )
+        raise err
+    if writer.count == 0:
+        writer.abort()
+        raise ValueError(
+            f"{seq.path}: frames {start}:{stop}:{step} select no frame; nothing written"
+        )
+    writer.close()
+    seconds = time.perf_counter() - t0
+    summary = {
+        "source": seq.path,
+        "path": writer.path,
+        "frames": writer.count,
+        "bytes": writer.bytes_written,
+        "seconds": round(seconds, 3),
+        "fps": round(writer.count / seconds, 1) if seconds else None,
+        "lossy": writer.lossy,
+    }
+    if progress:
+        mb = summary["bytes"] / 1e6
+        note = " (lossy)" if writer.lossy else ""
+        print(
+            f"Done: {summary['frames']} frames -> {writer.path}{note}, {mb:.1f} MB in "
+            f"{seconds:.1f} s ({summary['fps']} frames/s)",
+            file=sys.stderr,
+        )
+    return summary

@@ -1,0 +1,145 @@
+"""zarr (v3) stores of frames: a group with ``frames`` (T, Y, X[, C]) chunked one frame per
+chunk, ``timestamps`` (T,) in seconds, and ``fps``/``bit_depth`` attributes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ._base import Sequence, SequenceFormatError, _check_exists
+from ._writer import Writer
+
+
+def _is_zarr_dir(path: str) -> bool:
+    return os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "zarr.json")) or os.path.exists(os.path.join(path, ".zgroup"))
+        or os.path.exists(os.path.join(path, ".zarray"))
+    )  # fmt: skip
+
+
+class ZarrSequence(Sequence):
+    """A zarr array (or the ``frames`` array of a group), read frame by frame along axis 0."""
+
+    format_name = "zarr"
+    extensions = (".zarr",)
+
+    @classmethod
+    def can_read(cls, path: str) -> bool:
+        try:
+            return _is_zarr_dir(path)
+        except OSError:
+            return False
+
+    def __init__(self, path: str | os.PathLike, *, array: str = "frames"):
+        super().__init__(path, array=array)
+        import zarr
+
+        _check_exists(self.path)
+        try:
+            node = zarr.open(self.path, mode="r")
+            if not hasattr(node, "shape"):
+                if array not in node:
+                    raise SequenceFormatError(
+                        f"{self.path}: the zarr group has no array {array!r} (it has "
+                        f"{sorted(node.array_keys())}); pass array= to choose one"
+                    )
+                self._group, self._z = node, node[array]
+            else:
+                self._group, self._z = None, node
+        except SequenceFormatError:
+            raise
+        except Exception as err:
+            raise SequenceFormatError(f"{self.path}: not a readable zarr store: {err}") from err
+        if self._z.ndim < 2:
+            raise SequenceFormatError(
+                f"{self.path}: a {self._z.ndim}-D zarr array is not a sequence"
+            )
+
+    def __len__(self) -> int:
+        return int(self._z.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self._z.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._z.dtype).newbyteorder("=")
+
+    @property
+    def bit_depth(self) -> int:
+        attrs = self._attrs()
+        return int(attrs.get("bit_depth") or self.dtype.itemsize * 8)
+
+    @property
+    def rgb(self) -> bool:
+        return self._z.ndim == 4 and self._z.shape[-1] in (3, 4)
+
+    def _attrs(self) -> dict:
+        node = self._group if self._group is not None else self._z
+        return dict(node.attrs)
+
+    def _read(self, index: int) -> np.ndarray:
+        return np.asarray(self._z[index]).astype(self.dtype, copy=False)
+
+    def _format_metadata(self) -> dict[str, Any]:
+        attrs = self._attrs()
+        ts = None
+        if self._group is not None and "timestamps" in self._group:
+            t = np.asarray(self._group["timestamps"][: len(self)], dtype=np.float64)
+            ts = t if len(t) == len(self) else None
+        return {"fps": attrs.get("fps"), "timestamps": ts, "source": {"attrs": attrs}}
+
+
+class ZarrWriter(Writer):
+    """Frames to a zarr v3 group, one chunk per frame, zstd-compressed (``compression=None``
+    for raw chunks). Frames and timestamps are appended as they come, so a partial store
+    reads back with every frame written so far."""
+
+    format_name = "zarr"
+    extensions = (".zarr",)
+    is_directory = True
+
+    def _validate_options(self) -> None:
+        opts = dict(self.options)
+        self.compression = opts.pop("compression", "zstd")
+        if opts:
+            raise self._refuse(f"unknown option(s) {sorted(opts)} for zarr; known: compression")
+
+    def _check(self, frame: np.ndarray) -> None:
+        if frame.dtype.kind not in "uifb":
+            raise self._refuse(f"{frame.dtype} frames cannot be stored in zarr here")
+
+    def _open(self, frame: np.ndarray) -> None:
+        import zarr
+        from zarr.codecs import BloscCodec
+
+        compressors = (
+            None
+            if self.compression in (None, "none")
+            else [
+                BloscCodec(
+                    cname=self.compression,
+                    clevel=5,
+                    shuffle="bitshuffle" if frame.dtype.itemsize > 1 else "shuffle",
+                )
+            ]
+        )
+        self._root = zarr.open_group(self.partial, mode="w", zarr_format=3)
+        self._frames = self._root.create_array(
+            "frames", shape=(0, *frame.shape), chunks=(1, *frame.shape), dtype=frame.dtype,
+            compressors=compressors,
+        )  # fmt: skip
+        self._times = self._root.create_array("timestamps", shape=(0,), chunks=(4096,), dtype="f8")
+        self._root.attrs.update(
+            {"fps": self.fps, "bit_depth": self.bit_depth, "writer": "napari-imseq"}
+        )
+
+    def _write(self, frame: np.ndarray, timestamp: float) -> None:
+        n = self.count
+        self._frames.resize((n + 1, *frame.shape))
+        self._frames[n] = frame
+        self._times.resize((n + 1,))
+        self._times[n] = timestamp

@@ -1,0 +1,148 @@
+"""convert(): streaming conversion, transforms, summaries, interruption."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq.io.seq import write_seq
+
+from .conftest import sample
+from .io import videomaker as vm
+
+
+def make_seq(path, n=40, shape=(32, 48)):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 4096, (n, *shape), dtype=np.uint16)
+    write_seq(path, frames, fps=200, bit_depth=12, timestamps=1_700_000_000 + np.arange(n) / 200)
+    return frames
+
+
+def test_seq_to_ffv1_keeps_every_bit_and_the_clock(tmp_path, capsys):
+    frames = make_seq(tmp_path / "a.seq")
+    summary = imseq.convert(tmp_path / "a.seq", tmp_path / "a.mkv")
+    assert summary["frames"] == 40 and summary["bytes"] > 0 and not summary["lossy"]
+    assert {"seconds", "fps", "path"} <= set(summary)
+    with imseq.open_sequence(tmp_path / "a.mkv") as out:
+        np.testing.assert_array_equal(out[:], frames)
+        np.testing.assert_allclose(np.diff(out.timestamps), 1 / 200, atol=1e-3)
+    assert "Done" in capsys.readouterr().err
+
+
+def test_range_step_transform_and_quiet(tmp_path, capsys):
+    frames = make_seq(tmp_path / "a.seq")
+    summary = imseq.convert(
+        tmp_path / "a.seq", tmp_path / "b.tif", start=5, stop=30, step=5,
+        transform=lambda f: f[::2, ::2], progress=False,
+    )  # fmt: skip
+    assert summary["frames"] == 5
+    with imseq.open_sequence(tmp_path / "b.tif") as out:
+        np.testing.assert_array_equal(out[:], frames[5:30:5, ::2, ::2])
+        assert out.fps == pytest.approx(40, rel=1e-3)  # 200 fps, every 5th frame
+    assert capsys.readouterr().err == ""
+
+
+def test_display_range_auto_to_mp4_says_lossy(tmp_path):
+    make_seq(tmp_path / "a.seq", shape=(32, 48))
+    summary = imseq.convert(
+        tmp_path / "a.seq", tmp_path / "a.mp4", display_range="auto", progress=False
+    )
+    assert summary["lossy"]
+    with imseq.open_sequence(tmp_path / "a.mp4") as out:
+        assert out.dtype == np.uint8 and len(out) == 40
+
+
+def test_real_sample_conversion_is_exact(tmp_path):
+    src = sample("dlc_tests_vid.avi")
+    imseq.convert(src, tmp_path / "d.mkv", stop=60, progress=False)
+    truth = vm.sequential(src)[:60]
+    np.testing.assert_array_equal(imseq.open_sequence(tmp_path / "d.mkv")[:], truth)
+
+
+def test_a_failing_transform_keeps_the_partial_file(tmp_path):
+    frames = make_seq(tmp_path / "a.seq")
+    seen = []
+
+    def transform(f):
+        if len(seen) == 12:
+            raise ValueError("bad frame")
+        seen.append(1)
+        return f
+
+    with pytest.raises(ValueError, match="bad frame") as info:
+        imseq.convert(tmp_path / "a.seq", tmp_path / "a.mkv", transform=transform, progress=False)
+    assert not (tmp_path / "a.mkv").exists()
+    assert any("partial" in n for n in getattr(info.value, "__notes__", []))
+    with imseq.open_sequence(str(tmp_path / "a.mkv") + ".partial") as part:
+        assert len(part) == 12
+        np.testing.assert_array_equal(part[:], frames[:12])
+
+
+def test_existing_destination_is_refused(tmp_path):
+    make_seq(tmp_path / "a.seq", n=3)
+    (tmp_path / "a.mkv").write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        imseq.convert(tmp_path / "a.seq", tmp_path / "a.mkv", progress=False)
+    assert (tmp_path / "a.mkv").read_bytes() == b"keep me"
+
+
+def test_ctrl_c_midway_keeps_every_frame_written(tmp_path):
+    frames = make_seq(tmp_path / "a.seq", n=400, shape=(32, 32))
+    script = textwrap.dedent(f"""
+        import time, sys
+        import napari_imseq as imseq
+        def slow(f):
+            time.sleep(0.02)
+            return f
+        try:
+            imseq.convert({str(tmp_path / "a.seq")!r}, {str(tmp_path / "a.mkv")!r}, transform=slow, progress=False)
+        except KeyboardInterrupt as err:
+            print("INTERRUPTED:", err, file=sys.stderr)
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    partial = str(tmp_path / "a.mkv") + ".partial"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (
+        os.path.exists(partial) and os.path.getsize(partial) > 20000
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "partial file" in err and partial in err
+    assert not (tmp_path / "a.mkv").exists()
+    with imseq.open_sequence(partial) as part:
+        n = len(part)
+        assert 0 < n < 400
+        np.testing.assert_array_equal(part[:], frames[:n])
+    assert vm.sequential(partial).shape[0] == n
+
+
+def test_peak_memory_does_not_grow_with_length(tmp_path):
+    """Conversions of 100 and 400 frames of 256x256 uint16 peak at the same memory."""
+    code = textwrap.dedent("""
+        import resource, sys, numpy as np
+        import napari_imseq as imseq
+        from napari_imseq.io.seq import write_seq
+        n, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        write_seq(src, (np.full((256, 256), i, np.uint16) for i in range(n)), fps=100)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        imseq.convert(src, dst, progress=False)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+    """)
+    peaks = []
+    for n in (100, 400):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(n), str(tmp_path / f"{n}.seq"), str(tmp_path / f"{n}.mkv")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        peaks.append(int(out.stdout.strip()))
+    # 300 more frames are 39 MB of pixels; growth must stay far below that
+    assert peaks[1] - peaks[0] < 15_000, peaks  # KiB
