@@ -1,7 +1,8 @@
 """The ``imseq`` command: a thin layer over the public API.
 
     imseq info PATH...
-    imseq convert SRC DST [--start --stop --step --fps --codec --crf --display-range --overwrite]
+    imseq convert SRC DST [--start --stop --step --fps --codec --crf --display-range
+                          --pipeline steps.json --overwrite]
     imseq convert SRC... --to DIR --format mkv        (batch: continues past bad files)
 
 Errors are one line on stderr and a non-zero exit status.
@@ -80,6 +81,14 @@ def _writer_options(args: argparse.Namespace) -> dict[str, Any]:
                     f"imseq: error: --display-range takes 'auto' or 'LO,HI', not {args.display_range!r}"
                 ) from None
             opts["display_range"] = (lo, hi)
+    if args.pipeline:
+        from napari_imseq.transforms import Pipeline
+
+        try:
+            with open(args.pipeline) as f:
+                opts["transform"] = Pipeline.from_json(f.read())
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"imseq: error: {args.pipeline}: {err}") from None
     return opts
 
 
@@ -163,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--crf", type=int, help="H.264/HEVC quality (lower is better, default 18-23)")
     conv.add_argument("--display-range", help="'auto' or 'LO,HI': map wider data to 8 bits (lossy)")
+    conv.add_argument(
+        "--pipeline", help="a JSON pipeline of per-frame transforms (see napari_imseq.transforms)"
+    )
     conv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(func=cmd_convert)

@@ -30,6 +30,19 @@ class ConversionInterrupted(KeyboardInterrupt):
     """Ctrl-C during a conversion; the message names the partial file that was kept."""
 
 
+def _takes_context(func) -> bool:
+    """True when ``func`` accepts ``index=`` and ``timestamp=`` (a Pipeline does)."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return {"index", "timestamp"} <= set(params) or any(
+        p.kind == p.VAR_KEYWORD for p in params.values()
+    )
+
+
 class _Failed:
     def __init__(self, err: BaseException):
         self.err = err
@@ -61,7 +74,8 @@ def convert(
     """Convert ``src`` (a path or an open Sequence) to ``dst`` frame by frame.
 
     Frames ``start:stop:step`` are read with the sequential iterator, passed through
-    ``transform`` (any per-frame function, e.g. a Pipeline) and written with the writer that
+    ``transform`` (any per-frame function, e.g. a Pipeline, which also receives each frame's
+    index and timestamp) and written with the writer that
     ``dst``'s extension selects; ``writer_options`` go to it (``codec``, ``crf``,
     ``display_range`` (``"auto"`` estimates it from a subsample of the source), ``fps`` ...).
     fps and timestamps of the source travel to formats that can hold them.
@@ -104,6 +118,7 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
     options.setdefault("bit_depth", seq.bit_depth)
     writer = open_writer(dst, fps=fps, overwrite=overwrite, **options)
 
+    with_context = transform is not None and _takes_context(transform)
     q: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
     halt = threading.Event()
     errors: list[BaseException] = []
@@ -114,9 +129,11 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
             for i, frame in zip(indices, it, strict=False):
                 if halt.is_set():
                     break
-                if transform is not None:
-                    frame = transform(frame)
                 t = float(timestamps[i]) if timestamps is not None and i < len(timestamps) else None
+                if transform is not None:
+                    frame = (
+                        transform(frame, index=i, timestamp=t) if with_context else transform(frame)
+                    )
                 if not _put(q, (frame, t), halt):
                     break
         except BaseException as err:  # handed to the main thread

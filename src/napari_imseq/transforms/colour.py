@@ -1,0 +1,78 @@
+"""Colour: gray to RGB through a named colormap (vispy's, the ones napari shows; no
+matplotlib), and RGB to gray."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._registry import dtype_range, register, restore
+
+_ALIASES = {"gray": "grays", "grey": "grays", "greys": "grays"}
+_RAMPS = {
+    "red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "magenta": (1, 0, 1),
+    "cyan": (0, 1, 1), "yellow": (1, 1, 0),
+}  # fmt: skip
+
+
+def colormap_lut(name: str, size: int = 256) -> np.ndarray:
+    """``size`` x 3 uint8 RGB table of a colormap: vispy's (``viridis``, ``hot``, ``fire``,
+    ``ice`` ...) and napari's everyday names (``gray``, ``red``, ``green``, ``magenta`` ...)."""
+    from vispy.color import get_colormap
+
+    ramp = _RAMPS.get(name.lower())
+    if ramp is not None:  # napari's single-hue colormaps: black to the colour
+        t = np.linspace(0, 1, size)[:, None]
+        return np.clip(t * np.asarray(ramp) * 255 + 0.5, 0, 255).astype(np.uint8)
+    name = _ALIASES.get(name.lower(), name)
+    try:
+        cmap = get_colormap(name)
+    except KeyError:
+        from vispy.color import get_colormaps
+
+        raise ValueError(
+            f"unknown colormap {name!r}; known: {', '.join(sorted(get_colormaps()))}"
+        ) from None
+    rgba = cmap.map(np.linspace(0, 1, size, dtype=np.float32))
+    return np.clip(np.asarray(rgba)[:, :3] * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+@register
+def apply_colormap(
+    frame: np.ndarray,
+    *,
+    colormap: str = "viridis",
+    in_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Gray frame to uint8 RGB through ``colormap``; ``in_range`` is the value range mapped
+    onto the colormap (default: the dtype's range, 0..1 for floats). A conversion.
+
+    Examples
+    --------
+    >>> apply_colormap(np.zeros((2, 3), np.uint16), colormap="gray").shape
+    (2, 3, 3)
+    """
+    if frame.ndim != 2:
+        raise ValueError(f"apply_colormap takes a 2-D gray frame, not shape {frame.shape}")
+    lut = colormap_lut(colormap)
+    lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
+    idx = np.clip(
+        (frame.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12)) + 0.5, 0, 255
+    ).astype(np.uint8)
+    return lut[idx]
+
+
+@register
+def rgb_to_gray(
+    frame: np.ndarray, *, weights: tuple[float, float, float] = (0.2125, 0.7154, 0.0721)
+) -> np.ndarray:
+    """Weighted sum of R, G, B (ITU-R BT.709 luminance by default); the dtype is kept.
+
+    Examples
+    --------
+    >>> rgb_to_gray(np.full((1, 1, 3), 100, np.uint8)).tolist()
+    [[100]]
+    """
+    if frame.ndim != 3 or frame.shape[2] < 3:
+        raise ValueError(f"rgb_to_gray takes (H, W, 3|4) frames, not shape {frame.shape}")
+    gray = frame[..., :3].astype(np.float32) @ np.asarray(weights, np.float32)
+    return restore(gray, frame.dtype)

@@ -1,0 +1,139 @@
+"""Intensity: contrast, gamma, look-up tables, display ranges, bit depth, inversion.
+
+Integer frames keep their dtype (results are rounded and clipped) unless the function is a
+conversion (:func:`convert_dtype`, :func:`apply_lut` returns the LUT's dtype).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._registry import dtype_range, register, restore
+
+
+@register
+def contrast(frame: np.ndarray, *, gain: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    """Linear contrast and brightness: ``frame * gain + offset``.
+
+    Parameters
+    ----------
+    frame : ndarray
+        One frame, 2-D gray or (H, W, C) colour.
+    gain : float
+        Multiplier (1 leaves the frame unchanged).
+    offset : float
+        Added after the gain, in the frame's units.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype; integer results are rounded and clipped to the dtype's range.
+
+    Examples
+    --------
+    >>> contrast(np.array([[10, 200]], np.uint8), gain=2).tolist()
+    [[20, 255]]
+    """
+    return restore(frame.astype(np.float32) * gain + offset, frame.dtype)
+
+
+@register
+def gamma(
+    frame: np.ndarray, *, gamma: float = 1.0, in_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Gamma correction within ``in_range`` (default: the dtype's range, or 0..1 for floats).
+
+    Values are normalised to 0..1 over ``in_range``, raised to ``gamma`` and mapped back; the
+    dtype is kept.
+
+    Examples
+    --------
+    >>> gamma(np.array([[0, 64, 255]], np.uint8), gamma=0.5).tolist()
+    [[0, 128, 255]]
+    """
+    lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
+    x = np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
+    return restore(lo + np.power(x, gamma) * (hi - lo), frame.dtype)
+
+
+@register
+def apply_lut(frame: np.ndarray, *, lut: np.ndarray | list) -> np.ndarray:
+    """Map every value of an integer frame through ``lut`` (``lut[value]``).
+
+    The result has the LUT's dtype; the LUT must cover the frame's values (256 entries for
+    uint8, up to 65536 for uint16).
+
+    Examples
+    --------
+    >>> apply_lut(np.array([[0, 1, 2]], np.uint8), lut=np.array([5, 6, 7], np.uint8)).tolist()
+    [[5, 6, 7]]
+    """
+    lut = np.asarray(lut)
+    if frame.dtype.kind not in "u":
+        raise ValueError(f"apply_lut needs an unsigned integer frame, not {frame.dtype}")
+    top = int(frame.max()) if frame.size else 0
+    if top >= len(lut):
+        raise ValueError(f"the LUT has {len(lut)} entries but the frame holds the value {top}")
+    return lut[frame]
+
+
+@register
+def rescale(
+    frame: np.ndarray,
+    *,
+    in_range: tuple[float, float] = (0.0, 1.0),
+    out_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Map ``in_range`` linearly onto ``out_range`` (default: the dtype's range), clipped.
+
+    This is a display range: values below ``in_range[0]`` go to the bottom, above
+    ``in_range[1]`` to the top. The dtype is kept.
+
+    Examples
+    --------
+    >>> rescale(np.array([[100, 300, 500]], np.uint16), in_range=(100, 500), out_range=(0, 1000)).tolist()
+    [[0, 500, 1000]]
+    """
+    lo, hi = float(in_range[0]), float(in_range[1])
+    olo, ohi = out_range if out_range is not None else dtype_range(frame.dtype)
+    x = np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
+    return restore(olo + x * (ohi - olo), frame.dtype)
+
+
+@register
+def convert_dtype(
+    frame: np.ndarray,
+    *,
+    dtype: str = "uint8",
+    in_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Convert to another dtype, mapping ``in_range`` onto the target's full range.
+
+    A conversion, and lossy when the target is narrower: 12-bit data in uint16 becomes uint8
+    with ``in_range=(0, 4095)``. ``in_range`` defaults to the source dtype's range.
+
+    Examples
+    --------
+    >>> convert_dtype(np.array([[0, 2048, 4095]], np.uint16), dtype="uint8", in_range=(0, 4095)).tolist()
+    [[0, 128, 255]]
+    """
+    target = np.dtype(dtype)
+    lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
+    olo, ohi = dtype_range(target)
+    x = np.clip((frame.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)
+    return restore(olo + x * (ohi - olo), target)
+
+
+@register
+def invert(frame: np.ndarray, *, max_value: float | None = None) -> np.ndarray:
+    """``max_value - frame`` (default max: the dtype's maximum, 1.0 for floats).
+
+    Pass ``max_value=4095`` to invert 12-bit data stored in uint16.
+
+    Examples
+    --------
+    >>> invert(np.array([[0, 255]], np.uint8)).tolist()
+    [[255, 0]]
+    """
+    top = max_value if max_value is not None else dtype_range(frame.dtype)[1]
+    return restore(top - frame.astype(np.float64), frame.dtype)
