@@ -61,3 +61,24 @@ def spatial(frame: np.ndarray) -> tuple[int, int]:
 
 def is_colour(frame: np.ndarray) -> bool:
     return frame.ndim == 3 and frame.shape[2] in (3, 4)
+
+
+def point_op(frame: np.ndarray, func, out_dtype: np.dtype | None = None) -> np.ndarray:
+    """Apply an elementwise ``func(values: float64 array) -> float array`` to ``frame``.
+
+    uint8 and uint16 frames go through a look-up table of every possible value (computed once
+    per call, exact by construction, and much faster than float math on every pixel);
+    other dtypes are computed directly. Results are rounded and clipped to ``out_dtype``
+    (default: the frame's dtype).
+    """
+    out_dtype = np.dtype(out_dtype or frame.dtype)
+    if frame.dtype == np.uint8 or frame.dtype == np.uint16:
+        n = 256 if frame.dtype == np.uint8 else 65536
+        lut = restore(np.asarray(func(np.arange(n, dtype=np.float64))), out_dtype)
+        if frame.dtype == np.uint8 and frame.shape[-1:] != (0,):
+            import cv2
+
+            if out_dtype == np.uint8 and (frame.ndim == 2 or frame.shape[2] <= 4):
+                return cv2.LUT(np.ascontiguousarray(frame), lut)
+        return np.take(lut, frame)
+    return restore(np.asarray(func(frame.astype(np.float64))), out_dtype)

@@ -63,12 +63,22 @@ def draw_text(
 
     label = text.format(index="" if index is None else index,
                         timestamp=float("nan") if timestamp is None else timestamp)  # fmt: skip
+    font = _font(int(size))
     h, w = frame.shape[:2]
-    mask = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask).text(
-        (int(position[1]), int(position[0])), label, fill=255, font=_font(int(size))
+    y0, x0 = int(position[0]), int(position[1])
+    left, top, right, bottom = font.getbbox(label)
+    # render only the text's box, then blend that region (not the whole frame)
+    ya, yb = max(y0 + top, 0), min(y0 + bottom, h)
+    xa, xb = max(x0 + left, 0), min(x0 + right, w)
+    out = frame.copy()
+    if yb <= ya or xb <= xa:
+        return out
+    mask = Image.new("L", (xb - xa, yb - ya), 0)
+    ImageDraw.Draw(mask).text((x0 - xa, y0 - ya), label, fill=255, font=font)
+    out[ya:yb, xa:xb] = _blend(
+        frame[ya:yb, xa:xb], np.asarray(mask, np.float32) / 255.0, tuple(color)
     )
-    return _blend(frame, np.asarray(mask, np.float32) / 255.0, tuple(color))
+    return out
 
 
 @register
@@ -95,9 +105,9 @@ def scale_bar(
     length = min(int(length), w - 2 * margin)
     y0 = h - margin - thickness if corner.startswith("bottom") else margin
     x0 = w - margin - length if corner.endswith("right") else margin
-    mask = np.zeros((h, w), np.float32)
-    mask[max(y0, 0) : y0 + thickness, max(x0, 0) : x0 + length] = 1.0
-    out = _blend(frame, mask, tuple(color))
+    region = (slice(max(y0, 0), y0 + thickness), slice(max(x0, 0), x0 + length))
+    out = frame.copy()
+    out[region] = _blend(frame[region], np.ones(out[region].shape[:2], np.float32), tuple(color))
     if label:
         ty = y0 - size - 4 if corner.startswith("bottom") else y0 + thickness + 4
         out = draw_text(out, text=label, position=(ty, x0), size=size, color=color)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._registry import dtype_range, register, restore
+from ._registry import dtype_range, point_op, register, restore
 
 _ALIASES = {"gray": "grays", "grey": "grays", "greys": "grays"}
 _RAMPS = {
@@ -55,10 +55,11 @@ def apply_colormap(
         raise ValueError(f"apply_colormap takes a 2-D gray frame, not shape {frame.shape}")
     lut = colormap_lut(colormap)
     lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
-    idx = np.clip(
-        (frame.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12)) + 0.5, 0, 255
-    ).astype(np.uint8)
-    return lut[idx]
+    scale = 255.0 / max(hi - lo, 1e-12)
+    idx = point_op(frame, lambda v: np.clip((v - lo) * scale, 0, 255), np.uint8)
+    import cv2
+
+    return cv2.LUT(cv2.cvtColor(idx, cv2.COLOR_GRAY2RGB), lut.reshape(256, 1, 3))
 
 
 @register
@@ -74,5 +75,10 @@ def rgb_to_gray(
     """
     if frame.ndim != 3 or frame.shape[2] < 3:
         raise ValueError(f"rgb_to_gray takes (H, W, 3|4) frames, not shape {frame.shape}")
+    if frame.dtype in (np.uint8, np.uint16, np.float32):
+        import cv2
+
+        m = np.asarray([weights], np.float32)
+        return cv2.transform(np.ascontiguousarray(frame[..., :3]), m)  # rounded and saturated
     gray = frame[..., :3].astype(np.float32) @ np.asarray(weights, np.float32)
     return restore(gray, frame.dtype)

@@ -74,6 +74,13 @@ def flip(
     >>> flip(np.array([[1, 2, 3]]), axis="horizontal").tolist()
     [[3, 2, 1]]
     """
+    if frame.dtype in (np.uint8, np.uint16, np.float32) and (
+        frame.ndim == 2 or frame.shape[2] <= 4
+    ):
+        import cv2
+
+        out = cv2.flip(np.ascontiguousarray(frame), 1 if axis == "horizontal" else 0)
+        return out.reshape(frame.shape)
     return np.ascontiguousarray(frame[:, ::-1] if axis == "horizontal" else frame[::-1])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._registry import dtype_range, register, restore
+from ._registry import dtype_range, point_op, register
 
 
 @register
@@ -34,7 +34,9 @@ def contrast(frame: np.ndarray, *, gain: float = 1.0, offset: float = 0.0) -> np
     >>> contrast(np.array([[10, 200]], np.uint8), gain=2).tolist()
     [[20, 255]]
     """
-    return restore(frame.astype(np.float32) * gain + offset, frame.dtype)
+    if frame.dtype.kind == "f":
+        return (frame * np.float32(gain) + np.float32(offset)).astype(frame.dtype)
+    return point_op(frame, lambda v: v * gain + offset)
 
 
 @register
@@ -52,8 +54,10 @@ def gamma(
     [[0, 128, 255]]
     """
     lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
-    x = np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
-    return restore(lo + np.power(x, gamma) * (hi - lo), frame.dtype)
+    return point_op(
+        frame,
+        lambda v: lo + np.power(np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1), gamma) * (hi - lo),
+    )
 
 
 @register
@@ -96,8 +100,9 @@ def rescale(
     """
     lo, hi = float(in_range[0]), float(in_range[1])
     olo, ohi = out_range if out_range is not None else dtype_range(frame.dtype)
-    x = np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
-    return restore(olo + x * (ohi - olo), frame.dtype)
+    return point_op(
+        frame, lambda v: olo + np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1) * (ohi - olo)
+    )
 
 
 @register
@@ -120,8 +125,9 @@ def convert_dtype(
     target = np.dtype(dtype)
     lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
     olo, ohi = dtype_range(target)
-    x = np.clip((frame.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)
-    return restore(olo + x * (ohi - olo), target)
+    return point_op(
+        frame, lambda v: olo + np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1) * (ohi - olo), target
+    )
 
 
 @register
@@ -136,4 +142,4 @@ def invert(frame: np.ndarray, *, max_value: float | None = None) -> np.ndarray:
     [[255, 0]]
     """
     top = max_value if max_value is not None else dtype_range(frame.dtype)[1]
-    return restore(top - frame.astype(np.float64), frame.dtype)
+    return point_op(frame, lambda v: top - v)
