@@ -123,6 +123,24 @@ class FileHandle:
         view[: len(data)] = data  # pragma: no cover
         return len(data)  # pragma: no cover
 
+    def read_array(
+        self, shape: tuple[int, ...], dtype: np.dtype, offset: int, what: str
+    ) -> np.ndarray:
+        """A new native-byte-order array of ``shape`` stored as ``dtype`` at ``offset``.
+
+        Raises :class:`SequenceFormatError` naming ``what`` when the file ends before the array.
+        """
+        buf = np.empty(shape, dtype=dtype)
+        got = self.readinto(buf, offset)
+        if got < buf.nbytes:
+            raise SequenceFormatError(
+                f"{self.path}: {what} is cut short ({got} of {buf.nbytes} bytes); the file "
+                f"changed or is truncated"
+            )
+        if not buf.dtype.isnative:
+            buf = buf.byteswap().view(buf.dtype.newbyteorder("="))
+        return buf
+
     def close(self) -> None:
         with self._lock:
             if self._finalizer is not None:

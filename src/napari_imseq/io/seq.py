@@ -356,15 +356,8 @@ class SeqFile(Sequence):
         if self.compression is not None:
             return self._read_compressed(index)
         shape = (self.height, self.width) + ((self._channels,) if self._channels > 1 else ())
-        buf = np.empty(shape, dtype=self._sample_dtype)
-        got = self._fh.readinto(buf, self._start + index * self.true_image_size)
-        if got < buf.nbytes:
-            raise FrameIndexError(
-                f"{self.path}: frame {index} is cut short ({got} of {buf.nbytes} bytes); "
-                f"the file changed or is truncated"
-            )
-        if not buf.dtype.isnative:
-            buf = buf.byteswap().view(buf.dtype.newbyteorder("="))
+        offset = self._start + index * self.true_image_size
+        buf = self._fh.read_array(shape, self._sample_dtype, offset, f"frame {index}")
         if self.colour_order == "BGR":
             return buf[..., ::-1].copy()
         if self.colour_order == "BGRx":

@@ -112,12 +112,11 @@ class TiffStack(Sequence):
 
     def _read(self, index: int) -> np.ndarray:
         if self._offset is not None:
-            buf = np.empty(self._frame_shape, dtype=self._file_dtype)
-            got = self._fh.readinto(buf, self._offset + index * buf.nbytes)
-            if got < buf.nbytes:
-                raise SequenceFormatError(
-                    f"{self.path}: frame {index} is cut short ({got} of {buf.nbytes} bytes)"
-                )
+            nbytes = int(np.prod(self._frame_shape)) * self._file_dtype.itemsize
+            offset = self._offset + index * nbytes
+            return self._fh.read_array(
+                self._frame_shape, self._file_dtype, offset, f"frame {index}"
+            )
         else:
             z = self._zarr_array()
             if self._faxis is None:
