@@ -143,7 +143,12 @@ def r_imageio(path):
     def read(i):
         return f.read(index=i, format=fmt) if fmt else f.read(index=i)
 
-    return read, lambda: f.iter(format=fmt) if fmt else f.iter(), f.close
+    def iterate():
+        # a fresh handle: imageio cannot switch to its threaded iteration after random reads
+        with iio.imopen(path, "r", plugin="pyav") as g:
+            yield from (g.iter(format=fmt) if fmt else g.iter())
+
+    return read, iterate, f.close
 
 
 def r_pims_indexed(path):
@@ -249,9 +254,10 @@ def one_file(label: str, path: str) -> str:
         warm = time.perf_counter() - t
         rng = random.Random(0)
         order = [rng.randrange(n) for _ in range(N_RANDOM)]
-        results = {
-            name: measure(name, op, path, thumbs, order, 600) for name, op in READERS.items()
-        }
+        results = {}
+        for name, op in READERS.items():
+            results[name] = measure(name, op, path, thumbs, order, BUDGET_S)
+            print(f"    {name}: {results[name]}", flush=True)
         del os.environ["NAPARI_IMSEQ_CACHE_DIR"]
     rows = []
     ours = results["napari-imseq"]

@@ -43,8 +43,12 @@ _NO_TS = np.iinfo(np.int64).min
 _INDEX_KIND = "video-index-v1"
 #: containers whose packet "pts" are decode stamps: frames are identified by decode position
 _DECODE_ORDER_CONTAINERS = ("avi",)
-#: decode every frame again from this many frames before the target (covers B-frame reordering)
-_SKIP_MARGIN = 24
+#: decode every frame again from this many frames before the target: more than the lag between
+#: the packet going in and the frame coming out (H.264/HEVC reorder up to 16 frames, plus one
+#: frame per frame-decoding thread; FFmpeg starts at most 16)
+_SKIP_MARGIN = 16 + min(16, os.cpu_count() or 1) + 4
+#: a seek followed by a longer decode run than this uses frame threading
+_FRAME_THREADED_RUN = 8
 
 
 def _sniff_video(head: bytes) -> bool:
@@ -216,12 +220,14 @@ class _Decoder:
         self.lock = threading.Lock()
         self.container = av.open(owner.path, metadata_errors="ignore")
         self.stream = self.container.streams.video[owner._stream_index]
+        self.thread_type = thread_type
         self.stream.codec_context.thread_type = thread_type
         self.stream.codec_context.thread_count = 0
         self.frames = None  # the decode generator
         self.next_index: int | None = None  # index of the frame the generator yields next
         self.sought = 0  # the keyframe of the last seek
         self.closed = False
+        self.held = None  # (index, frame) decoded by _prime and not yet handed out
         self.keep = None  # callback(index, frame) for frames decoded on the way to a target
         self.skipping = "DEFAULT"
         self._prime()
@@ -246,6 +252,7 @@ class _Decoder:
             self.frames = None
             return
         self.next_index = self._identify(frame, None) + 1
+        self.held = (self.next_index - 1, frame)  # the primed frame, served if asked for next
 
     def close(self) -> None:
         with self.lock:
@@ -287,6 +294,9 @@ class _Decoder:
         """Decode until frame ``target`` and return it (the av.VideoFrame)."""
         import av
 
+        held, self.held = self.held, None
+        if held is not None and held[0] == target and self.next_index == target + 1:
+            return held[1]
         idx = self.owner._index
         path = self.owner.path
         keyframe = idx.keyframe_at_or_before(target)
@@ -462,6 +472,8 @@ class VideoFile(Sequence):
 
     # ---- decoder pool ----------------------------------------------------------------
     def _acquire(self, target: int) -> _Decoder:
+        """An idle decoder for ``target``: one that can decode on without seeking if any;
+        otherwise one whose threading suits the run from the keyframe to the target."""
         with self._pool_lock:
             self._check_open()
             keyframe = self._index.keyframe_at_or_before(target)
@@ -471,12 +483,15 @@ class VideoFile(Sequence):
                 if dec.frames is not None and pos is not None and keyframe <= pos <= target:
                     if best is None or pos > best.next_index:
                         best = dec
-            if best is None and self._idle:
-                best = self._idle[0]
+            if best is None:
+                # a short run pays no frame-threading latency with slice threads; a long run
+                # (a long GOP) decodes much faster with frame threads on every core
+                kind = "AUTO" if target - keyframe > _FRAME_THREADED_RUN else "SLICE"
+                best = next((d for d in self._idle if d.thread_type == kind), None)
             if best is not None:
                 self._idle.remove(best)
             else:
-                best = _Decoder(self, "SLICE")
+                best = _Decoder(self, kind)
             self._busy.add(best)
             return best
 
