@@ -397,32 +397,18 @@ class SeqFile(Sequence):
             return self._ts_seconds
         if not self._has_timestamps or self._n == 0:
             return None
-        ts_dtype = np.dtype(
-            {
-                "names": list(self._ts_dtype.names),
-                "formats": [self._ts_dtype[k] for k in self._ts_dtype.names],
-                "offsets": [
-                    self.image_size + self._ts_dtype.fields[k][1] for k in self._ts_dtype.names
-                ],
-                "itemsize": self.true_image_size,
-            }
+        # one small positional read per frame: no memory map, so reading the timestamps of a
+        # huge file maps none of its pixels into memory (a map faults in 64 KB per record)
+        size = self._ts_dtype.itemsize
+        first = self._start + self.image_size
+        raw = b"".join(
+            self._fh.read(size, first + i * self.true_image_size) for i in range(self._n)
         )
-        # the last frame may lack its padding: read it on its own
-        n_full = self._n
-        if self._start + self._n * self.true_image_size > self._file_size:
-            n_full -= 1
-        parts = []
-        if n_full:
-            mm = np.memmap(self.path, dtype=ts_dtype, mode="r", offset=self._start, shape=n_full)
-            try:
-                parts.append(_seconds(np.array(mm)))
-            finally:
-                del mm
-        if n_full < self._n:
-            off = self._start + n_full * self.true_image_size + self.image_size
-            raw = self._fh.read(self._ts_dtype.itemsize, off)
-            parts.append(_seconds(np.frombuffer(raw, self._ts_dtype)))
-        return np.concatenate(parts)
+        if len(raw) != size * self._n:
+            raise SequenceFormatError(
+                f"{self.path}: the timestamps of the last frames are cut short"
+            )
+        return _seconds(np.frombuffer(raw, self._ts_dtype))
 
     def _format_metadata(self) -> dict[str, Any]:
         ts = self._read_timestamps()
