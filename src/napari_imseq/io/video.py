@@ -173,7 +173,9 @@ class _Plan:
             g, b, r = (self._plane(frame, k, dt) for k in range(3))
             planes = [r, g, b] + ([self._plane(frame, 3, dt)] if self.alpha else [])
             return np.stack(planes, axis=-1).astype(self.dtype, copy=False)
-        return np.array(frame.to_ndarray(format=self.target))
+        arr = frame.to_ndarray(format=self.target)
+        # a converted frame is a new buffer already; an unconverted one is the decoder's
+        return arr.copy() if frame.format.name == self.target else arr
 
 
 class _Index:
