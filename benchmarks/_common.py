@@ -12,23 +12,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("IMSEQ_BENCH_DATA", os.path.join(HERE, "data"))
 
 
-def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
-    """The fastest of ``repeat`` runs, in seconds (the least disturbed measurement)."""
-    times = []
+def _times(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
+    """The fastest of ``repeat`` runs, in seconds (the least disturbed measurement)."""
+    return min(_times(fn, repeat))
 
 
 def median_of(fn: Callable[[], object], repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """The median of ``repeat`` runs, in seconds."""
+    return statistics.median(_times(fn, repeat))
 
 
 def drop_page_cache(path: str) -> bool:
