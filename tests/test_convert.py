@@ -149,3 +149,21 @@ def test_peak_memory_does_not_grow_with_length(tmp_path):
         peaks.append(int(out.stdout.strip()))
     # 1500 more frames are 197 MB of pixels; the growth must stay far below that
     assert peaks[1] - peaks[0] < 40_000, peaks  # KiB
+
+
+def test_auto_display_range_comes_from_the_frames_written(tmp_path):
+    # frames 0-9 hold 0..1000, frames 10-19 are saturated: converting only 0-9 must stretch
+    # 0..1000 to 0..255, not squeeze it by the range of frames that are not written
+    ramp = np.tile(np.linspace(0, 1000, 64, dtype=np.uint16), (48, 1))
+    frames = [ramp] * 10 + [np.full((48, 64), 60000, np.uint16)] * 10
+    write_seq(tmp_path / "a.seq", frames, fps=10)
+    imseq.convert(
+        tmp_path / "a.seq", tmp_path / "a.mp4", stop=10, display_range="auto", progress=False
+    )
+    with imseq.open_sequence(tmp_path / "a.mp4") as out:
+        assert out[5].max() > 240 and out[5][:, :4].mean() < 15
+    # and through the transform: doubled values still fill the 8 bits
+    imseq.convert(tmp_path / "a.seq", tmp_path / "b.mp4", stop=10, display_range="auto",
+                  transform=lambda f: f * 2, progress=False)  # fmt: skip
+    with imseq.open_sequence(tmp_path / "b.mp4") as out:
+        assert out[5].max() > 240

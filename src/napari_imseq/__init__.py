@@ -28,7 +28,6 @@ from .io._writer import (
     FrameMismatchError,
     UnsupportedWriteError,
     Writer,
-    estimate_display_range,
     imwrite,
     open_writer,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "UnsupportedWriteError",
     "Writer",
     "convert",
-    "estimate_display_range",
     "imwrite",
     "open_writer",
     "FrameIndexError",

@@ -19,7 +19,7 @@ import numpy as np
 
 from .io._base import Sequence
 from .io._registry import open_sequence
-from .io._writer import estimate_display_range, open_writer
+from .io._writer import auto_display_range, open_writer
 
 __all__ = ["ConversionInterrupted", "convert"]
 
@@ -41,6 +41,27 @@ def _takes_context(func) -> bool:
     return {"index", "timestamp"} <= set(params) or any(
         p.kind == p.VAR_KEYWORD for p in params.values()
     )
+
+
+class _Selected:
+    """The frames a conversion writes (its range, through its transform), indexable."""
+
+    def __init__(self, seq, indices, transform, with_context: bool, timestamps):
+        self.seq, self.indices, self.transform = seq, indices, transform
+        self.with_context, self.timestamps = with_context, timestamps
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        i = self.indices[k]
+        frame = self.seq[i]
+        if self.transform is None:
+            return frame
+        if self.with_context:
+            t = float(self.timestamps[i]) if self.timestamps is not None else None
+            return self.transform(frame, index=i, timestamp=t)
+        return self.transform(frame)
 
 
 class _Failed:
@@ -106,19 +127,18 @@ def convert(
 def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_size, options):
     indices = range(*slice(start, stop, step).indices(len(seq)))
     n = len(indices)
-    if options.get("display_range") == "auto":
-        sub = [seq[i] for i in indices[:: max(1, n // 32)][:32]]
-        if transform is not None:
-            sub = [transform(f) for f in sub]
-        options["display_range"] = estimate_display_range(sub)
     timestamps = seq.timestamps
+    with_context = transform is not None and _takes_context(transform)
+    if options.get("display_range") == "auto":  # from what will be written: range, transform
+        options["display_range"] = auto_display_range(
+            _Selected(seq, indices, transform, with_context, timestamps)
+        )
     fps = options.pop("fps", None)
     if not fps and seq.fps:  # the source's rate, thinned by the step
         fps = seq.fps / abs(indices.step)
     options.setdefault("bit_depth", seq.bit_depth)
     writer = open_writer(dst, fps=fps, overwrite=overwrite, **options)
 
-    with_context = transform is not None and _takes_context(transform)
     q: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
     halt = threading.Event()
     errors: list[BaseException] = []

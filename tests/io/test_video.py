@@ -275,3 +275,14 @@ def test_forward_reads_in_a_gop_do_not_seek(tmp_path, monkeypatch):
         assert seeks == []
         np.testing.assert_array_equal(seq[35], truth[35])  # nobody is in [30, 35]: one seek
         assert seeks == [30]
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1000, 256 << 20])
+def test_returned_frames_never_alias_the_cache(cache_bytes):
+    path = sample("imageio_realshort.mp4")
+    truth = vm.sequential(path)
+    with imseq.open_sequence(path, cache_bytes=cache_bytes) as seq:
+        first = seq[3]
+        first[:] = 0  # the caller owns what it got
+        np.testing.assert_array_equal(seq[3], truth[3])
+        np.testing.assert_array_equal(seq[3], truth[3])

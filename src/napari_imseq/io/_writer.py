@@ -41,8 +41,6 @@ class Writer:
 
     format_name: ClassVar[str] = "unknown"
     extensions: ClassVar[tuple[str, ...]] = ()
-    #: True when the format is a directory (zarr, image folder)
-    is_directory: ClassVar[bool] = False
     #: True when the format loses information (lossy codec or a mapping to 8 bits)
     lossy: bool = False
 
@@ -193,15 +191,12 @@ def to_uint8(frame: np.ndarray, display_range: tuple[float, float]) -> np.ndarra
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def estimate_display_range(frames: Any, *, max_frames: int = 32, percentiles=(0.1, 99.9)):
-    """Display range from evenly spaced frames of an array/Sequence (cost: the subsample)."""
-    n = len(frames)
-    picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    sample = np.stack([np.asarray(frames[int(i)])[::4, ::4] for i in picks])
-    lo, hi = np.percentile(sample, percentiles)
-    if hi <= lo:
-        hi = lo + 1
-    return float(lo), float(hi)
+def auto_display_range(frames: Any) -> tuple[float, float]:
+    """``display_range="auto"``: the 0.1..99.9 percentiles of an evenly spaced subsample
+    (:func:`napari_imseq.transforms.estimate_range`; the cost follows the subsample)."""
+    from ..transforms.normalize import estimate_range
+
+    return estimate_range(frames, percentiles=(0.1, 99.9), max_frames=32, downsample=4)
 
 
 # ---- choosing a writer -----------------------------------------------------------------------
@@ -292,7 +287,7 @@ def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
         and hasattr(data, "__getitem__")
         and hasattr(data, "__len__")
     ):
-        options["display_range"] = estimate_display_range(data)
+        options["display_range"] = auto_display_range(data)
     if fps is not None:
         options.setdefault("fps", fps)
     writer = open_writer(path, **options)

@@ -203,7 +203,6 @@ class FolderWriter(Writer):
 
     format_name = "folder"
     extensions = ()  # chosen by a trailing "/" or format="folder"
-    is_directory = True
 
     def _validate_options(self) -> None:
         opts = dict(self.options)

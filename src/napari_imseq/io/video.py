@@ -208,9 +208,6 @@ class _Index:
         k = int(np.searchsorted(self.keyframes, i, side="right")) - 1
         return int(self.keyframes[max(k, 0)])
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"pts": self.pts, "dts": self.dts, "key": self.key}
-
 
 class _Decoder:
     """One container opened for decoding, used by one thread at a time."""
@@ -551,25 +548,27 @@ class VideoFile(Sequence):
             finally:
                 dec.keep = None
                 self._release(dec)
-        self._remember(index, arr)
-        return arr.copy() if self.cache_bytes else arr
+        # the caller gets its own array; the cache keeps the original
+        return arr.copy() if self._remember(index, arr) else arr
 
-    def _remember(self, index: int, item) -> None:
-        """Cache a converted array or a decoded frame (converted when it is asked for)."""
+    def _remember(self, index: int, item) -> bool:
+        """Cache a converted array or a decoded frame (converted when it is asked for);
+        True when ``item`` itself is now held by the cache."""
         size = _nbytes(item)
         if size > self.cache_bytes:
-            return
+            return False
         with self._lru_lock:
             old = self._lru.get(index)
             if old is not None:
                 if isinstance(old, np.ndarray) or not isinstance(item, np.ndarray):
-                    return
+                    return False
                 self._lru_bytes -= _nbytes(old)
             self._lru[index] = item
             self._lru_bytes += size
             while self._lru_bytes > self.cache_bytes:
                 _, dropped = self._lru.popitem(last=False)
                 self._lru_bytes -= _nbytes(dropped)
+        return True
 
     def iter_frames(self, start=None, stop=None, step=None):
         """Frames ``start:stop:step`` decoded straight through with frame threading."""
@@ -702,7 +701,8 @@ class VideoWriter(Writer):
         if isinstance(self.display_range, str):
             raise UnsupportedWriteError(
                 f"{self.path}: display_range={self.display_range!r} must be resolved to (lo, hi) "
-                f"before writing; imwrite() and convert() do that from a subsample"
+                f"before writing; convert(), and imwrite() of an array or Sequence, estimate it "
+                f"from a subsample; for a one-pass iterable pass (lo, hi)"
             )
         self.codec_options = {str(k): str(v) for k, v in opts.pop("codec_options", {}).items()}
         if opts:

@@ -100,7 +100,6 @@ class ZarrWriter(Writer):
 
     format_name = "zarr"
     extensions = (".zarr",)
-    is_directory = True
 
     def _validate_options(self) -> None:
         opts = dict(self.options)
