@@ -61,6 +61,7 @@ def independent(path):
                 if f.endswith(".png")
                 else tifffile.imread(os.path.join(p, f))
                 for f in sorted(os.listdir(p))
+                if not f.startswith(".")  # the writer's marker file
             ]
         )
     raise AssertionError(p)

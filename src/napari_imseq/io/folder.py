@@ -203,6 +203,35 @@ class FolderWriter(Writer):
 
     format_name = "folder"
     extensions = ()  # chosen by a trailing "/" or format="folder"
+    directory = True
+    #: the marker file naming napari-imseq as the writer of a folder (hidden: readers skip it)
+    MARKER = ".napari-imseq.json"
+    _NAMES = re.compile(r"frame_\d{6,}\.(png|tif|tiff)")
+
+    @classmethod
+    def owned_entries(cls, path: str) -> set[str] | None:
+        """Our folders carry the marker file; ours are it and the numbered images in them."""
+        import json
+
+        try:
+            with open(os.path.join(path, cls.MARKER), "rb") as f:
+                marker = json.loads(f.read(1 << 16))
+            if marker.get("writer") != "napari-imseq":
+                return None
+            names = os.listdir(path)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return {cls.MARKER} | {n for n in names if cls._NAMES.fullmatch(n)}
+
+    def _mark(self) -> None:
+        import json
+
+        with open(os.path.join(self.partial, self.MARKER), "w") as f:
+            json.dump(
+                {"writer": "napari-imseq", "format": "folder", "frames": self.count,
+                 "fps": self.fps, "image_format": self.image_format},
+                f,
+            )  # fmt: skip
 
     def _validate_options(self) -> None:
         opts = dict(self.options)
@@ -223,6 +252,10 @@ class FolderWriter(Writer):
 
     def _open(self, frame: np.ndarray) -> None:
         os.makedirs(self.partial)
+        self._mark()
+
+    def _finish(self) -> None:
+        self._mark()
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         name = os.path.join(self.partial, f"frame_{self.count:06d}.{self.image_format}")

@@ -474,25 +474,33 @@ class SeqWriter(Writer):
             )
 
     def _open(self, frame: np.ndarray) -> None:
-        self._f = open(self.partial, "wb")
-        self._f.write(b"\0" * 8192)
         self._image_size = frame.nbytes
         self._stride = -(-(self._image_size + 8) // 8192) * 8192
         self._frame_shape, self._dtype = frame.shape, frame.dtype
         self._epoch = time.time()
+        self._f = open(self.partial, "wb")
+        # a header with 0 frames until the count is known: a file cut off before close is
+        # still a SEQ file (and recognisably ours)
+        self._f.write(self._header().ljust(8192, b"\0"))
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
-        data = frame[..., ::-1] if frame.ndim == 3 else frame
-        self._f.write(np.ascontiguousarray(data, dtype=frame.dtype.newbyteorder("<")).tobytes())
         if timestamp < 1e8:  # relative time: anchor it at the start of the write
             timestamp += self._epoch
         total_us = int(round(timestamp * 1e6))
         s, sub = divmod(total_us, 1_000_000)
+        if not -(2**31) <= s < 2**31:
+            raise self._refuse(
+                f"frame {self.count}: timestamp {timestamp} s is outside what SEQ stores "
+                f"(32-bit seconds since 1970, up to 2038); pass times in seconds, relative or "
+                f"since the Unix epoch"
+            )
         ms, us = divmod(sub, 1000)
+        data = frame[..., ::-1] if frame.ndim == 3 else frame
+        self._f.write(np.ascontiguousarray(data, dtype=frame.dtype.newbyteorder("<")).tobytes())
         self._f.write(struct.pack("<iHH", s, ms, us))
         self._f.write(b"\0" * (self._stride - self._image_size - 8))
 
-    def _finish(self) -> None:
+    def _header(self) -> bytes:
         shape, dtype = self._frame_shape, self._dtype
         h = bytearray(HEADER_SIZE)
         struct.pack_into("<I", h, 0, MAGIC)
@@ -508,10 +516,14 @@ class SeqWriter(Writer):
         )  # fmt: skip
         struct.pack_into("<d", h, 584, float(self.fps or 0.0))
         struct.pack_into("<i", h, 660, 8192)
+        return bytes(h)
+
+    def _finish(self) -> None:
         try:
             self._f.flush()
             self._f.seek(0)
-            self._f.write(bytes(h))
+            self._f.write(self._header())
+            self._f.flush()
         finally:
             self._f.close()
 

@@ -13,10 +13,64 @@ from typing import Any
 
 import numpy as np
 
-from ._base import FileHandle, Sequence, SequenceFormatError, _check_exists
+from ._base import FileHandle, Sequence, SequenceFormatError
 
 _MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _SPATIAL = set("YXS")
+#: more tags than this in one IFD means a damaged file (tifffile gives up there too)
+_MAX_TAGS = 4096
+
+
+def _walk_ifds(fh: FileHandle, size: int) -> int:
+    """Follow the chain of IFDs (pages) from the header; return how many there are.
+
+    tifffile detects a loop in the chain only at its 100th page, so a chain that loops later
+    makes it walk forever. Here every IFD offset is remembered: a loop, an IFD outside the
+    file or a damaged tag count is a :class:`SequenceFormatError`. The walk costs two small
+    reads per page and ends after ``size / 18`` pages at most (the smallest possible IFD).
+    """
+    path = fh.path
+    head = fh.read(16, 0)
+    order = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\0", b"\0+")
+    if big:
+        cnt_fmt, cnt_len, tag_len, off_fmt, off_len = "Q", 8, 20, "Q", 8
+        first = int(np.frombuffer(head[8:16], order + "u8")[0]) if len(head) >= 16 else 0
+    else:
+        cnt_fmt, cnt_len, tag_len, off_fmt, off_len = "H", 2, 12, "I", 4
+        first = int(np.frombuffer(head[4:8], order + "u4")[0]) if len(head) >= 8 else 0
+    seen: dict[int, int] = {}
+    offset = first
+    while offset:
+        if offset in seen:
+            raise SequenceFormatError(
+                f"{path}: the chain of TIFF pages loops (page {len(seen) - 1} points back to "
+                f"page {seen[offset]} at byte {offset}); the file is damaged; repair it, e.g. "
+                f"by saving the readable pages again with another program"
+            )
+        if offset + cnt_len > size:
+            if not seen:
+                raise SequenceFormatError(
+                    f"{path}: the first TIFF page is at byte {offset}, outside the file "
+                    f"({size} bytes); the file is truncated or damaged"
+                )
+            break  # a cut chain: the pages before it are what the file holds
+        seen[offset] = len(seen)
+        raw = fh.read(cnt_len, offset)
+        count = int(np.frombuffer(raw, order + cnt_fmt)[0])
+        if count > _MAX_TAGS or count == 0:
+            if len(seen) == 1:
+                raise SequenceFormatError(
+                    f"{path}: the first TIFF page has {count} tags; the file is damaged"
+                )
+            break
+        nxt = fh.read(off_len, offset + cnt_len + count * tag_len)
+        if len(nxt) < off_len:
+            break
+        offset = int(np.frombuffer(nxt, order + off_fmt)[0])
+        if offset >= size:
+            break
+    return len(seen)
 
 
 class TiffStack(Sequence):
@@ -32,7 +86,11 @@ class TiffStack(Sequence):
         import tifffile
 
         path = self.path
-        _check_exists(path)
+        fh = FileHandle(path)
+        try:
+            self._page_count = _walk_ifds(fh, self._stat.st_size)
+        finally:
+            fh.close()
         try:
             self._tif = tifffile.TiffFile(path)
         except Exception as err:

@@ -100,6 +100,25 @@ class ZarrWriter(Writer):
 
     format_name = "zarr"
     extensions = (".zarr",)
+    directory = True
+    #: what a store of ours holds (other files beside them are the user's and stay)
+    _LAYOUT = frozenset({"zarr.json", "frames", "timestamps"})
+
+    @classmethod
+    def owned_entries(cls, path: str) -> set[str] | None:
+        """Our layout: a zarr v3 group whose attributes name napari-imseq as the writer."""
+        import json
+
+        try:
+            with open(os.path.join(path, "zarr.json"), "rb") as f:
+                meta = json.loads(f.read(1 << 20))
+            ours = meta.get("node_type") == "group" and (
+                meta.get("attributes", {}).get("writer") == "napari-imseq"
+            )
+            names = set(os.listdir(path))
+        except (OSError, ValueError, AttributeError):
+            return None
+        return (names & cls._LAYOUT) if ours else None
 
     def _validate_options(self) -> None:
         opts = dict(self.options)
@@ -126,7 +145,9 @@ class ZarrWriter(Writer):
                 )
             ]
         )
-        self._root = zarr.open_group(self.partial, mode="w", zarr_format=3)
+        self._root = zarr.open_group(
+            self.partial, mode="w", zarr_format=3, attributes={"writer": "napari-imseq"}
+        )
         self._frames = self._root.create_array(
             "frames", shape=(0, *frame.shape), chunks=(1, *frame.shape), dtype=frame.dtype,
             compressors=compressors,
