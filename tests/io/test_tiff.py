@@ -1,5 +1,7 @@
 """TIFF stacks: real files against tifffile, axes rules, compressed pages."""
 
+import struct
+
 import numpy as np
 import pytest
 import tifffile
@@ -102,3 +104,27 @@ def test_truncated_tiff(tmp_path):
     with pytest.raises(imseq.SequenceFormatError, match=r"t\.tif"):
         with imseq.open_sequence(tmp_path / "t.tif") as seq:
             seq[:]
+
+
+def _next_ifd_pointer(raw, offset, big):
+    """Byte position of the next-IFD pointer of the IFD at ``offset`` (little-endian file)."""
+    if big:
+        return offset + 8 + 20 * struct.unpack_from("<Q", raw, offset)[0]
+    return offset + 2 + 12 * struct.unpack_from("<H", raw, offset)[0]
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize(("pages", "loop_from", "loop_to"), [(4, 3, 1), (4, 0, 0), (150, 149, 120)])
+def test_a_looping_page_chain_is_an_error_not_a_hang(tmp_path, big, pages, loop_from, loop_to):
+    # tifffile looks for loops only at its 100th page: a later loop made it walk forever
+    path = tmp_path / "loop.tif"
+    data = np.zeros((pages, 4, 4), np.uint8)
+    tifffile.imwrite(path, data, photometric="minisblack", metadata=None, bigtiff=big)
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        offsets = [p.offset for p in tif.pages]
+    fmt = "<Q" if big else "<I"
+    struct.pack_into(fmt, raw, _next_ifd_pointer(raw, offsets[loop_from], big), offsets[loop_to])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(imseq.SequenceFormatError, match=r"loop\.tif.*loops.*damaged"):
+        imseq.open_sequence(path)

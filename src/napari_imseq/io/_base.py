@@ -16,6 +16,7 @@ Everything else (indexing, slicing, dask, pickling, context management) lives he
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import weakref
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import numpy as np
 __all__ = [
     "FrameIndexError",
     "Sequence",
+    "SequenceClosedError",
     "SequenceError",
     "SequenceFileNotFoundError",
     "SequenceFormatError",
@@ -70,12 +72,113 @@ def _check_exists(path: str) -> None:
         )
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _special_file_error(path: str, mode: int) -> SequenceFormatError:
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+    real = os.path.realpath(path)
+    via = f" (the link points to {real})" if real != os.path.abspath(path) else ""
+    return SequenceFormatError(
+        f"{path}: this is {kind}{via}, not a regular file or folder; reading it could block "
+        f"forever or never end, so it is refused; copy the data into a regular file"
+    )
+
+
+def check_path(path: str, *, folder: bool | None = None) -> os.stat_result:
+    """``os.stat(path)`` (symlinks followed) for a path a reader is about to open.
+
+    Raises :class:`SequenceFileNotFoundError` when it does not exist and
+    :class:`SequenceFormatError` for FIFOs, devices and sockets (opening or reading them can
+    block forever), and, when ``folder`` is True or False, for a file where a folder is needed
+    or the reverse. Never opens the path.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _check_exists(path)
+        raise  # pragma: no cover - a race: the path appeared again
+    except OSError as err:
+        raise SequenceFormatError(
+            f"{path}: cannot be examined ({err.strerror}); check the path and its permissions"
+        ) from err
+    if stat.S_ISDIR(st.st_mode):
+        if folder is False:
+            raise SequenceFormatError(
+                f"{path}: this is a folder, not a file; open the file inside it, or the folder "
+                f"itself as an image folder or zarr store"
+            )
+    elif stat.S_ISREG(st.st_mode):
+        if folder is True:
+            raise SequenceFormatError(f"{path}: this is a file, not a folder")
+    else:
+        raise _special_file_error(path, st.st_mode)
+    return st
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file ``path``.
+
+    The open never blocks (``O_NONBLOCK``: a FIFO swapped in after a check cannot hang it) and
+    the descriptor is checked with ``fstat``, so only a regular file is ever read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        _check_exists(path)
+        raise  # pragma: no cover - a race
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):  # pragma: no cover - os.open refuses folders on Linux
+            raise SequenceFormatError(f"{path}: this is a folder, not a file")
+        raise _special_file_error(path, mode)
+    return fd
+
+
+def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes | None:
+    """The first ``nbytes`` of a regular file, or None (folders, special files, errors).
+
+    For content sniffing: never raises and never blocks.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        fd = open_regular(path)
+    except (OSError, ValueError, TypeError):
+        return None
+    try:
+        return os.pread(fd, nbytes, 0) if hasattr(os, "pread") else os.read(fd, nbytes)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class SequenceClosedError(SequenceError, ValueError):
+    """A read of a sequence (or file handle) that was closed."""
+
+
 class FileHandle:
-    """A file opened on first use and read with positional reads only.
+    """A regular file opened on first use and read with positional reads only.
 
     ``os.preadv`` reads straight into a caller's buffer and shares no file cursor, so any
-    number of threads can read at once. The descriptor is closed by :meth:`close` or when
-    the handle is garbage collected.
+    number of threads can read at once. :meth:`close` is safe while other threads read: the
+    descriptor is closed only when no read is in flight (a read never lands on a descriptor
+    number the system has given to another file), and every read that starts after
+    :meth:`close` raises :class:`SequenceClosedError`. The descriptor is also closed when the
+    handle is garbage collected.
     """
 
     _HAS_PREAD = hasattr(os, "pread")
@@ -86,32 +189,54 @@ class FileHandle:
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._finalizer: weakref.finalize | None = None
+        self._readers = 0
+        self._closing = False
 
-    def _fileno(self) -> int:
-        fd = self._fd
-        if fd is None:
-            with self._lock:
-                if self._fd is None:
-                    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-                    self._fd = os.open(self.path, flags)
-                    self._finalizer = weakref.finalize(self, os.close, self._fd)
-                fd = self._fd
-        return fd
+    def _acquire(self) -> int:
+        with self._lock:
+            if self._closing:
+                raise SequenceClosedError(
+                    f"{self.path}: the file was closed; open the sequence again to read"
+                )
+            if self._fd is None:
+                self._fd = open_regular(self.path)
+                self._finalizer = weakref.finalize(self, os.close, self._fd)
+            self._readers += 1
+            return self._fd
+
+    def _release(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            if self._closing and self._readers == 0:
+                self._close_fd()
+
+    def _close_fd(self) -> None:  # with the lock held
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+        self._fd = None
 
     def read(self, nbytes: int, offset: int) -> bytes:
         """Up to ``nbytes`` bytes at ``offset`` (fewer at the end of the file)."""
-        fd = self._fileno()
-        if self._HAS_PREAD:
-            return os.pread(fd, nbytes, offset)
-        with self._lock:  # pragma: no cover - platforms without pread (Windows)
-            os.lseek(fd, offset, os.SEEK_SET)
-            return os.read(fd, nbytes)
+        fd = self._acquire()
+        try:
+            if self._HAS_PREAD:
+                return os.pread(fd, nbytes, offset)
+            with self._lock:  # pragma: no cover - platforms without pread (Windows)
+                os.lseek(fd, offset, os.SEEK_SET)
+                return os.read(fd, nbytes)
+        finally:
+            self._release()
 
     def readinto(self, buffer: np.ndarray, offset: int) -> int:
         """Fill the C-contiguous ``buffer`` from ``offset``; return the bytes read."""
-        fd = self._fileno()
         view = memoryview(buffer).cast("B")
-        if self._HAS_PREADV:
+        if not self._HAS_PREADV:  # pragma: no cover
+            data = self.read(len(view), offset)
+            view[: len(data)] = data
+            return len(data)
+        fd = self._acquire()
+        try:
             total = 0
             while total < len(view):
                 n = os.preadv(fd, [view[total:]], offset + total)
@@ -119,21 +244,20 @@ class FileHandle:
                     break
                 total += n
             return total
-        data = self.read(len(view), offset)  # pragma: no cover
-        view[: len(data)] = data  # pragma: no cover
-        return len(data)  # pragma: no cover
+        finally:
+            self._release()
 
     def read_array(
         self, shape: tuple[int, ...], dtype: np.dtype, offset: int, what: str
     ) -> np.ndarray:
         """A new native-byte-order array of ``shape`` stored as ``dtype`` at ``offset``.
 
-        Raises :class:`SequenceFormatError` naming ``what`` when the file ends before the array.
+        Raises :class:`FrameIndexError` naming ``what`` when the file ends before the array.
         """
         buf = np.empty(shape, dtype=dtype)
         got = self.readinto(buf, offset)
         if got < buf.nbytes:
-            raise SequenceFormatError(
+            raise FrameIndexError(
                 f"{self.path}: {what} is cut short ({got} of {buf.nbytes} bytes); the file "
                 f"changed or is truncated"
             )
@@ -142,15 +266,15 @@ class FileHandle:
         return buf
 
     def close(self) -> None:
+        """Refuse new reads; close the descriptor now, or when the last read in flight ends."""
         with self._lock:
-            if self._finalizer is not None:
-                self._finalizer()
-                self._finalizer = None
-            self._fd = None
+            self._closing = True
+            if self._readers == 0:
+                self._close_fd()
 
     @property
     def closed(self) -> bool:
-        return self._fd is None
+        return self._closing
 
 
 def _reopen(cls: type[Sequence], path: str, options: dict[str, Any]) -> Sequence:
@@ -169,6 +293,8 @@ class Sequence:
     format_name: ClassVar[str] = "unknown"
     #: lower-case extensions (with the dot) this format usually has; only a hint
     extensions: ClassVar[tuple[str, ...]] = ()
+    #: True for formats stored as a folder (zarr, image folders), False for single files
+    folder: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, **options: Any):
         self.path = os.path.abspath(os.fspath(path))
@@ -176,6 +302,11 @@ class Sequence:
         self._closed = False
         self._metadata: dict[str, Any] | None = None
         self._metadata_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._reads_in_flight = 0
+        self._close_done = False
+        # before any open: a missing path, a FIFO, a device or a socket is refused here
+        self._stat = check_path(self.path, folder=self.folder)
 
     # ---- the part a format implements -------------------------------------------------
     #: byte strings one of which starts every file of this format (for the default sniff)
@@ -193,10 +324,12 @@ class Sequence:
     @classmethod
     def can_read(cls, path: str) -> bool:
         """Cheap content check; never raises."""
+        head = read_head(path)
+        if head is None:
+            return False
         try:
-            with open(path, "rb") as f:
-                return cls.sniff(f.read(HEAD_BYTES))
-        except OSError:
+            return cls.sniff(head)
+        except Exception:
             return False
 
     def __len__(self) -> int:  # pragma: no cover - abstract
@@ -276,7 +409,23 @@ class Sequence:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ValueError(f"{self.path}: the sequence is closed; open it again to read")
+            raise SequenceClosedError(f"{self.path}: the sequence is closed; open it again to read")
+
+    def _get(self, index: int) -> np.ndarray:
+        """``_read(index)`` counted as a read in flight, so :meth:`close` waits for it."""
+        with self._state_lock:
+            self._check_open()
+            self._reads_in_flight += 1
+        try:
+            return self._read(index)
+        finally:
+            with self._state_lock:
+                self._reads_in_flight -= 1
+                finish = self._closed and not self._reads_in_flight and not self._close_done
+                if finish:
+                    self._close_done = True
+            if finish:
+                self._close()
 
     def _frame_index(self, key: Any) -> int:
         n = len(self)
@@ -293,14 +442,14 @@ class Sequence:
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` (negative counts from the end)."""
         self._check_open()
-        return self._read(self._frame_index(index))
+        return self._get(self._frame_index(index))
 
     def _stack(self, indices: range | list[int]) -> np.ndarray:
         if len(indices) == 1:  # the dask chunk case: no second copy
-            return self._read(indices[0])[np.newaxis]
+            return self._get(indices[0])[np.newaxis]
         out = np.empty((len(indices), *self.frame_shape), dtype=self.dtype)
         for k, i in enumerate(indices):
-            out[k] = self._read(i)
+            out[k] = self._get(i)
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -322,7 +471,7 @@ class Sequence:
                 idx = np.flatnonzero(idx)
             data = self._stack([self._frame_index(i) for i in idx])
             return data[(slice(None), *inner)] if inner else data
-        frame = self._read(self._frame_index(key))
+        frame = self._get(self._frame_index(key))
         return frame[inner] if inner else frame
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -334,7 +483,7 @@ class Sequence:
         """Frames ``start:stop:step`` in order, for conversion and export."""
         self._check_open()
         for i in range(*slice(start, stop, step).indices(len(self))):
-            yield self._read(i)
+            yield self._get(i)
 
     def to_dask(self, chunks: int | tuple | None = None):
         """A lazy dask array over the frames, one frame per chunk unless ``chunks`` says so.
@@ -363,8 +512,16 @@ class Sequence:
 
     # ---- life cycle --------------------------------------------------------------------
     def close(self) -> None:
-        if not self._closed:
+        """Refuse new reads and release the file; safe while other threads read (what they
+        hold is released when the last read in flight ends)."""
+        with self._state_lock:
+            if self._closed:
+                return
             self._closed = True
+            finish = not self._reads_in_flight
+            if finish:
+                self._close_done = True
+        if finish:
             self._close()
 
     @property

@@ -7,11 +7,11 @@ import os
 import stat
 
 from ._base import (
-    HEAD_BYTES,
     Sequence,
     SequenceFormatError,
     UnsupportedFormatError,
-    _check_exists,
+    check_path,
+    read_head,
 )
 
 
@@ -43,12 +43,16 @@ def find_format(path: str | os.PathLike) -> type[Sequence] | None:
     """The reader class for ``path``, or None; never raises."""
     try:
         path = os.fspath(path)
-        if os.path.isdir(path):
-            head = None
-        else:
-            with open(path, "rb") as f:
-                head = f.read(HEAD_BYTES)
+        mode = os.stat(path).st_mode  # never open a FIFO or a device: it can block forever
     except (OSError, TypeError, ValueError):
+        return None
+    if stat.S_ISDIR(mode):
+        head = None
+    elif stat.S_ISREG(mode):
+        head = read_head(path)
+        if head is None:
+            return None
+    else:
         return None
     for cls in _formats():
         try:
@@ -67,14 +71,11 @@ def open_sequence(path: str | os.PathLike, **options) -> Sequence:
     SequenceFileNotFoundError
         The path does not exist.
     SequenceFormatError
-        The file is empty, damaged, or not in a format we read.
+        The file is empty, damaged, not in a format we read, or not a regular file or
+        folder (a FIFO, a device or a socket).
     """
     path = os.path.abspath(os.fspath(path))
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        _check_exists(path)  # raises the error that names the path
-        raise
+    st = check_path(path)  # missing paths, FIFOs, devices and sockets: a clear error
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise SequenceFormatError(f"{path}: the file is empty (0 bytes); nothing to read")
     cls = find_format(path)
