@@ -119,3 +119,56 @@ def test_estimates_from_a_subsample_are_close_to_the_full_statistic():
     # shared LUT equalises the whole recording: its values spread over the full range evenly
     q = np.percentile(eq, [25, 50, 75]) / 65535
     np.testing.assert_allclose(q, [0.25, 0.5, 0.75], atol=0.05)
+
+
+def test_apply_loops_over_leading_axes_and_single_frames():
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 255, (3, 2, 20, 24, 3), dtype=np.uint8)  # (T, Z, Y, X, RGB)
+    p = Pipeline([("gaussian", {"sigma": 1.5}), ("draw_text", {"text": "{index}", "size": 8})])
+    lazy = p.apply(da.from_array(stack, chunks=(1, 1, 20, 24, 3)), frame_ndim=3)
+    assert lazy.shape == stack.shape and lazy.dtype == np.uint8
+    got = lazy.compute()
+    for t, z in np.ndindex(3, 2):  # index follows the first axis
+        np.testing.assert_array_equal(got[t, z], p(stack[t, z], index=t))
+    one = p.apply(stack[0, 0], frame_ndim=3)
+    assert one.shape == (20, 24, 3)
+    np.testing.assert_array_equal(one.compute(), p(stack[0, 0], index=0))
+    gray = Pipeline([("apply_colormap", {"colormap": "gray"})]).apply(stack[..., 0], frame_ndim=2)
+    assert gray.shape == (3, 2, 20, 24, 3) and gray.dtype == np.uint8
+    with pytest.raises(ValueError, match="frames are"):
+        p.apply(stack[0, 0, 0], frame_ndim=3)
+
+
+def test_display_range_follows_the_steps():
+    lim = (100.0, 4000.0)
+    keep = Pipeline([("gaussian", {}), ("crop", {"y": (0, 4)}), ("draw_text", {})])
+    assert keep.display_range(lim, "uint16") == (lim, np.uint16)
+    # a rescale to the limits shows the same picture over the full range
+    r = Pipeline([("rescale", {"in_range": lim})])
+    assert r.display_range(lim, "uint16") == ((0.0, 65535.0), np.uint16)
+    inv = Pipeline([("invert", {"max_value": 4095})]).display_range(lim, "uint16")
+    assert inv == ((95.0, 3995.0), np.uint16)
+    conv = Pipeline([("convert_dtype", {"dtype": "uint8", "in_range": (0, 4095)})])
+    assert conv.display_range(lim, "uint16") == ((6.0, 249.0), np.uint8)
+    assert Pipeline([("clahe", {})]).display_range(lim, "uint16")[0] == (0.0, 65535.0)
+    assert Pipeline([("clahe", {})]).display_range((0.2, 0.5), "float32")[0] == (0.2, 0.5)
+    cmap = Pipeline([("apply_colormap", {"colormap": "hot"})]).display_range(lim, "uint16")
+    assert cmap == ((0.0, 255.0), np.uint8)
+
+
+def test_parameters_are_described_for_user_interfaces():
+    from napari_imseq.transforms import available
+    from napari_imseq.transforms._registry import describe
+
+    for name in available():  # every parameter of every step has a kind the GUI can edit
+        for p in describe(name):
+            assert p.kind in (int, float, str, bool, "array"), (name, p)
+    info = {p.name: p for p in describe("rescale")}
+    assert info["in_range"].length == 2 and info["in_range"].optional
+    assert info["in_range"].limits("uint16") == (0, 65535)
+    assert info["in_range"].limits("float32") == (-np.inf, np.inf)
+    offset = {p.name: p for p in describe("contrast")}["offset"]
+    assert offset.limits("uint16") == (-65535, 65535) and offset.limits("uint8") == (-255, 255)
+    assert "viridis" in {p.name: p for p in describe("apply_colormap")}["colormap"].choices
+    assert {p.name: p for p in describe("flip")}["axis"].choices == ("horizontal", "vertical")
+    assert {p.name: p for p in describe("gamma")}["gamma"].limits() == (0.01, 100.0)

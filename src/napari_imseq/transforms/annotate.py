@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._registry import dtype_range, register, restore
+from ._registry import Count, Fraction, Pixels, dtype_range, register, restore
 
 
 @functools.lru_cache(maxsize=16)
@@ -42,8 +42,8 @@ def draw_text(
     *,
     text: str = "{index}",
     position: tuple[int, int] = (10, 10),
-    size: int = 16,
-    color: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    size: Count = 16,
+    color: tuple[Fraction, Fraction, Fraction] = (1.0, 1.0, 1.0),
     index: int | None = None,
     timestamp: float | None = None,
 ) -> np.ndarray:
@@ -51,7 +51,8 @@ def draw_text(
 
     ``text`` is a format string: ``{index}`` is the frame number and ``{timestamp}`` its time
     in seconds, both supplied by a pipeline (e.g. ``"frame {index}  t={timestamp:.3f} s"``).
-    ``color`` is a fraction of the dtype's full range per channel (gray frames use the mean).
+    ``color`` is a fraction of the dtype's full range per channel (R, G, B on colour frames,
+    whose alpha becomes opaque under the text; gray frames use the mean).
 
     Examples
     --------
@@ -85,13 +86,13 @@ def draw_text(
 def scale_bar(
     frame: np.ndarray,
     *,
-    length: int = 100,
-    thickness: int = 6,
+    length: Pixels = 100,
+    thickness: Pixels = 6,
     corner: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right",
-    margin: int = 12,
+    margin: Pixels = 12,
     label: str = "",
-    size: int = 14,
-    color: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    size: Count = 14,
+    color: tuple[Fraction, Fraction, Fraction] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
     """A bar of ``length`` pixels (and an optional ``label`` such as ``"50 µm"``) in a corner.
 

@@ -5,13 +5,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._registry import dtype_range, point_op, register, restore
+from ._registry import (
+    ColormapName,
+    Intensity,
+    dtype_range,
+    has_alpha,
+    is_colour,
+    point_op,
+    register,
+    restore,
+)
 
 _ALIASES = {"gray": "grays", "grey": "grays", "greys": "grays"}
 _RAMPS = {
     "red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "magenta": (1, 0, 1),
     "cyan": (0, 1, 1), "yellow": (1, 1, 0),
 }  # fmt: skip
+
+
+def colormap_names() -> list[str]:
+    """Every name :func:`colormap_lut` and :func:`apply_colormap` accept."""
+    from vispy.color import get_colormaps
+
+    return sorted({"gray", *_RAMPS, *get_colormaps()})
 
 
 def colormap_lut(name: str, size: int = 256) -> np.ndarray:
@@ -36,23 +52,33 @@ def colormap_lut(name: str, size: int = 256) -> np.ndarray:
     return np.clip(np.asarray(rgba)[:, :3] * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-@register
+@register(display="rgb8")
 def apply_colormap(
     frame: np.ndarray,
     *,
-    colormap: str = "viridis",
-    in_range: tuple[float, float] | None = None,
+    colormap: ColormapName = "viridis",
+    in_range: tuple[Intensity, Intensity] | None = None,
 ) -> np.ndarray:
     """Gray frame to uint8 RGB through ``colormap``; ``in_range`` is the value range mapped
     onto the colormap (default: the dtype's range, 0..1 for floats). A conversion.
+
+    Colour frames are mapped by their luminance (:func:`rgb_to_gray`); an RGBA frame keeps its
+    alpha channel (scaled to uint8), so the result is (H, W, 4).
 
     Examples
     --------
     >>> apply_colormap(np.zeros((2, 3), np.uint16), colormap="gray").shape
     (2, 3, 3)
     """
+    if is_colour(frame):
+        out = apply_colormap(rgb_to_gray(frame), colormap=colormap, in_range=in_range)
+        if has_alpha(frame):
+            lo, hi = dtype_range(frame.dtype)
+            alpha = point_op(frame[..., 3], lambda v: (v - lo) / (hi - lo) * 255, np.uint8)
+            out = np.concatenate([out, alpha[..., None]], -1)
+        return out
     if frame.ndim != 2:
-        raise ValueError(f"apply_colormap takes a 2-D gray frame, not shape {frame.shape}")
+        raise ValueError(f"apply_colormap takes a gray or RGB(A) frame, not shape {frame.shape}")
     lut = colormap_lut(colormap)
     lo, hi = in_range if in_range is not None else dtype_range(frame.dtype)
     scale = 255.0 / max(hi - lo, 1e-12)
@@ -66,7 +92,8 @@ def apply_colormap(
 def rgb_to_gray(
     frame: np.ndarray, *, weights: tuple[float, float, float] = (0.2125, 0.7154, 0.0721)
 ) -> np.ndarray:
-    """Weighted sum of R, G, B (ITU-R BT.709 luminance by default); the dtype is kept.
+    """Weighted sum of R, G, B (ITU-R BT.709 luminance by default); the dtype is kept and an
+    alpha channel is dropped (a gray frame has none).
 
     Examples
     --------

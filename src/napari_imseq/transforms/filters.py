@@ -1,5 +1,6 @@
 """Filters: gaussian blur, unsharp-mask sharpening, median. The dtype is kept; colour frames
-are filtered per channel (never across channels). OpenCV does the work where it takes the
+are filtered per channel (never across channels) and keep their channel axis; the alpha
+channel of RGBA frames is kept as it was (transparency is not blurred). OpenCV does the work where it takes the
 dtype (uint8, uint16, float32), with the kernel support of ``scipy.ndimage`` (4 sigma) and
 reflecting borders; other dtypes go through scipy.ndimage."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._registry import register, restore
+from ._registry import Count, NonNegative, keep_alpha, register, restore
 
 _CV_DTYPES = (np.uint8, np.uint16, np.float32)
 
@@ -34,7 +35,7 @@ def _blur(frame: np.ndarray, sigma: float) -> np.ndarray:
 
 
 @register
-def gaussian(frame: np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
+def gaussian(frame: np.ndarray, *, sigma: NonNegative = 1.0) -> np.ndarray:
     """Gaussian blur with standard deviation ``sigma`` pixels (reflecting borders).
 
     Examples
@@ -44,8 +45,8 @@ def gaussian(frame: np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
     1.0
     """
     if frame.dtype in (np.uint8, np.uint16) and _cv_ok(frame) and sigma > 0:
-        return _blur_native(frame, sigma)
-    return restore(_blur(frame, sigma), frame.dtype)
+        return keep_alpha(frame, _blur_native(frame, sigma))
+    return keep_alpha(frame, restore(_blur(frame, sigma), frame.dtype))
 
 
 def _blur_native(frame: np.ndarray, sigma: float) -> np.ndarray:
@@ -59,7 +60,7 @@ def _blur_native(frame: np.ndarray, sigma: float) -> np.ndarray:
 
 
 @register
-def unsharp_mask(frame: np.ndarray, *, sigma: float = 1.0, amount: float = 1.0) -> np.ndarray:
+def unsharp_mask(frame: np.ndarray, *, sigma: NonNegative = 1.0, amount: float = 1.0) -> np.ndarray:
     """Sharpen: ``frame + amount * (frame - gaussian(frame, sigma))``, clipped to integer dtypes.
 
     Examples
@@ -73,13 +74,13 @@ def unsharp_mask(frame: np.ndarray, *, sigma: float = 1.0, amount: float = 1.0) 
 
         blurred = _blur_native(frame, sigma)
         out = cv2.addWeighted(np.ascontiguousarray(frame), 1.0 + amount, blurred, -amount, 0.0)
-        return out.reshape(frame.shape)  # rounded and saturated by OpenCV
+        return keep_alpha(frame, out.reshape(frame.shape))  # rounded and saturated by OpenCV
     f = frame.astype(np.float32)
-    return restore(f + amount * (f - _blur(frame, sigma)), frame.dtype)
+    return keep_alpha(frame, restore(f + amount * (f - _blur(frame, sigma)), frame.dtype))
 
 
 @register
-def median(frame: np.ndarray, *, size: int = 3) -> np.ndarray:
+def median(frame: np.ndarray, *, size: Count = 3) -> np.ndarray:
     """Median filter over a ``size`` x ``size`` window (good against salt-and-pepper noise);
     borders repeat the edge pixels.
 
@@ -94,5 +95,8 @@ def median(frame: np.ndarray, *, size: int = 3) -> np.ndarray:
     if fast:
         import cv2
 
-        return cv2.medianBlur(np.ascontiguousarray(frame), size).reshape(frame.shape)
-    return ndi.median_filter(frame, size=(size, size) + (1,) * (frame.ndim - 2), mode="nearest")
+        return keep_alpha(
+            frame, cv2.medianBlur(np.ascontiguousarray(frame), size).reshape(frame.shape)
+        )
+    out = ndi.median_filter(frame, size=(size, size) + (1,) * (frame.ndim - 2), mode="nearest")
+    return keep_alpha(frame, out)

@@ -2,16 +2,18 @@
 
 Shape rules: crop gives ``(y1 - y0, x1 - x0)``; pad adds ``2 * width`` to each side length;
 ``rotate`` keeps the shape unless ``reshape=True``; ``resize`` gives ``shape``; ``rescale``
-gives ``round(side * scale)``. The dtype is kept; channels are never mixed.
+gives ``round(side * scale)``. The dtype is kept; channels are never mixed; the alpha channel
+of RGBA frames moves with the pixels (filled areas take ``value`` in every channel, so they
+are transparent with the default 0).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
-from ._registry import register, restore
+from ._registry import Count, Intensity, Pixels, Spec, register, restore
 
 _INTERPOLATION = {"nearest": 0, "linear": 1, "cubic": 2, "area": 3}
 
@@ -19,7 +21,7 @@ _INTERPOLATION = {"nearest": 0, "linear": 1, "cubic": 2, "area": 3}
 @register
 def crop(
     frame: np.ndarray, *, y: tuple[int, int] = (0, -1), x: tuple[int, int] = (0, -1)
-) -> np.ndarray:
+) -> np.ndarray:  # negative values count from the end
     """Keep rows ``y[0]:y[1]`` and columns ``x[0]:x[1]`` (negative counts from the end; an
     end of -1 keeps the last row/column).
 
@@ -46,9 +48,9 @@ def crop(
 def pad(
     frame: np.ndarray,
     *,
-    width: int = 10,
+    width: Pixels = 10,
     mode: Literal["constant", "edge", "reflect"] = "constant",
-    value: float = 0.0,
+    value: Intensity = 0.0,
 ) -> np.ndarray:
     """Pad ``width`` pixels on every side: ``constant`` (``value``), ``edge`` or ``reflect``.
 
@@ -100,10 +102,10 @@ def rot90(frame: np.ndarray, *, k: int = 1) -> np.ndarray:
 def rotate(
     frame: np.ndarray,
     *,
-    angle: float = 0.0,
+    angle: Annotated[float, Spec(min=-360.0, max=360.0)] = 0.0,
     interpolation: Literal["nearest", "linear", "cubic"] = "linear",
     reshape: bool = False,
-    value: float = 0.0,
+    value: Intensity = 0.0,
 ) -> np.ndarray:
     """Rotate by ``angle`` degrees counter-clockwise about the centre (OpenCV warpAffine).
 
@@ -129,7 +131,7 @@ def rotate(
         interpolation
     ]
     return _cv_apply(frame, lambda f: cv2.warpAffine(
-        f, m, (out_w, out_h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=value))  # fmt: skip
+        f, m, (out_w, out_h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(float(value),) * 4))  # fmt: skip
 
 
 def _cv_apply(frame: np.ndarray, op) -> np.ndarray:
@@ -150,7 +152,7 @@ def _cv_apply(frame: np.ndarray, op) -> np.ndarray:
 def resize(
     frame: np.ndarray,
     *,
-    shape: tuple[int, int] = (512, 512),
+    shape: tuple[Count, Count] = (512, 512),
     interpolation: Literal["nearest", "linear", "cubic", "area"] = "linear",
 ) -> np.ndarray:
     """Resize to ``shape`` = (height, width). ``area`` averages when shrinking (no aliasing).
@@ -172,7 +174,7 @@ def resize(
 def rescale_size(
     frame: np.ndarray,
     *,
-    scale: float = 0.5,
+    scale: Annotated[float, Spec(min=0.001, max=100.0)] = 0.5,
     interpolation: Literal["nearest", "linear", "cubic", "area"] = "area",
 ) -> np.ndarray:
     """Resize by a factor: each side becomes ``round(side * scale)``.

@@ -3,17 +3,33 @@ from a subsample of a recording (so normalising a long recording reads it once, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from ._registry import dtype_range, is_colour, register, restore
+from ._registry import (
+    Count,
+    NonNegative,
+    Percent,
+    Spec,
+    dtype_range,
+    has_alpha,
+    is_colour,
+    on_luminance,
+    register,
+    restore,
+)
 from .intensity import rescale
 
 
-@register
-def percentile_stretch(frame: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+@register(display="stretch")
+def percentile_stretch(
+    frame: np.ndarray, *, low: Percent = 0.5, high: Percent = 99.5
+) -> np.ndarray:
     """Stretch the frame's own ``low``..``high`` percentiles to the dtype's full range.
+
+    Colour frames use the percentiles of all colour channels together (one mapping, so hues
+    are kept); the alpha channel is kept.
 
     Examples
     --------
@@ -21,7 +37,7 @@ def percentile_stretch(frame: np.ndarray, *, low: float = 0.5, high: float = 99.
     >>> int(percentile_stretch(f, low=0, high=100).max())
     255
     """
-    lo, hi = np.percentile(frame, (low, high))
+    lo, hi = np.percentile(frame[..., :3] if has_alpha(frame) else frame, (low, high))
     return rescale(frame, in_range=(float(lo), float(hi)))
 
 
@@ -35,12 +51,13 @@ def _equalize_lut(hist: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return restore(np.clip(lut, lo, hi), dtype)
 
 
-@register
-def equalize_hist(frame: np.ndarray, *, nbins: int = 256) -> np.ndarray:
+@register(display="stretch")
+def equalize_hist(frame: np.ndarray, *, nbins: Annotated[int, Spec(min=2)] = 256) -> np.ndarray:
     """Global histogram equalisation; the dtype is kept.
 
     Integer frames use one bin per value (``nbins`` applies to floats only), so equalisation
-    is exact; colour frames are equalised per channel.
+    is exact; colour frames are equalised on their luminance (Y of YCrCb), so hues stay, and
+    their alpha channel is kept.
 
     Examples
     --------
@@ -49,9 +66,7 @@ def equalize_hist(frame: np.ndarray, *, nbins: int = 256) -> np.ndarray:
     [[0, 0, 128, 255]]
     """
     if is_colour(frame):
-        return np.stack(
-            [equalize_hist(frame[..., c], nbins=nbins) for c in range(frame.shape[2])], -1
-        )
+        return on_luminance(frame, lambda y: equalize_hist(y, nbins=nbins))
     if frame.dtype.kind == "u":
         size = 256 if frame.dtype == np.uint8 else int(frame.max()) + 1
         lut = _equalize_lut(np.bincount(frame.ravel(), minlength=size), frame.dtype)
@@ -62,9 +77,9 @@ def equalize_hist(frame: np.ndarray, *, nbins: int = 256) -> np.ndarray:
     return np.interp(frame, edges[1:], cdf).astype(frame.dtype)
 
 
-@register
+@register(display="equalize")
 def clahe(
-    frame: np.ndarray, *, clip_limit: float = 2.0, tile_grid: tuple[int, int] = (8, 8)
+    frame: np.ndarray, *, clip_limit: NonNegative = 2.0, tile_grid: tuple[Count, Count] = (8, 8)
 ) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation (OpenCV's implementation).
 
@@ -79,8 +94,9 @@ def clahe(
     Returns
     -------
     ndarray
-        uint8 and uint16 keep their dtype; other types go through uint16 and come back. Colour
-        frames are equalised on their luminance (uint8) or per channel (uint16).
+        The dtype is kept: uint8 and uint16 natively, other types through uint16 over the
+        frame's own min..max. Colour frames (any dtype) are equalised on their luminance (Y of
+        YCrCb), so hues stay; the alpha channel is kept.
 
     Examples
     --------
@@ -90,6 +106,8 @@ def clahe(
     """
     import cv2
 
+    if is_colour(frame):
+        return on_luminance(frame, lambda y: clahe(y, clip_limit=clip_limit, tile_grid=tile_grid))
     grid = (int(tile_grid[1]), int(tile_grid[0]))  # OpenCV: (cols, rows)
     op = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=grid)
     if frame.dtype not in (np.uint8, np.uint16):
@@ -97,16 +115,6 @@ def clahe(
         scaled = np.clip((frame.astype(np.float64) - lo) / max(hi - lo, 1e-12) * 65535, 0, 65535)
         out = clahe(scaled.astype(np.uint16), clip_limit=clip_limit, tile_grid=tile_grid)
         return restore(lo + out.astype(np.float64) / 65535 * (hi - lo), frame.dtype)
-    if is_colour(frame):
-        if frame.dtype == np.uint8:
-            rgb = np.ascontiguousarray(frame[..., :3])
-            ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
-            ycc[..., 0] = op.apply(ycc[..., 0])
-            out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
-            return np.concatenate([out, frame[..., 3:]], -1) if frame.shape[2] == 4 else out
-        return np.stack(
-            [op.apply(np.ascontiguousarray(frame[..., c])) for c in range(frame.shape[2])], -1
-        )
     return op.apply(np.ascontiguousarray(frame))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._registry import CONTEXT, REGISTRY, get, parameters
+from ._registry import CONTEXT, DISPLAY, REGISTRY, dtype_range, get, parameters
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,36 +92,85 @@ class Pipeline:
         probe = self(np.zeros(frame_shape, dtype=dtype), index=0, timestamp=0.0)
         return probe.shape, probe.dtype
 
-    def apply(self, data: Any):
+    def display_range(
+        self, limits: tuple[float, float], dtype: np.dtype | str
+    ) -> tuple[tuple[float, float], np.dtype]:
+        """Where a display range (contrast limits) of the input ends up, and the output dtype.
+
+        Point operations (rescale, gamma, contrast, invert, LUTs, dtype conversions) carry the
+        limits through themselves; stretches and equalisations fill the output dtype's range;
+        filters, geometry and annotation keep them; colormaps give uint8 0..255. So a layer
+        made by the pipeline looks like its source: ``rescale`` to the source's limits shows
+        the same picture at the full range. Nothing is computed on data.
+
+        Examples
+        --------
+        >>> Pipeline([("rescale", {"in_range": (100, 4000)})]).display_range((100, 4000), "uint16")
+        ((0.0, 65535.0), dtype('uint16'))
+        """
+        lo, hi = float(limits[0]), float(limits[1])
+        dtype = np.dtype(dtype)
+        for name, params in self.steps:
+            rule = DISPLAY.get(name, "keep")
+            if rule == "point":
+                probe = (
+                    np.array([[lo, hi]]).astype(dtype)
+                    if dtype.kind in "ui"
+                    else np.array([[lo, hi]], dtype)
+                )
+                func = get(name)
+                extra = {k: None for k in _context_params(func)}
+                out = func(probe, **params, **extra)
+                lo, hi = sorted((float(out[0, 0]), float(out[0, 1])))
+                dtype = out.dtype
+            elif rule == "rgb8":
+                (lo, hi), dtype = (0.0, 255.0), np.dtype(np.uint8)
+            elif rule == "stretch" or (rule == "equalize" and dtype.kind in "ui"):
+                lo, hi = dtype_range(dtype)
+        return (lo, hi), dtype
+
+    def apply(self, data: Any, *, frame_ndim: int | None = None, timestamps: Any = None):
         """A lazy dask array: the pipeline mapped over frames when they are computed.
 
         ``data`` is a Sequence (its timestamps reach ``{timestamp}`` in annotations) or an array
-        of frames (numpy or dask). Frames are processed whole; the frame axis may be chunked.
+        of frames (numpy or dask). ``frame_ndim`` is 2 for gray frames and 3 for colour (Y, X,
+        C) frames (default: every axis but the first); every axis before the frame's is looped
+        over, so (T, Z, Y, X) stacks and single frames work too. ``index`` and ``timestamp``
+        (from ``timestamps`` or the Sequence) follow the first axis. Frames are processed
+        whole; the leading axes may be chunked.
         """
         import dask.array as da
 
         from ..io._base import Sequence
 
-        timestamps = None
         if isinstance(data, Sequence):
-            timestamps = data.timestamps
+            timestamps = data.timestamps if timestamps is None else timestamps
             arr = data.to_dask()
         elif isinstance(data, da.Array):
             arr = data
         else:
             arr = da.from_array(np.asarray(data), chunks=(1, *np.shape(data)[1:]))
-        arr = arr.rechunk({i: -1 for i in range(1, arr.ndim)})
-        out_shape, out_dtype = self.output_spec(arr.shape[1:], arr.dtype)
-        chunks = (arr.chunks[0], *((s,) for s in out_shape))
-        extra = len(out_shape) + 1 - arr.ndim
+        frame_ndim = arr.ndim - 1 if frame_ndim is None else int(frame_ndim)
+        lead = arr.ndim - frame_ndim
+        if lead < 0 or frame_ndim not in (2, 3):
+            raise ValueError(
+                f"frames of {frame_ndim} dimensions do not fit an array of shape {arr.shape}; "
+                "frames are (Y, X) or (Y, X, C)"
+            )
+        if lead == 0:  # a single frame
+            return self.apply(arr[np.newaxis], frame_ndim=frame_ndim, timestamps=timestamps)[0]
+        arr = arr.rechunk({i: -1 for i in range(lead, arr.ndim)})
+        out_shape, out_dtype = self.output_spec(arr.shape[lead:], arr.dtype)
+        chunks = (*arr.chunks[:lead], *((s,) for s in out_shape))
+        extra = len(out_shape) - frame_ndim
         kwargs: dict[str, Any] = {}
         if extra > 0:
             kwargs["new_axis"] = list(range(arr.ndim, arr.ndim + extra))
         elif extra < 0:
             kwargs["drop_axis"] = list(range(arr.ndim + extra, arr.ndim))
         return da.map_blocks(
-            _apply_block, arr, self, timestamps, dtype=out_dtype, chunks=chunks,
-            meta=np.empty((0,) * (len(out_shape) + 1), dtype=out_dtype), **kwargs,
+            _apply_block, arr, self, timestamps, lead, dtype=out_dtype, chunks=chunks,
+            meta=np.empty((0,) * (lead + len(out_shape)), dtype=out_dtype), **kwargs,
         )  # fmt: skip
 
     # ---- saving -----------------------------------------------------------------------------
@@ -160,14 +209,17 @@ def _context_params(func) -> tuple[str, ...]:
     return tuple(k for k in CONTEXT if k in sig.parameters)
 
 
-def _apply_block(block: np.ndarray, pipeline: Pipeline, timestamps, block_info=None) -> np.ndarray:
+def _apply_block(
+    block: np.ndarray, pipeline: Pipeline, timestamps, lead: int = 1, block_info=None
+) -> np.ndarray:
     start = block_info[0]["array-location"][0][0] if block_info else 0
+    outer = block.shape[:lead]
     out = []
-    for k, frame in enumerate(block):
-        i = start + k
+    for pos in np.ndindex(*outer):
+        i = start + pos[0]
         t = float(timestamps[i]) if timestamps is not None and i < len(timestamps) else None
-        out.append(pipeline(frame, index=i, timestamp=t))
-    return np.stack(out)
+        out.append(pipeline(block[pos], index=i, timestamp=t))
+    return np.stack(out).reshape(*outer, *out[0].shape)
 
 
 def available() -> list[str]:
