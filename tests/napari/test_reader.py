@@ -36,8 +36,14 @@ def test_open_seq_in_viewer_is_lazy_with_bit_depth_contrast(make_napari_viewer):
     layer = layers[0]
     assert layer.name == "celeritas_top_256.seq"
     assert type(layer.data).__module__.startswith("dask")
-    assert tuple(layer.contrast_limits) == (0, 4095)
+    # 12-bit data using a fraction of its range: limits from the data, the slider spans 12 bits
+    lo, hi = layer.contrast_limits
+    truth = layer.data.compute()
+    assert truth.min() <= lo < hi <= truth.max()
+    assert tuple(layer.contrast_limits_range) == (0, 4095)
     assert layer.metadata["bit_depth"] == 12 and layer.metadata["format"] == "norpix-seq"
+    assert layer.metadata["display"]["source"] == "estimate"
+    assert viewer.dims.axis_labels == ("t", "y", "x")
     viewer.dims.set_current_step(0, 3)
     np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), layer.data[3].compute())
 
@@ -61,7 +67,17 @@ def test_open_tiff_in_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     [layer] = viewer.open(str(sample("imageio_calcium_imaging.tif")), plugin="napari-imseq")
     assert layer.data.shape == (1000, 30, 40)
-    assert tuple(layer.contrast_limits) == (0, 65535)
+    # uint16 with no significant bit depth, values 38..16268: not black at 0..65535
+    import tifffile
+
+    truth = tifffile.imread(sample("imageio_calcium_imaging.tif"))
+    lo, hi = layer.contrast_limits
+    assert truth.min() <= lo < hi <= truth.max()
+    assert tuple(layer.contrast_limits_range) == (0, 65535)  # full range still reachable
+    assert len(layer.metadata["display"]["frames"]) > 1  # frames spread over the file
+    # an ImageJ file's own display range wins
+    [imagej] = viewer.open(str(sample("pims_tiff_stack.tif")), plugin="napari-imseq")
+    assert imagej.metadata["display"]["source"] == "metadata"
 
 
 def test_bad_file_raises_a_clear_error_in_viewer(make_napari_viewer, tmp_path):
@@ -120,3 +136,20 @@ def test_save_layers_streams_with_our_writer(make_napari_viewer, tmp_path):
     for ext in ("tif", "zarr", "seq", "gif"):
         napari.save_layers(str(tmp_path / f"c.{ext}"), [layer], plugin="napari-imseq")
         assert len(imseq.open_sequence(tmp_path / f"c.{ext}")) == 5
+
+
+def test_truncated_seq_warns_in_a_notification_and_has_the_readable_frames(
+    make_napari_viewer, tmp_path
+):
+    from napari.utils.notifications import notification_manager
+
+    data = seqmaker.frames(5, (16, 12), np.uint16)
+    seqmaker.raw_seq(tmp_path / "cut.seq", data, allocated=5, cut=8000)  # last frame partial
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    [layer] = viewer.open(str(tmp_path / "cut.seq"), plugin="napari-imseq")
+    assert layer.data.shape[0] == 4
+    np.testing.assert_array_equal(layer.data.compute(), data[:4])
+    shown = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("cut.seq" in m for m in shown), shown
+    assert layer.metadata["warnings"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from ..io._base import Sequence
+from ..io._base import Sequence, SequenceWarning
 from ..io._registry import find_format, open_sequence
+from ..io.display import estimate_display_range
 
 
 def _paths(path: str | list[str]) -> list[str]:
@@ -27,35 +27,66 @@ def get_reader(path: str | list[str]) -> Callable | None:
     return read_layers
 
 
-def contrast_limits(seq: Sequence) -> tuple[float, float]:
-    """Display range from the format's significant bits: napari never scans lazy data."""
-    display = seq.metadata.get("display_range")
-    if display is not None:
-        return float(display[0]), float(display[1])
-    dtype = seq.dtype
-    if dtype.kind in "ui":
-        if dtype.kind == "i":
-            info = np.iinfo(dtype)
-            return float(info.min), float(info.max)
-        return 0.0, float(2**seq.bit_depth - 1)
-    # floating point: one frame is cheap and the only honest guess
-    frame = seq[len(seq) // 2]
-    lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+def axis_labels(seq: Sequence) -> tuple[str, ...]:
+    """``t`` for the frame axis, ``y``/``x`` for the image, napari's defaults in between."""
+    ndim = seq.ndim - (1 if seq.rgb else 0)
+    middle = tuple(str(k - ndim) for k in range(1, ndim - 2))
+    return ("t", *middle, "y", "x")
 
 
 def layer_data(seq: Sequence) -> tuple[Any, dict[str, Any], str]:
-    """One napari layer tuple for an opened sequence."""
+    """One napari layer tuple for an opened sequence.
+
+    Contrast limits come from :func:`~napari_imseq.io.display.estimate_display_range` (a
+    time-bounded subsample, never a scan); ``metadata["display"]`` keeps the bit-depth range
+    that the viewer hook applies as the layer's ``contrast_limits_range``.
+    """
     name = os.path.basename(os.path.normpath(seq.path))
+    display = estimate_display_range(seq)
+    metadata = dict(seq.metadata)
+    metadata["display"] = display.as_metadata()
     kwargs: dict[str, Any] = {
         "name": name,
-        "metadata": dict(seq.metadata),
+        "metadata": metadata,
         "rgb": seq.rgb,
-        "contrast_limits": contrast_limits(seq),
+        "contrast_limits": display.limits,
+        "axis_labels": axis_labels(seq),
     }
     return seq.to_dask(), kwargs, "image"
 
 
+def _notify(path: str, caught: list[warnings.WarningMessage]) -> None:
+    """Show each warning the core raised while opening ``path`` as a napari notification."""
+    if not caught:
+        return
+    from napari.utils.notifications import show_warning
+
+    for w in caught:
+        text = str(w.message)
+        show_warning(text if os.path.basename(path) in text else f"{path}: {text}")
+
+
 def read_layers(path: str | list[str]) -> list[tuple]:
-    """Open each path lazily; errors propagate with the file named (npe2 shows them)."""
-    return [layer_data(open_sequence(p)) for p in _paths(path)]
+    """Open each path lazily; errors propagate with the file named (npe2 shows them).
+
+    Warnings about the file (a truncated or damaged file: fewer frames than its header
+    declares) become napari notifications, and the layer has exactly the readable frames.
+    """
+    from ._time import attach_open_viewers
+
+    attach_open_viewers()  # time read-out, playback fps and contrast range for new layers
+    layers = []
+    for p in _paths(path):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SequenceWarning)
+            seq = open_sequence(p)
+            layer = layer_data(seq)
+        ours = [w for w in caught if issubclass(w.category, SequenceWarning)]
+        for w in caught:
+            if w not in ours:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if ours:
+            layer[1]["metadata"]["warnings"] = [str(w.message) for w in ours]
+        _notify(p, ours)
+        layers.append(layer)
+    return layers
