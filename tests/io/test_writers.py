@@ -276,3 +276,83 @@ def test_sequence_to_writer_keeps_timestamps(tmp_path):
         b.timestamps - b.timestamps[0], a.timestamps - a.timestamps[0], atol=1e-3
     )
     assert vm.sequential(tmp_path / "s.mkv").shape == (4, 8, 8)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((16, 20, 2), np.uint8), ((2, 6, 8, 3), np.uint16), ((6, 8, 4), np.uint16),
+     ((4, 6, 8), np.float64), ((6, 8), np.int16)],
+)  # fmt: skip
+def test_tiff_keeps_any_frame_shape_as_one_frame(tmp_path, shape, dtype, compression):
+    frames = data(shape, dtype, n=3)
+    imseq.imwrite(tmp_path / "s.tif", frames, compression=compression)
+    with imseq.open_sequence(tmp_path / "s.tif") as seq:
+        assert len(seq) == 3 and seq.frame_shape == shape and seq.dtype == dtype
+        np.testing.assert_array_equal(seq[:], frames)
+        np.testing.assert_array_equal(seq[2], frames[2])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s.tif"), frames)
+
+
+def test_a_cut_off_shaped_tiff_keeps_the_frames_written(tmp_path):
+    frames = data((16, 20, 2), np.uint8, n=5)
+
+    def three_then_fail():
+        yield from frames[:3]
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        imseq.imwrite(tmp_path / "s.tif", three_then_fail(), compression="zstd")
+    with imseq.open_sequence(tmp_path / "s.tif.partial") as seq:
+        assert seq.shape == (3, 16, 20, 2)
+        np.testing.assert_array_equal(seq[:], frames[:3])
+
+
+@pytest.mark.parametrize(
+    "name", ["a.tif", "a.zarr", "a.seq", "frames/", "a.mkv", "a.mov", "a.mp4", "a.gif", "a.avi"]
+)
+@pytest.mark.parametrize("fps", [float("nan"), float("inf"), -float("inf"), -1, 0, 1e-9, 2e9, "x"])
+def test_fps_must_be_finite_and_positive_before_any_byte(tmp_path, name, fps):
+    path = os.path.join(tmp_path, name)
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"fps=.*finite number from 1e-06 to"):
+        imseq.imwrite(path, data((8, 8), np.uint8, n=2), fps=fps)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["a.tif", "a.seq", "a.mkv", "frames/"])
+def test_bool_frames_are_refused_with_what_keeps_them(tmp_path, name):
+    path = os.path.join(tmp_path, name)
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"(bool|\.zarr)"):
+        imseq.imwrite(path, np.zeros((2, 8, 8), bool))
+    assert os.listdir(tmp_path) == []
+
+
+def test_bool_frames_round_trip_through_zarr(tmp_path):
+    frames = RNG.random((3, 8, 9)) > 0.5
+    imseq.imwrite(tmp_path / "b.zarr", frames)
+    with imseq.open_sequence(tmp_path / "b.zarr") as seq:
+        assert seq.dtype == bool
+        np.testing.assert_array_equal(seq[:], frames)
+
+
+@pytest.mark.parametrize(
+    ("frame", "pattern"),
+    [(np.zeros(8, np.uint8), r"shape \(8,\) is not an image"),
+     (np.zeros((0, 8), np.uint8), r"no empty axis"),
+     (np.zeros((4, 4), complex), r"complex128 frames cannot be written")],
+)  # fmt: skip
+def test_frames_that_are_not_images_are_refused(tmp_path, frame, pattern):
+    for name in ("a.tif", "a.zarr"):
+        with pytest.raises(imseq.UnsupportedWriteError, match=pattern):
+            imseq.imwrite(tmp_path / name, [frame])
+    assert os.listdir(tmp_path) == []
+
+
+def test_timestamps_must_be_finite(tmp_path):
+    w = imseq.open_writer(tmp_path / "t.zarr")
+    w.write(np.zeros((4, 4), np.uint8), 0.0)
+    with pytest.raises(imseq.UnsupportedWriteError, match="frame 1 has timestamp nan"):
+        w.write(np.zeros((4, 4), np.uint8), float("nan"))
+    w.close()
+    with imseq.open_sequence(tmp_path / "t.zarr") as seq:
+        assert len(seq) == 1

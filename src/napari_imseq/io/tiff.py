@@ -240,15 +240,20 @@ class TiffWriter(Writer):
     """Frames to a TIFF (BigTIFF when large) page by page through tifffile.
 
     Uncompressed gray or RGB frames of uint8/uint16/float32 are written as one ImageJ
-    hyperstack (``TYX[C]`` with ``finterval`` = 1/fps) so Fiji opens a time series; other
-    dtypes or ``compression=`` (``"zlib"``, ``"zstd"``, ``"lzw"``, ``"jpeg"`` ...) give one page
-    per frame, which tifffile (and this package) read back as one series.
+    hyperstack (``TYX[C]`` with ``finterval`` = 1/fps) so Fiji opens a time series. Every other
+    frame (other dtypes, other shapes such as ``(Y, X, 2)`` or ``(Z, Y, X)``, or
+    ``compression=`` ``"zlib"``, ``"zstd"``, ``"lzw"``, ``"jpeg"`` ...) is written as a
+    tifffile-shaped series: the first page's description holds ``{"shape": [T, ...], "fps": ..}``
+    so tifffile (and this package) read back T frames of the written shape, whatever the
+    number of pages per frame. bool frames are refused (write .zarr, which keeps them).
     """
 
     format_name = "tiff"
     extensions = (".tif", ".tiff", ".btf")
 
     def _validate_options(self) -> None:
+        import tifffile
+
         opts = dict(self.options)
         self.compression = opts.pop("compression", None)
         self.bigtiff = opts.pop("bigtiff", None)
@@ -257,37 +262,77 @@ class TiffWriter(Writer):
             raise self._refuse(
                 f"unknown option(s) {sorted(opts)} for TIFF; known: compression, bigtiff, imagej"
             )
+        if self.compression in ("none", "None"):
+            self.compression = None
+        if self.compression is not None:
+            name = self.compression
+            if isinstance(name, str):  # tifffile's own spelling rules
+                name = 8 if name.upper() == "ZLIB" else name.upper()
+            try:
+                tifffile.enumarg(tifffile.COMPRESSION, name)
+            except (KeyError, ValueError, TypeError):
+                raise self._refuse(
+                    f"unknown TIFF compression {self.compression!r}; use e.g. 'zlib', 'zstd', "
+                    f"'lzw', 'lzma', 'packbits' (lossless) or 'jpeg' (lossy), or None"
+                ) from None
         self.lossy = str(self.compression).lower() in ("jpeg", "webp", "jpegxl", "jpeg2000")
 
     def _check(self, frame: np.ndarray) -> None:
-        if frame.dtype.kind not in "uifb":
+        if frame.dtype.kind == "b":
+            raise self._refuse(
+                "bool frames cannot be stored in TIFF here; write .zarr (which keeps bool) or "
+                "pass the frames as uint8 (frames.astype(np.uint8))"
+            )
+        if frame.dtype.kind not in "uif":
             raise self._refuse(f"{frame.dtype} frames cannot be stored in TIFF")
+        rgb = frame.ndim == 3 and frame.shape[-1] in (3, 4) and frame.dtype == np.uint8
+        self._ij_ok = frame.dtype in (np.uint8, np.uint16, np.float32) and (frame.ndim == 2 or rgb)
+        if self.imagej and not self._ij_ok:
+            raise self._refuse(
+                f"ImageJ TIFF holds 2-D uint8/uint16/float32 or (Y, X, 3|4) uint8 frames, not "
+                f"{frame.shape} {frame.dtype}; pass imagej=False (a tifffile-shaped series) or "
+                f"write .zarr"
+            )
+        if self.imagej and self.compression:
+            raise self._refuse(
+                "ImageJ TIFF is written uncompressed here; pass imagej=False to compress"
+            )
 
     def _open(self, frame: np.ndarray) -> None:
         import tifffile
 
-        rgb = frame.ndim == 3 and frame.shape[-1] in (3, 4) and frame.dtype == np.uint8
-        ij_ok = frame.dtype in (np.uint8, np.uint16, np.float32) and (frame.ndim == 2 or rgb)
-        self._imagej = (self.imagej if self.imagej is not None else ij_ok) and not self.compression
-        if self._imagej and not ij_ok:
-            raise self._refuse(
-                f"ImageJ TIFF cannot hold {frame.shape} {frame.dtype} frames; pass imagej=False"
-            )
-        bigtiff = self.bigtiff if self.bigtiff is not None else not self._imagej
-        self._tif = tifffile.TiffWriter(self.partial, bigtiff=bigtiff, imagej=self._imagej)
-        self._photometric = (
-            "rgb" if rgb or (frame.ndim == 3 and frame.shape[-1] == 3) else "minisblack"
+        self._imagej = (self.imagej if self.imagej is not None else self._ij_ok) and (
+            not self.compression
         )
+        bigtiff = self.bigtiff if self.bigtiff is not None else not self._imagej
+        self._photometric = "rgb" if frame.ndim == 3 and frame.shape[-1] in (3, 4) else "minisblack"
+        self._tif = tifffile.TiffWriter(self.partial, bigtiff=bigtiff, imagej=self._imagej)
+
+    def _shaped(self, count: int) -> str:
+        import json
+
+        md: dict[str, Any] = {"shape": [count, *self._frame_shape()]}
+        if self.fps:
+            md["fps"] = self.fps
+        return json.dumps(md)
+
+    def _frame_shape(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in (self.shape or self._first_shape))
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         if self._imagej:
             self._tif.write(frame, contiguous=True, photometric=self._photometric, metadata={})
-        else:
+        elif self.compression is None:  # uncompressed: contiguous (a shaped series needs it)
+            md = {"fps": self.fps} if self.fps else {}
+            self._tif.write(frame, contiguous=True, photometric=self._photometric, metadata=md)
+        else:  # compressed pages; the description is completed on close
+            self._first_shape = frame.shape
             self._tif.write(
                 frame,
                 photometric=self._photometric,
                 compression=self.compression,
                 metadata=None,
+                description=self._shaped(1) if self.count == 0 else None,
             )
 
     def _finish(self) -> None:
@@ -302,3 +347,5 @@ class TiffWriter(Writer):
                 (self.count, *self.shape), axes="TYXS" if rgb else "TYX", rgb=rgb, **md
             )
             tifffile.tiffcomment(self.partial, desc)
+        elif self.count:
+            tifffile.tiffcomment(self.partial, self._shaped(self.count))
