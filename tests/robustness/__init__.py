@@ -1,0 +1,1 @@
+"""Robustness suite: seeded mutations of every format, each case in a capped subprocess."""

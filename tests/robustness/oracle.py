@@ -1,0 +1,283 @@
+"""Independent references: what the (mutated) bytes hold, decoded without napari_imseq.
+
+A reference is a list of *alternatives*; each is the list of per-frame hashes a correct reader
+may return (``None`` for a frame no independent decoder can read) and whether returning it
+requires a :class:`SequenceWarning`. Every decoder here is deliberately plain: raw bytes at the
+offsets the undamaged header gave, ``imagecodecs`` for one JPEG/PNG, ``tifffile`` page by page,
+PyAV packet by packet in file order, ``zarr`` chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: at most this many frames are decoded by a reference (and probed by index)
+MAX_FRAMES = 2000
+
+
+class RefUnavailable(Exception):
+    """No independent decoder reads this file: only internal consistency is checked."""
+
+
+@dataclass
+class Alternative:
+    hashes: list[str | None]
+    need_warning: bool = False
+    what: str = "reference"
+
+
+def frame_hash(a) -> str:
+    a = np.asarray(a)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha1(f"{a.shape}|{a.dtype.str}|".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _majority_shape(frames: list) -> list:
+    """Frames whose shape/dtype differs from the most common one cannot be in one stack."""
+    keys = [(f.shape, f.dtype.str) for f in frames if f is not None]
+    if not keys:
+        return frames
+    top = Counter(keys).most_common(1)[0][0]
+    return [f if f is not None and (f.shape, f.dtype.str) == top else None for f in frames]
+
+
+def hashes(frames: list) -> list[str | None]:
+    return [None if f is None else frame_hash(f) for f in frames]
+
+
+# ---- per format ------------------------------------------------------------------------------
+def rawseq(path: Path, lay: dict, allocated: int | None = None) -> list:
+    """Frames of an uncompressed SEQ at the undamaged header's offsets (seq-format.md)."""
+    b = path.read_bytes()
+    alloc = lay["allocated"] if allocated is None else allocated
+    start, stride, size = lay["start"], lay["stride"], lay["image_size"]
+    h, w, ch = lay["height"], lay["width"], lay["channels"]
+    slots = max(0, (len(b) - start + stride - 1) // stride)
+    n = min(alloc, slots) if alloc else slots
+    out = []
+    for i in range(min(n, MAX_FRAMES)):
+        off = start + i * stride
+        if off + size > len(b):
+            break
+        a = np.frombuffer(b, lay["dtype"], count=h * w * ch, offset=off)
+        a = a.reshape((h, w) if ch == 1 else (h, w, ch))
+        if lay["format"] == 200:
+            a = a[..., ::-1]
+        elif lay["format"] == 500:
+            a = a[..., 2::-1]
+        out.append(a)
+    return out
+
+
+def jpegseq(path: Path, lay: dict) -> list:
+    import imagecodecs
+
+    b = path.read_bytes()
+    out = []
+    for off, size in lay["records"]:
+        if off + size > len(b):
+            break
+        try:
+            out.append(imagecodecs.jpeg8_decode(b[off + 4 : off + size]))
+        except Exception:
+            out.append(None)
+    return _majority_shape(out)
+
+
+def tiff(path: Path, lay: dict, frame_shape: tuple | None) -> list:
+    import tifffile
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as err:
+        raise RefUnavailable(f"tifffile cannot open it: {type(err).__name__}: {err}") from err
+    with tif:
+        tif.pages.useframes = False
+        pages = []
+        try:
+            for i in range(min(len(tif.pages), MAX_FRAMES * lay["pages_per_frame"])):
+                pages.append(tif.pages[i])
+        except Exception:
+            pass
+        k = lay["pages_per_frame"]
+        out = []
+        for i in range(len(pages) // k):
+            try:
+                arrs = [pages[i * k + j].asarray() for j in range(k)]
+                a = np.stack(arrs) if k > 1 else arrs[0]
+                if frame_shape is not None and k > 1:
+                    a = a.reshape(frame_shape)
+                out.append(a)
+            except Exception:
+                out.append(None)
+    return _majority_shape(out)
+
+
+def tiff_series(path: Path) -> list:
+    """Frames of tifffile's first series along its first axis: raw bytes at the series' data
+    offset for contiguous series (what tifffile reads), else tifffile's own decode."""
+    import tifffile
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            s = tif.series[0]
+            shape, offset = tuple(s.shape), s.dataoffset
+            dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder)
+            if len(shape) < 3 or (len(shape) == 3 and shape[-1] in (3, 4) and "S" in s.axes):
+                raise RefUnavailable("the series is a single image")
+            if offset is None:
+                arr = s.asarray()
+                return list(arr[:MAX_FRAMES])
+    except RefUnavailable:
+        raise
+    except Exception as err:
+        raise RefUnavailable(
+            f"tifffile cannot read the series: {type(err).__name__}: {err}"
+        ) from err
+    b = path.read_bytes()
+    count = int(np.prod(shape[1:]))
+    nbytes = count * dtype.itemsize
+    out = []
+    for i in range(min(shape[0], MAX_FRAMES)):
+        at = offset + i * nbytes
+        if at + nbytes > len(b):
+            break
+        out.append(np.frombuffer(b, dtype, count=count, offset=at).reshape(shape[1:]))
+    return out
+
+
+INTRA_ONLY = ("ffv1", "png", "mjpeg", "rawvideo", "gif", "qtrle", "prores")
+
+
+def pyav(path: Path) -> list[str | None]:
+    """Hashes of a plain sequential PyAV decode in file order; a packet that fails to decode is
+    skipped (as the ffmpeg command line does) and a demuxing error ends the stream."""
+    import av
+
+    from tests.io.videomaker import to_array
+
+    try:
+        container = av.open(str(path))
+    except Exception as err:
+        raise RefUnavailable(f"PyAV cannot open it: {type(err).__name__}: {err}") from err
+    out: list[str | None] = []
+    with container:
+        if not container.streams.video:
+            raise RefUnavailable("PyAV finds no video stream")
+        stream = container.streams.video[0]
+        intra = stream.codec_context.name in INTRA_ONLY
+        try:
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    if packet.size:
+                        out.append(None)  # the frame of this packet is lost, not the next one
+                    continue
+                if intra and packet.size and not decoded:
+                    out.append(None)
+                out += [frame_hash(to_array(f)) for f in decoded]
+                if len(out) >= MAX_FRAMES:
+                    break
+        except av.FFmpegError:
+            try:
+                out += [frame_hash(to_array(f)) for f in stream.codec_context.decode(None)]
+            except Exception:
+                pass
+    return out[:MAX_FRAMES]
+
+
+def zarr_frames(path: Path, lay: dict) -> list:
+    import zarr
+
+    try:
+        if lay["array"]:
+            arr = zarr.open_group(str(path), mode="r")[lay["array"]]
+        else:
+            arr = zarr.open_array(str(path), mode="r")
+        n = int(arr.shape[0])
+        ndim = arr.ndim
+        one_per_frame = arr.chunks[0] == 1 and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
+    except Exception as err:
+        raise RefUnavailable(f"zarr cannot open it: {type(err).__name__}: {err}") from err
+    root = Path(path) / lay["array"] if lay["array"] else Path(path)
+    out = []
+    for i in range(min(n, MAX_FRAMES)):
+        key = root / "c" / str(i) / Path(*["0"] * (ndim - 1))
+        if one_per_frame and not key.exists():
+            out.append(None)  # the chunk is gone: the frame's data is not in the store
+            continue
+        try:
+            out.append(np.asarray(arr[i]))
+        except Exception:
+            out.append(None)
+    return _majority_shape(out)
+
+
+def folder(path: Path, names: list[str]) -> list:
+    import imagecodecs
+    import tifffile
+
+    out = []
+    for name in names:
+        p = Path(path) / name
+        try:
+            if name.lower().endswith((".tif", ".tiff")):
+                out.append(tifffile.imread(p))
+            else:
+                out.append(imagecodecs.png_decode(p.read_bytes()))
+        except Exception:
+            out.append(None)
+    return _majority_shape(out)
+
+
+def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:
+    """Every independent decode of ``path`` that applies (TIFF: page by page, and tifffile's
+    series); raises :class:`RefUnavailable` when none does."""
+    if base.ref != "tiff":
+        return [decode(base, path, lay)]
+    out = []
+    for f in (lambda: decode(base, path, lay), lambda: hashes(tiff_series(path))):
+        try:
+            out.append(f())
+        except RefUnavailable:
+            pass
+    if not out:
+        raise RefUnavailable("neither tifffile's pages nor its series can be read")
+    return out
+
+
+def decode(base, path: Path, lay: dict) -> list[str | None]:
+    """Per-frame hashes of the independent decode of ``path`` (possibly mutated)."""
+    kind = base.ref
+    if kind == "rawseq":
+        return hashes(rawseq(path, lay, lay.get("allocated_override")))
+    if kind == "jpegseq":
+        return hashes(jpegseq(path, lay))
+    if kind == "tiff":
+        shape = base.truth.shape[1:] if base.truth is not None else None
+        return hashes(tiff(path, lay, shape))
+    if kind == "pyav":
+        return pyav(path)
+    if kind == "zarr":
+        return hashes(zarr_frames(path, lay))
+    if kind == "folder":
+        return hashes(folder(path, lay["names"]))
+    raise ValueError(kind)  # pragma: no cover
+
+
+def exists(path: Path) -> bool:
+    return os.path.lexists(path)

@@ -1,0 +1,343 @@
+"""What one case does inside its subprocess: make the file, damage it, decode it
+independently, read it with napari_imseq in every way a user can, and classify the result."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import tempfile
+import traceback
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import corpus, mutations, oracle
+
+#: frames compared one by one; longer sequences are sampled (first, last and random ones)
+MAX_PROBED = 48
+
+
+def describe(err: BaseException, path: str | os.PathLike) -> dict[str, Any]:
+    from napari_imseq.io._base import SequenceError
+
+    msg = str(err)
+    name = os.path.basename(os.fspath(path).rstrip("/"))
+    return {
+        "type": f"{type(err).__module__}.{type(err).__qualname__}",
+        "ours": isinstance(err, SequenceError),
+        "names_file": bool(name) and name in msg,
+        "memory": isinstance(err, MemoryError),
+        "msg": msg[:300],
+        "where": traceback.extract_tb(err.__traceback__)[-1].filename.split("site-packages/")[-1]
+        if err.__traceback__
+        else "",
+    }
+
+
+def _indices(n: int, seed: int) -> list[int]:
+    if n <= MAX_PROBED:
+        return list(range(n))
+    r = random.Random(seed)
+    pick = set(range(8)) | set(range(n - 8, n))
+    while len(pick) < MAX_PROBED:
+        pick.add(r.randrange(n))
+    return sorted(pick)
+
+
+def _read(seq, i: int, path) -> tuple[str, Any]:
+    try:
+        return ("ok", oracle.frame_hash(seq[i]))
+    except Exception as err:  # noqa: BLE001 - classified, not hidden
+        return ("err", describe(err, path))
+
+
+def read_everything(path: Path, seed: int) -> dict[str, Any]:
+    """Open, metadata, indexing, iter_frames, cold random order, 4 threads: every outcome."""
+    import napari_imseq as imseq
+
+    out: dict[str, Any] = {"errors": [], "mismatch": []}
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        try:
+            seq = imseq.open_sequence(path)
+        except Exception as err:  # noqa: BLE001
+            out["open_error"] = describe(err, path)
+            out["warnings"] = _warnings(rec)
+            return out
+        try:
+            n = len(seq)
+            out["n"] = n
+            meta = seq.metadata
+            fps = meta.get("fps")
+            ts = seq.timestamps
+            if fps is not None and not (
+                isinstance(fps, int | float) and math.isfinite(fps) and fps > 0
+            ):
+                out["mismatch"].append(f"metadata fps is {fps!r} (not None or finite positive)")
+            if ts is not None and len(ts) != n:
+                out["mismatch"].append(f"{len(ts)} timestamps for {n} frames")
+        except Exception as err:  # noqa: BLE001
+            out["errors"].append(("metadata", describe(err, path)))
+            n = out.get("n", 0)
+        idx = _indices(n, seed)
+        out["indices"] = idx
+        seqd = {i: _read(seq, i, path) for i in idx}
+        out["seq"] = seqd
+        # iter_frames over the first frames, compared with indexing
+        stop = min(n, oracle.MAX_FRAMES)
+        it: list[str] = []
+        try:
+            for f in seq.iter_frames(0, stop):
+                it.append(oracle.frame_hash(f))
+        except Exception as err:  # noqa: BLE001
+            out["errors"].append((f"iter_frames at {len(it)}", describe(err, path)))
+            if len(it) < stop and seqd.get(len(it), ("err",))[0] == "ok":
+                out["mismatch"].append(
+                    f"iter_frames raised at frame {len(it)} which indexing reads"
+                )
+        else:
+            if len(it) != stop:
+                out["mismatch"].append(f"iter_frames gave {len(it)} frames, len() is {n}")
+        out["iter"] = it
+        for i, h in enumerate(it):
+            if i in seqd and seqd[i][0] == "ok" and seqd[i][1] != h:
+                out["mismatch"].append(f"iter_frames frame {i} differs from seq[{i}]")
+        seq.close()
+        # a cold reader in random order, then a cold reader shared by 4 threads
+        order = list(idx)
+        random.Random(seed + 1).shuffle(order)
+        for label, threads in (("random order", 0), ("4 threads", 4)):
+            try:
+                other = imseq.open_sequence(path)
+            except Exception as err:  # noqa: BLE001
+                out["errors"].append((f"reopen for {label}", describe(err, path)))
+                continue
+            with other:
+                if threads:
+                    with ThreadPoolExecutor(threads) as ex:
+                        got = dict(
+                            zip(
+                                order,
+                                ex.map(lambda i, o=other: _read(o, i, path), order),
+                                strict=True,
+                            )
+                        )
+                else:
+                    got = {i: _read(other, i, path) for i in order}
+            for i in idx:
+                a, b = seqd[i], got[i]
+                if a[0] != b[0] or (a[0] == "ok" and a[1] != b[1]):
+                    out["mismatch"].append(
+                        f"{label}: frame {i} is {_short(b)} but sequential indexing gave {_short(a)}"
+                    )
+                    break
+            out["errors"] += [
+                (f"{label} frame {i}", v[1]) for i, v in got.items() if v[0] == "err"
+            ][:1]
+        out["warnings"] = _warnings(rec)
+    return out
+
+
+def _short(r) -> str:
+    return r[1] if r[0] == "ok" else f"error {r[1]['type']}"
+
+
+def _warnings(rec) -> list[tuple[str, str]]:
+    return [(w.category.__name__, str(w.message)[:200]) for w in rec]
+
+
+def compare(outcome: dict, alternatives: list[oracle.Alternative] | None) -> list[str]:
+    """Problems of the reader's frames against the independent reference (empty: exact)."""
+    if "open_error" in outcome or alternatives is None:
+        return []
+    seqd, n = outcome["seq"], outcome.get("n", 0)
+    warned = any(w[0] == "SequenceWarning" for w in outcome["warnings"])
+    best: list[str] | None = None
+    for alt in alternatives:
+        probs = []
+        ref = alt.hashes
+        for i, (kind, val) in seqd.items():
+            if kind != "ok":
+                continue
+            if i >= oracle.MAX_FRAMES:
+                continue  # beyond what a reference decodes
+            if i >= len(ref):
+                probs.append(f"frame {i} returned but the {alt.what} has only {len(ref)} frames")
+            elif ref[i] is None:
+                probs.append(f"frame {i} returned but its data is not readable ({alt.what})")
+            elif ref[i] != val:
+                probs.append(f"frame {i} differs from the {alt.what}")
+        readable = [i for i, h in enumerate(ref) if h is not None]
+        if n < (readable[-1] + 1 if readable else 0) and not warned:
+            probs.append(f"{n} frames without a SequenceWarning; the {alt.what} reads {len(readable)} "
+                         f"of {len(ref)}")  # fmt: skip
+        if alt.need_warning and not warned:
+            probs.append(f"{alt.what}: frames dropped without a SequenceWarning")
+        if not probs:
+            return []
+        if best is None:
+            best = probs
+    return best or []
+
+
+def classify(outcome: dict, problems: list[str]) -> tuple[str, list[str]]:
+    errs = (
+        ([("open", outcome["open_error"])] if "open_error" in outcome else [])
+        + [e for e in outcome.get("errors", [])]
+        + [(f"seq[{i}]", v[1]) for i, v in outcome.get("seq", {}).items() if v[0] == "err"][:3]
+    )
+    details = list(outcome.get("mismatch", [])) + problems
+    if any(e[1]["memory"] for e in errs):
+        e = next(e for e in errs if e[1]["memory"])
+        return "memory", [f"{e[0]}: {e[1]['type']}: {e[1]['msg']}"] + details
+    if details:
+        return "wrong", details[:6]
+    raw = [e for e in errs if not (e[1]["ours"] and e[1]["names_file"])]
+    if raw:
+        e = raw[0]
+        extra = "" if not e[1]["ours"] else " (our class, but the message does not name the file)"
+        return "raw_error", [f"{e[0]}: {e[1]['type']}{extra}: {e[1]['msg']} [{e[1]['where']}]"]
+    if errs:
+        e = errs[0]
+        return "clean_error", [f"{e[0]}: {e[1]['type']}: {e[1]['msg'][:160]}"]
+    return "exact", []
+
+
+def references(base, applied: mutations.Applied, pristine: list[str | None] | None) -> list | None:
+    if applied.mode == "none":
+        return None
+    if applied.mode == "pristine":
+        refs = [pristine]
+    else:
+        try:
+            refs = oracle.decode_all(base, Path(base.path), applied.layout)
+        except oracle.RefUnavailable:
+            return None
+    alts = []
+    for k, ref in enumerate(refs):
+        ref = list(ref)
+        what = "reference" if k == 0 else "tifffile series reference"
+        for i in applied.unreadable:
+            if i < len(ref):
+                ref[i] = None
+        alts.append(oracle.Alternative(ref, False, what))
+        for i in applied.drop_allowed:
+            if i < len(ref):
+                alts.append(
+                    oracle.Alternative(
+                        ref[:i] + ref[i + 1 :], True, what + " without the bad image"
+                    )
+                )
+    return alts
+
+
+def run_case(case: dict, send) -> dict:
+    """Everything one case does; ``send(phase)`` reports progress to the parent."""
+    from . import misuse
+
+    work = (
+        Path(case["work"]) if case.get("work") else Path(tempfile.mkdtemp(prefix="imseq-robust-"))
+    )
+    os.environ["NAPARI_IMSEQ_CACHE_DIR"] = str(work / "cache")
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    if case["base"].startswith("selftest_"):
+        return _selftest(case, work, send)
+    if case["base"].startswith("misuse_"):
+        send("misuse")
+        cls, details = misuse.run(case["base"], work)
+        return {"cls": cls, "details": details}
+    d = work / "data"
+    d.mkdir()
+    send("generate")
+    gen = corpus.GENERATORS[case["base"]]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = gen(d)
+    except corpus.GeneratorUnavailable as err:
+        return {"cls": "skipped", "details": [str(err)]}
+    except Exception as err:  # noqa: BLE001
+        info = describe(err, d)
+        our_writer = "napari_imseq" in info["where"] or info["ours"]
+        if info["ours"] and info["names_file"]:
+            return {
+                "cls": "clean_error",
+                "details": [f"writer refused: {info['type']}: {info['msg'][:160]}"],
+            }
+        if our_writer:
+            return {
+                "cls": "raw_error",
+                "details": [f"writer: {info['type']}: {info['msg']} [{info['where']}]"],
+            }
+        return {"cls": "harness_error", "details": [f"generator: {info['type']}: {info['msg']}"]}
+    send("reference")
+    spec = case["mutation"]
+    pristine = None
+    if spec["kind"] == "none" or spec["kind"] in ("seq_field", "zarr_ts", "folder"):
+        if base.truth is not None:
+            pristine = oracle.hashes(list(base.truth))
+        else:
+            try:
+                pristine = oracle.decode(base, Path(base.path), base.layout)
+            except oracle.RefUnavailable as err:
+                return {
+                    "cls": "harness_error",
+                    "details": [f"no reference for the undamaged file: {err}"],
+                }
+    send("mutate")
+    applied = mutations.apply(base, spec, case["seed"])
+    if applied.mode == "skip":
+        return {"cls": "skipped", "details": [applied.note]}
+    send("reference")
+    alts = references(base, applied, pristine)
+    send("read")
+    outcome = read_everything(Path(base.path), case["seed"])
+    problems = compare(outcome, alts)
+    if spec["kind"] == "none" and "open_error" in outcome:
+        problems.append("the undamaged file does not open")
+    cls, details = classify(outcome, problems)
+    if spec["kind"] == "none" and cls == "clean_error":
+        cls = "wrong"
+        details = ["the undamaged file gave an error: " + details[0]]
+    if applied.note:
+        details.append(f"mutation: {applied.note}")
+    details.append(f"reference: {'none (consistency only)' if alts is None else applied.mode}; "
+                   f"reader: {outcome.get('n', '-')} frames, warnings {[w[1][:80] for w in outcome.get('warnings', [])][:2]}")  # fmt: skip
+    return {"cls": cls, "details": details}
+
+
+def _selftest(case: dict, work: Path, send) -> dict:
+    """Faults planted on purpose, to prove the harness sees each class (tests only)."""
+    kind = case["base"]
+    send("read")
+    if kind == "selftest_hang":
+        import time
+
+        time.sleep(3600)
+    if kind == "selftest_crash":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if kind == "selftest_memory":
+        np.ones(8 << 30, np.uint8)  # beyond the cap
+    if kind == "selftest_exit":
+        os._exit(3)
+    if kind == "selftest_wrong":
+        # the undamaged reference, but a pixel changed behind its back
+        d = work / "data"
+        d.mkdir()
+        base = corpus.seq_raw8(d)
+        pristine = oracle.hashes(list(base.truth))
+        with open(base.path, "r+b") as f:
+            f.seek(base.layout["start"] + base.layout["stride"] + 5)
+            f.write(b"\x01")
+        applied = mutations.Applied("pristine", base.layout)
+        outcome = read_everything(Path(base.path), case["seed"])
+        cls, details = classify(outcome, compare(outcome, references(base, applied, pristine)))
+        return {"cls": cls, "details": details}
+    raise ValueError(kind)

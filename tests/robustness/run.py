@@ -1,0 +1,183 @@
+"""Run the robustness suite from the command line.
+
+python3 -m tests.robustness.run                         # the CI run (fixed seed)
+python3 -m tests.robustness.run --long --report docs/robustness.md
+python3 -m tests.robustness.run --only 'seq_raw8:truncate[at=mid]' -v
+python3 -m tests.robustness.run --status /tmp/robustness_status.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+from . import harness
+
+
+def _rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=False).stdout.strip()  # fmt: skip
+    except OSError:
+        return "?"
+
+
+def table(results: list[dict]) -> str:
+    counts = harness.counts(results)
+    cols = [c for c in harness.CLASSES if any(counts[f][c] for f in counts)]
+    lines = ["| format | cases | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    total: dict[str, int] = defaultdict(int)
+    for fam in sorted(counts):
+        row = counts[fam]
+        lines.append(
+            f"| {fam} | {sum(row.values())} | " + " | ".join(str(row[c]) for c in cols) + " |"
+        )
+        for c in cols:
+            total[c] += row[c]
+    lines.append(
+        f"| **all** | **{len(results)}** | " + " | ".join(f"**{total[c]}**" for c in cols) + " |"
+    )
+    return "\n".join(lines)
+
+
+def failure_list(results: list[dict], s: harness.Settings, limit: int | None = None) -> str:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in harness.failures(results):
+        groups[(r["family"], r["cls"])].append(r)
+    out = []
+    for (fam, cls), rs in sorted(groups.items()):
+        out.append(f"\n### {fam} / {cls} ({len(rs)})\n")
+        for r in rs[:limit]:
+            out.append(f"- `{r['id']}` (seed {r['seed']}): {'; '.join(r['details'])[:400]}")
+            out.append(f"  - reproduce: `{harness.repro(r, s)}`")
+        if limit and len(rs) > limit:
+            out.append(f"- ... and {len(rs) - limit} more")
+    return "\n".join(out)
+
+
+REPORT_HEAD = """# Robustness
+
+The robustness suite (`tests/robustness/`) generates small files for every reader, with our own
+writers and with third-party tools (tifffile, PyAV, PIL, zarr, imagecodecs, byte-exact SEQ
+files from `tests/io/seqmaker.py`), adds the real samples of `../shared/samples`, damages them
+with seeded mutations (truncations at the header, the first frame, the middle, the last frame
+and the last byte; byte flips; zeroed blocks; extreme SEQ header fields; TIFF tags, offsets and
+IFD loops; lying ImageJ descriptions; lying or broken `.seq.idx` files; repeated, backward and
+overflowing timestamps; deleted, cut or garbage zarr chunks and `zarr.json`; foreign,
+odd-shaped, cut or empty images in folders) and reads each result in a fresh subprocess with a
+{timeout:.0f} s timeout and an address-space cap of {mem} GiB over its start. API-misuse cases
+aim writers with `overwrite=True` at users' folders (a folder named like the output, the
+working folder, a parent folder, a user folder named `NAME.partial`, a user's zarr store, a
+symlink) and check that every pre-existing file is still there byte for byte.
+
+Each case is classified:
+
+| class | meaning |
+|---|---|
+| exact | every frame returned equals the independent reference (the frames written, for undamaged lossless files; plain raw-byte / imagecodecs / tifffile / sequential PyAV / zarr decode of the damaged bytes); fewer frames only with a `SequenceWarning` |
+| clean_error | one of napari-imseq's error classes, naming the file |
+| wrong | a frame differs from the reference, frames that cannot be decoded are returned, frames are missing without a warning, or indexing, `iter_frames()`, a cold random-order reader and 4 threads disagree |
+| hang | no result within the timeout |
+| crash | the process died (signal, or exit without a Python exception) |
+| memory | `MemoryError` under the cap |
+| raw_error | any other exception (a dependency's error leaking through, or ours without the file name) |
+| data_loss | a user's file or folder was deleted or changed |
+| harness_error | a third-party generator or the reference decoder failed (not counted against the readers) |
+| skipped | the sample is absent or the mutation does not apply to this file |
+
+Where a mutation hits a field the whole layout depends on (SEQ width/height/bit depth/stride,
+a JPEG record's size prefix, an ImageJ description's `slices=`), no independent decoder can say
+what the frames are: those cases only check internal consistency and error hygiene.
+
+Run it: `python3 -m pytest tests/robustness` (CI size, fixed seed), `--robustness-long` or
+`IMSEQ_ROBUSTNESS=long` for the long run, and
+`python3 -m tests.robustness.run --long --report docs/robustness.md` to rewrite this page.
+"""
+
+
+def write_report(
+    path: str, results: list[dict], s: harness.Settings, elapsed: float, partial: bool
+) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = REPORT_HEAD.format(timeout=s.timeout, mem=s.memory >> 30)
+    body = [
+        head,
+        f"## Results ({'long' if s.long else 'CI'} run, {now}, commit {_rev()}, seed {s.seed})\n",
+        f"{len(results)} cases in {elapsed / 60:.1f} min on {s.jobs} processes"
+        + (" (stopped at the time budget: the cases after it were not run)" if partial else "")
+        + ".\n",
+        table(results),
+        "\n## Failing cases\n",
+        "Each line gives the case id (generator:mutation[parameters]), what was seen and the command "
+        "that reproduces it.",
+        failure_list(results, s, limit=15) or "\nNone.",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(body) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m tests.robustness.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--long", action="store_true", help="many more mutations per file")
+    ap.add_argument("--seed", type=int, default=harness.Settings.seed)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=20.0, help="seconds per case (x3 for samples)")
+    ap.add_argument("--memory-gib", type=float, default=2.0)
+    ap.add_argument("--only", action="append", help="case ids or glob patterns")
+    ap.add_argument(
+        "--budget", type=float, default=0, help="stop starting cases after this many minutes"
+    )
+    ap.add_argument("--report", help="write the markdown report (docs/robustness.md)")
+    ap.add_argument("--status", help="write the failing cases grouped by format and class")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    s = harness.Settings(seed=a.seed, long=a.long, timeout=a.timeout, memory=int(a.memory_gib * (1 << 30)),
+                         jobs=a.jobs)  # fmt: skip
+    cases = harness.build_cases(s)
+    if a.only:
+        cases = [
+            c for c in cases if any(c["id"] == p or fnmatch.fnmatchcase(c["id"], p) for p in a.only)
+        ]
+    t0 = time.monotonic()
+    done: list[dict] = []
+
+    def progress(r):
+        done.append(r)
+        if a.verbose or r["cls"] in harness.BAD:
+            print(f"[{len(done)}/{len(cases)}] {r['cls']:13s} {r['id']}  {'; '.join(r['details'])[:300]}",
+                  flush=True)  # fmt: skip
+
+    partial = False
+    if a.budget:
+        results = []
+        chunk = 40
+        for i in range(0, len(cases), chunk):
+            if time.monotonic() - t0 > a.budget * 60:
+                partial = True
+                break
+            results += harness.run_cases(cases[i : i + chunk], s, progress)
+    else:
+        results = harness.run_cases(cases, s, progress)
+    elapsed = time.monotonic() - t0
+    print(table(results))
+    print(f"{len(results)} cases in {elapsed:.0f} s")
+    if a.report:
+        write_report(a.report, results, s, elapsed, partial)
+    if a.status:
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        with open(a.status, "w") as f:
+            f.write(
+                f"# Robustness status {now} (commit {_rev()}, tree may hold uncommitted work)\n\n"
+            )
+            f.write(table(results) + "\n" + failure_list(results, s) + "\n")
+    return 1 if harness.failures(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
