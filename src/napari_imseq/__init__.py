@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .convert import ConversionInterrupted, convert
+from .convert import ConversionCancelled, ConversionInterrupted, convert
+from .export import ExportCancelled, ExportError, export
 from .io._base import (
     FrameIndexError,
     Sequence,
@@ -35,7 +36,11 @@ from .io._writer import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConversionCancelled",
     "ConversionInterrupted",
+    "ExportCancelled",
+    "ExportError",
+    "export",
     "FrameMismatchError",
     "UnsupportedWriteError",
     "Writer",

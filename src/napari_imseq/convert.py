@@ -17,17 +17,27 @@ from typing import Any
 
 import numpy as np
 
-from .io._base import Sequence
+from .io._base import Sequence, SequenceError
 from .io._registry import open_sequence
-from .io._writer import auto_display_range, open_writer
+from .io._writer import auto_display_range, open_writer, source_timing
 
-__all__ = ["ConversionInterrupted", "convert"]
+__all__ = ["ConversionCancelled", "ConversionInterrupted", "convert"]
 
 _END = object()
 
 
 class ConversionInterrupted(KeyboardInterrupt):
     """Ctrl-C during a conversion; the message names the partial file that was kept."""
+
+
+class ConversionCancelled(SequenceError):
+    """``cancel`` was set during a conversion; the message names the partial file that was kept."""
+
+
+def _cancel_requested(cancel: Any) -> bool:
+    if cancel is None:
+        return False
+    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
 
 
 def _takes_context(func) -> bool:
@@ -87,9 +97,10 @@ def convert(
     stop: int | None = None,
     step: int | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], Any] = True,
     overwrite: bool = False,
     queue_size: int = 8,
+    cancel: threading.Event | Callable[[], bool] | None = None,
     **writer_options: Any,
 ) -> dict[str, Any]:
     """Convert ``src`` (a path or an open Sequence) to ``dst`` frame by frame.
@@ -101,8 +112,13 @@ def convert(
     ``display_range`` (``"auto"`` estimates it from a subsample of the source), ``fps`` ...).
     fps and timestamps of the source travel to formats that can hold them.
 
+    ``progress`` may be a callable, called as ``progress(frames_written, total)`` from the
+    writing thread after every frame. ``cancel`` (a ``threading.Event`` or a callable returning
+    True) is checked 20 times per second; when set the conversion stops.
+
     Returns a summary: frames, bytes written, seconds, frames per second, path, lossy.
-    Raises :class:`ConversionInterrupted` on Ctrl-C, after keeping the partial file.
+    Raises :class:`ConversionInterrupted` on Ctrl-C and :class:`ConversionCancelled` on
+    ``cancel``, after keeping the partial file.
     """
     own = not isinstance(src, Sequence)
     seq = open_sequence(src) if own else src
@@ -118,24 +134,28 @@ def convert(
             overwrite,
             queue_size,
             writer_options,
+            cancel,
         )
     finally:
         if own:
             seq.close()
 
 
-def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_size, options):
+def _convert(
+    seq, dst, start, stop, step, transform, progress, overwrite, queue_size, options, cancel=None
+):
     indices = range(*slice(start, stop, step).indices(len(seq)))
     n = len(indices)
     timestamps = seq.timestamps
     with_context = transform is not None and _takes_context(transform)
     if options.get("display_range") == "auto":  # from what will be written: range, transform
         options["display_range"] = auto_display_range(
-            _Selected(seq, indices, transform, with_context, timestamps)
+            _Selected(seq, indices, transform, with_context, timestamps), dst
         )
-    fps = options.pop("fps", None)
-    if not fps and seq.fps:  # the source's rate, thinned by the step
-        fps = seq.fps / abs(indices.step)
+    timestamps, source_fps = source_timing(seq.path, dst, timestamps, seq.fps)
+    fps = options.pop("fps", None)  # given: the writer checks it (finite, positive)
+    if fps is None and source_fps:  # the source's rate, thinned by the step
+        fps = source_fps / abs(indices.step)
     options.setdefault("bit_depth", seq.bit_depth)
     writer = open_writer(dst, fps=fps, overwrite=overwrite, **options)
 
@@ -162,7 +182,8 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
             _put(q, _END, halt)
 
     bar = None
-    if progress and n > 100:
+    report = progress if callable(progress) else None
+    if progress is True and n > 100:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, unit="frame", desc=os.path.basename(dst), file=sys.stderr)
@@ -170,7 +191,12 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
     def write_worker():
         try:
             while True:
-                item = q.get()
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if halt.is_set():
+                        return
+                    continue
                 if item is _END:
                     return
                 if isinstance(item, _Failed):
@@ -178,6 +204,8 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
                 writer.write(*item)
                 if bar is not None:
                     bar.update(1)
+                if report is not None:
+                    report(writer.count, n)
         except BaseException as err:
             errors.append(err)
             halt.set()
@@ -187,21 +215,25 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
     writer_thread = threading.Thread(target=write_worker, name="imseq-write", daemon=True)
     reader.start()
     writer_thread.start()
-    try:
-        while writer_thread.is_alive():
-            writer_thread.join(0.2)  # short joins keep Ctrl-C responsive
-    except KeyboardInterrupt:
+    def stop_early() -> str:
         halt.set()
         reader.join(5)
         writer_thread.join(5)
         kept = writer.abort()
         if bar is not None:
             bar.close()
-        where = (
-            f"the partial file {kept} holds the {writer.count} frames written"
-            if kept
-            else "nothing was written"
-        )
+        if kept:
+            return f"the partial file {kept} holds the {writer.count} frames written"
+        return "nothing was written"
+
+    try:
+        while writer_thread.is_alive():
+            writer_thread.join(0.05)  # short joins keep Ctrl-C and cancel responsive
+            if _cancel_requested(cancel):
+                where = stop_early()
+                raise ConversionCancelled(f"conversion to {writer.path} cancelled; {where}")
+    except KeyboardInterrupt:
+        where = stop_early()
         raise ConversionInterrupted(f"conversion to {writer.path} interrupted; {where}") from None
     finally:
         halt.set()
@@ -232,7 +264,7 @@ def _convert(seq, dst, start, stop, step, transform, progress, overwrite, queue_
         "fps": round(writer.count / seconds, 1) if seconds else None,
         "lossy": writer.lossy,
     }
-    if progress:
+    if progress is True:
         mb = summary["bytes"] / 1e6
         note = " (lossy)" if writer.lossy else ""
         print(
