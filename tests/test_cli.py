@@ -1,9 +1,11 @@
 """The imseq command, through subprocess as a user runs it."""
 
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import napari_imseq as imseq
 from napari_imseq import cli
@@ -117,3 +119,27 @@ def test_interrupt_exit_status(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(imseq, "convert", interrupted)
     assert cli.main(["convert", "a.seq", "x.mkv"]) == 130
     assert "x.mkv.partial" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fps", ["0", "nan", "-3", "inf"])
+def test_an_impossible_fps_is_one_line_and_writes_nothing(tmp_path, fps):
+    src = tmp_path / "a.zarr"
+    imseq.imwrite(src, np.zeros((2, 8, 8), np.uint8))
+    r = run("convert", str(src), str(tmp_path / "b.tif"), "--fps", fps, "-q")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "is not a frame rate" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.zarr"]
+
+
+def test_batch_never_writes_two_sources_to_one_output(tmp_path):
+    for sub in ("d1", "d2"):
+        os.makedirs(tmp_path / sub)
+        imseq.imwrite(tmp_path / sub / "x.zarr", np.full((2, 8, 8), int(sub[1]), np.uint8))
+    out = tmp_path / "out"
+    r = run(
+        "convert", str(tmp_path / "d1" / "x.zarr"), str(tmp_path / "d2" / "x.zarr"),
+        "--to", str(out), "--format", "tif", "--overwrite", "-q",
+    )  # fmt: skip
+    assert r.returncode == 1 and "is written from" in r.stderr
+    with imseq.open_sequence(out / "x.tif") as seq:
+        assert int(seq[0][0, 0]) == 1

@@ -167,3 +167,66 @@ def test_auto_display_range_comes_from_the_frames_written(tmp_path):
                   transform=lambda f: f * 2, progress=False)  # fmt: skip
     with imseq.open_sequence(tmp_path / "b.mp4") as out:
         assert out[5].max() > 240
+
+
+def nan_ramp(n=4, shape=(32, 40)):
+    frames = np.linspace(0, 1000, n * shape[0] * shape[1], dtype=np.float32).reshape(n, *shape)
+    frames[0, 0, 0] = np.nan  # one NaN pixel must not blacken the video
+    frames[1, 3, 4] = np.inf
+    return frames
+
+
+def test_display_range_auto_ignores_nan_and_inf(tmp_path):
+    from napari_imseq.io._writer import to_uint8
+
+    frames = nan_ramp()
+    w = imseq.imwrite(tmp_path / "a.mkv", frames, display_range="auto")
+    lo, hi = w.display_range
+    assert np.isfinite([lo, hi]).all() and 0 <= lo < 20 and 950 < hi <= 1000
+    with imseq.open_sequence(tmp_path / "a.mkv") as out:
+        got = out[:]
+    np.testing.assert_array_equal(got, to_uint8(frames, (lo, hi)))
+    assert got[0, 0, 0] == 0 and got[1, 3, 4] == 255 and got.mean() > 100
+    imseq.imwrite(tmp_path / "a.zarr", frames)
+    summary = imseq.convert(
+        tmp_path / "a.zarr", tmp_path / "b.mkv", display_range="auto", progress=False
+    )
+    with imseq.open_sequence(summary["path"]) as out:
+        np.testing.assert_array_equal(out[:], got)
+
+
+def test_display_range_auto_of_all_nan_frames_is_a_clear_error(tmp_path):
+    frames = np.full((3, 8, 8), np.nan, np.float32)
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"a\.mkv.*no finite value.*\(lo, hi\)"):
+        imseq.imwrite(tmp_path / "a.mkv", frames, display_range="auto")
+    imseq.imwrite(tmp_path / "n.zarr", frames)
+    with pytest.raises(imseq.UnsupportedWriteError, match="no finite value"):
+        imseq.convert(tmp_path / "n.zarr", tmp_path / "b.mp4", display_range="auto")
+    assert sorted(os.listdir(tmp_path)) == ["n.zarr"]
+
+
+def test_to_uint8_maps_nan_and_infinities_explicitly():
+    from napari_imseq.io._writer import to_uint8
+
+    frame = np.array([[np.nan, np.inf, -np.inf, 0.0, 5.0, 10.0, 20.0]], np.float64)
+    np.testing.assert_array_equal(to_uint8(frame, (0, 10)), [[0, 255, 0, 0, 128, 255, 255]])
+    with pytest.raises(ValueError, match="finite"):
+        to_uint8(frame, (0, np.nan))
+
+
+def test_a_source_with_a_damaged_rate_and_clock_converts_with_a_warning(tmp_path):
+    import zarr
+
+    frames = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    imseq.imwrite(tmp_path / "a.zarr", frames, fps=10)
+    group = zarr.open_group(tmp_path / "a.zarr", mode="r+")
+    group.attrs["fps"] = -5.0
+    group["timestamps"][1] = np.nan
+    with pytest.warns(imseq.SequenceWarning, match="timestamps are not finite"):
+        imseq.convert(tmp_path / "a.zarr", tmp_path / "b.zarr", progress=False)
+    with imseq.open_sequence(tmp_path / "b.zarr") as out:
+        np.testing.assert_array_equal(out[:], frames)
+        assert out.fps is None and np.isfinite(out.timestamps).all()
+    group["timestamps"][1] = 0.1
+    with pytest.raises(imseq.UnsupportedWriteError, match="fps=0"):
+        imseq.convert(tmp_path / "a.zarr", tmp_path / "c.zarr", fps=0, progress=False)

@@ -64,7 +64,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _writer_options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    if args.fps:
+    if args.fps is not None:  # the writer refuses 0, negative, NaN and inf
         opts["fps"] = args.fps
     if args.codec:
         opts["codec"] = args.codec
@@ -124,10 +124,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(args.paths), unit="file", desc="files", file=sys.stderr)
+    written: dict[str, str] = {}  # output -> source, in this run
     try:
         for src in args.paths:
             stem = os.path.splitext(os.path.basename(os.path.normpath(src)))[0]
             dst = os.path.join(args.to, f"{stem}.{args.format.lstrip('.')}")
+            if os.path.abspath(dst) in written:
+                failures.append(
+                    (src, f"{src}: its output {dst} is written from "
+                          f"{written[os.path.abspath(dst)]} in this run; rename one of them")
+                )  # fmt: skip
+                continue
+            written[os.path.abspath(dst)] = src
             try:
                 imseq.convert(src, dst, overwrite=args.overwrite, progress=False, **span, **opts)
             except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import SequenceError
+from ._base import Sequence, SequenceError
 
 __all__ = [
     "FrameMismatchError",
@@ -486,19 +486,53 @@ class _WriteErrors:
 
 # ---- mapping to 8 bits -------------------------------------------------------------------------
 def to_uint8(frame: np.ndarray, display_range: tuple[float, float]) -> np.ndarray:
-    """Linear map of ``display_range`` to 0..255, clipped (a lossy conversion, asked for)."""
+    """Linear map of ``display_range`` to 0..255, clipped (a lossy conversion, asked for).
+
+    NaN maps to 0, +inf to 255 and -inf to 0, whatever the range."""
     lo, hi = float(display_range[0]), float(display_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"display_range {display_range!r} must be two finite numbers")
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out = (frame.astype(np.float32) - lo) * scale
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = (frame.astype(np.float32) - np.float32(lo)) * np.float32(scale)
+        out = np.clip(out + 0.5, 0, 255, out=out)
+    if frame.dtype.kind == "f":
+        out[np.isnan(out)] = 0
+    return out.astype(np.uint8)
 
 
-def auto_display_range(frames: Any) -> tuple[float, float]:
-    """``display_range="auto"``: the 0.1..99.9 percentiles of an evenly spaced subsample
-    (:func:`napari_imseq.transforms.estimate_range`; the cost follows the subsample)."""
+def check_display_range(path: str, value: Any) -> tuple[float, float] | None:
+    """``display_range`` as ``(lo, hi)`` floats, or an :class:`UnsupportedWriteError`."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise UnsupportedWriteError(
+            f"{path}: display_range={value!r} is not a range; pass two finite numbers lo < hi "
+            f"(the values mapped to 0 and 255), or 'auto'"
+        )
+    return lo, hi
+
+
+def auto_display_range(frames: Any, path: str = "") -> tuple[float, float]:
+    """``display_range="auto"``: the 0.1..99.9 percentiles of the finite values of an evenly
+    spaced subsample (:func:`napari_imseq.transforms.estimate_range`; the cost follows the
+    subsample). NaN and infinite pixels are ignored; no finite value is an
+    :class:`UnsupportedWriteError`."""
     from ..transforms.normalize import estimate_range
 
-    return estimate_range(frames, percentiles=(0.1, 99.9), max_frames=32, downsample=4)
+    try:
+        lo, hi = estimate_range(frames, percentiles=(0.1, 99.9), max_frames=32, downsample=4)
+    except ValueError as err:
+        raise UnsupportedWriteError(
+            f"{path}: display_range='auto' cannot be estimated: {err}"
+        ) from err
+    if hi <= lo:  # a constant image: any range that holds it
+        hi = lo + 1.0
+    return lo, hi
 
 
 # ---- choosing a writer -----------------------------------------------------------------------
@@ -558,8 +592,6 @@ def _frames_of(
     data: Any,
 ) -> tuple[Iterable[np.ndarray], int | None, np.ndarray | None, float | None]:
     """(frames, count, timestamps, fps) for an array, dask array, Sequence or iterable."""
-    from ._base import Sequence
-
     if isinstance(data, Sequence):
         return data.iter_frames(), len(data), data.timestamps, data.fps
     if hasattr(data, "dask") and hasattr(data, "chunks"):  # a dask array: chunk by chunk
@@ -577,6 +609,33 @@ def _frames_of(
     return iter(data), None, None, None
 
 
+def source_timing(
+    source: str, dst: str, timestamps: Any, fps: Any
+) -> tuple[np.ndarray | None, float | None]:
+    """A source's timestamps and fps as a writer accepts them: a damaged header's rate (NaN,
+    0, negative) is dropped, and non-finite timestamps are replaced by the rate, with a
+    :class:`SequenceWarning`."""
+    import warnings
+
+    from ._base import SequenceWarning
+
+    try:
+        rate = float(fps) if fps is not None else None
+    except (TypeError, ValueError):
+        rate = None
+    if rate is not None and not (math.isfinite(rate) and FPS_RANGE[0] <= rate <= FPS_RANGE[1]):
+        rate = None
+    if timestamps is not None and not np.all(np.isfinite(np.asarray(timestamps, float))):
+        warnings.warn(
+            f"{source}: some frame timestamps are not finite numbers; {dst} gets evenly spaced "
+            f"times from the frame rate instead",
+            SequenceWarning,
+            stacklevel=3,
+        )
+        timestamps = None
+    return timestamps, rate
+
+
 def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
     """Write a numpy array, a dask array (chunk by chunk), a Sequence or frames from an iterable.
 
@@ -589,7 +648,9 @@ def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
         and hasattr(data, "__getitem__")
         and hasattr(data, "__len__")
     ):
-        options["display_range"] = auto_display_range(data)
+        options["display_range"] = auto_display_range(data, os.fspath(path))
+    if isinstance(data, Sequence):
+        timestamps, fps = source_timing(data.path, os.fspath(path), timestamps, fps)
     if fps is not None:
         options.setdefault("fps", fps)
     writer = open_writer(path, **options)

@@ -137,7 +137,9 @@ def estimate_range(
 
     ``frames`` is a Sequence, a numpy or dask array, or anything indexable by frame. Reads at
     most ``max_frames`` frames, each strided by ``downsample`` in Y and X: the cost follows the
-    subsample, not the recording's length. Use the result with :func:`rescale`.
+    subsample, not the recording's length. Use the result with :func:`rescale`. NaN and
+    infinite samples of float data are ignored; a subsample with no finite value raises
+    ``ValueError``.
 
     Examples
     --------
@@ -146,6 +148,13 @@ def estimate_range(
     (0.0, 999.0)
     """
     sample = _subsample(frames, max_frames, downsample)
+    if sample.dtype.kind in "fc":
+        sample = sample[np.isfinite(sample)]
+        if not sample.size:
+            raise ValueError(
+                "the sampled frames hold no finite value (all NaN or infinite); give the "
+                "range (lo, hi) explicitly"
+            )
     lo, hi = np.percentile(sample, percentiles)
     return float(lo), float(hi)
 
