@@ -1,9 +1,13 @@
-"""On-disk cache of frame index tables (offsets, timestamps, keyframes).
+"""Caches: frame index tables on disk, and decoded frames in memory.
 
-An entry is keyed by the file's absolute path, size and modification time, so a file that
+**Index tables** (offsets, timestamps, keyframes) are kept on disk. An entry is keyed by the file's absolute path, size and modification time, so a file that
 changes gets a new entry. Entries are ``.npz`` files written atomically (write to a temporary
 name, then rename); a missing, stale or unreadable entry is simply rebuilt by the caller.
 Set ``NAPARI_IMSEQ_CACHE_DIR`` to move the cache, or to an empty string to disable it.
+
+**Decoded frames** of every open file share one in-memory LRU, :data:`frames`, bounded in bytes
+(default 128 MiB for the whole process, whatever the number of open files). Set
+``NAPARI_IMSEQ_FRAME_CACHE_MB`` before import, or call :func:`set_frame_cache_budget`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -75,3 +83,114 @@ def save(path: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
 def entry_path(path: str, kind: str) -> str | None:
     """Where the entry for ``path`` lives (for tests and diagnostics)."""
     return _entry(path, kind)
+
+
+# ---- decoded frames in memory ------------------------------------------------------------------
+def _default_budget() -> int:
+    try:
+        return max(0, int(float(os.environ.get("NAPARI_IMSEQ_FRAME_CACHE_MB", "128")) * 2**20))
+    except ValueError:
+        return 128 << 20
+
+
+class FrameCache:
+    """A least-recently-used store of frames, bounded in bytes, shared by every open file.
+
+    Keys are ``(owner, key)``; each owner may also have its own smaller limit. Items are
+    whatever the owner stores (numpy arrays, decoded frames); ``size`` gives their bytes.
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._items: OrderedDict[tuple[Hashable, Hashable], tuple[Any, int]] = OrderedDict()
+        self._owned: dict[Hashable, int] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, owner: Hashable, key: Hashable) -> Any:
+        with self._lock:
+            hit = self._items.get((owner, key))
+            if hit is None:
+                return None
+            self._items.move_to_end((owner, key))
+            return hit[0]
+
+    def pop(self, owner: Hashable, key: Hashable) -> Any:
+        with self._lock:
+            hit = self._items.pop((owner, key), None)
+            if hit is None:
+                return None
+            self._account(owner, -hit[1])
+            return hit[0]
+
+    def put(
+        self,
+        owner: Hashable,
+        key: Hashable,
+        item: Any,
+        size: int,
+        limit: int | None = None,
+        replace: Callable[[Any], bool] | None = None,
+    ) -> bool:
+        """Store ``item``; False when it does not fit (or an entry stays because ``replace``
+        said so). ``limit`` caps the bytes this owner holds."""
+        cap = self.budget if limit is None else min(limit, self.budget)
+        if size > cap:
+            return False
+        with self._lock:
+            old = self._items.get((owner, key))
+            if old is not None:
+                if replace is not None and not replace(old[0]):
+                    return False
+                del self._items[(owner, key)]
+                self._account(owner, -old[1])
+            self._items[(owner, key)] = (item, size)
+            self._account(owner, size)
+            if self._owned.get(owner, 0) > cap:
+                for k in [k for k in self._items if k[0] == owner]:
+                    if self._owned.get(owner, 0) <= cap:
+                        break
+                    self._account(owner, -self._items.pop(k)[1])
+            while self._bytes > self.budget:
+                (o, _), (_, s) = self._items.popitem(last=False)
+                self._account(o, -s)
+        return True
+
+    def drop(self, owner: Hashable, keep: Callable[[Hashable], bool] | None = None) -> None:
+        """Forget the owner's entries (those ``keep`` does not keep)."""
+        with self._lock:
+            for k in [k for k in self._items if k[0] == owner]:
+                if keep is None or not keep(k[1]):
+                    self._account(owner, -self._items.pop(k)[1])
+
+    def resize(self, budget: int) -> None:
+        with self._lock:
+            self.budget = budget
+            while self._bytes > budget and self._items:
+                (o, _), (_, s) = self._items.popitem(last=False)
+                self._account(o, -s)
+
+    def _account(self, owner: Hashable, delta: int) -> None:
+        self._bytes += delta
+        left = self._owned.get(owner, 0) + delta
+        if left > 0:
+            self._owned[owner] = left
+        else:
+            self._owned.pop(owner, None)
+
+
+#: decoded frames of every open video, bounded together
+frames = FrameCache(_default_budget())
+
+
+def set_frame_cache_budget(nbytes: int) -> None:
+    """Bytes that decoded frames of all open files may take together (0 disables the cache)."""
+    frames.resize(max(0, int(nbytes)))
+
+
+def frame_cache_budget() -> int:
+    return frames.budget

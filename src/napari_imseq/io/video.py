@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
+import warnings
+from collections import deque
 from fractions import Fraction
 from typing import Any
 
@@ -32,17 +33,20 @@ import numpy as np
 
 from . import _cache
 from ._base import (
-    FrameIndexError,
     Sequence,
+    SequenceClosedError,
     SequenceFormatError,
+    SequenceWarning,
     UnsupportedFormatError,
     _check_exists,
 )
 
 _NO_TS = np.iinfo(np.int64).min
-_INDEX_KIND = "video-index-v1"
-#: containers whose packet "pts" are decode stamps: frames are identified by decode position
-_DECODE_ORDER_CONTAINERS = ("avi",)
+_INDEX_KIND = "video-index-v2"
+#: containers whose packet "pts" may be decode stamps (monotone even when frames reorder)
+_DECODE_STAMP_CONTAINERS = ("avi",)
+#: seeks that land after the target (or somewhere unknown) before a read starts from the top
+_SEEK_ATTEMPTS = 3
 #: decode every frame again from this many frames before the target: more than the lag between
 #: the packet going in and the frame coming out (H.264/HEVC reorder up to 16 frames, plus one
 #: frame per frame-decoding thread; FFmpeg starts at most 16)
@@ -178,58 +182,164 @@ class _Plan:
         return arr.copy() if frame.format.name == self.target else arr
 
 
-class _Index:
-    """Packets of the video stream in decode order, and the frame numbering built on them."""
+class _Renumber(Exception):
+    """The decoder's output contradicts the frame numbering: the index must fall back."""
 
-    def __init__(self, pts: np.ndarray, dts: np.ndarray, key: np.ndarray, by_decode_order: bool):
-        self.pts, self.dts, self.key = pts, dts, key
-        n = len(pts)
+
+class _Index:
+    """Packets of the video stream in decode order, and how frames are numbered and found.
+
+    ``mode`` says how a decoded frame is recognised (see docs/reading.md):
+
+    * ``"pts"``: frame ``i`` has the ``i``-th smallest presentation stamp; a decoded frame is
+      recognised by its stamp (packets with unique stamps that a reordering decoder can produce).
+    * ``"packet"``: frame ``i`` comes from packet ``i`` (decoders without delay output one frame
+      per packet, in decode order); a decoded frame is recognised by the packet it came from,
+      whatever the timestamps say (repeated, backwards or missing stamps).
+    * ``"count"``: frame ``i`` is the ``i``-th decoder output; after a seek to keyframe ``k``
+      outputs are counted from ``k``. AVI packets of reordering codecs carry decode stamps only;
+      counting from a keyframe is exact when its GOP is closed, which each GOP proves once from
+      the stamps the decoded frames carry (they must be exactly the GOP's own packets).
+    * ``"sequential"``: frame ``i`` is the ``i``-th output counted from the start of the file;
+      reads never seek (they decode on, or start again from the beginning).
+    """
+
+    #: presentation positions further than this from decode positions are no reordering a
+    #: decoder does (H.264/HEVC reorder at most 16 frames): such stamps are not trusted
+    MAX_REORDER = 34
+
+    def __init__(self, pts, dts, key, pos, *, container: str, delay: bool, reorder: bool):
+        self.pts, self.dts, self.key, self.pos = pts, dts, key, pos
+        n = self.n = len(pts)
+        self.delay = delay
         have_pts = n > 0 and not np.any(pts == _NO_TS)
-        ts = pts if have_pts else np.where(dts == _NO_TS, np.arange(n), dts)
-        unique = len(np.unique(ts)) == n
-        self.by_decode_order = by_decode_order or not have_pts or not unique
-        if self.by_decode_order:
-            # frame i is the i-th packet in decode order; keyframes start closed GOPs
-            self.frame_pts = ts.copy()
-            self.times = np.sort(ts)
+        unique = have_pts and len(np.unique(pts)) == n
+        monotone = have_pts and bool(np.all(np.diff(pts) > 0))
+        if unique and not monotone:
+            order = np.argsort(pts, kind="stable")
+            displaced = int(np.max(np.abs(order - np.arange(n))))
         else:
-            order = np.argsort(ts, kind="stable")
-            self.frame_pts = ts[order]
-            self.times = self.frame_pts
-        self.lookup = {int(t): i for i, t in enumerate(self.frame_pts)}
-        keys = np.flatnonzero(key) if self.by_decode_order else np.flatnonzero(key[order])
-        self.keyframes = keys if len(keys) and keys[0] == 0 else np.concatenate([[0], keys])
-        self.keyframes = self.keyframes.astype(np.int64)
+            displaced = 0
+        self.reason = None
+        if not delay and unique and monotone:
+            mode = "pts"  # decode order is presentation order: stamps and packets agree
+        elif not delay:
+            mode = "packet"
+            if have_pts:
+                self.reason = "packet timestamps repeat or go backwards"
+        elif not unique:
+            mode = "sequential"
+            self.reason = "packet timestamps are missing or repeat"
+        elif displaced > self.MAX_REORDER:
+            mode = "sequential"
+            self.reason = f"packet timestamps are {displaced} frames out of decode order"
+        elif container in _DECODE_STAMP_CONTAINERS and monotone and reorder:
+            mode = "count"  # decode stamps of a codec that may reorder
+        else:
+            mode = "pts"
+        ts = pts if have_pts else np.where(dts == _NO_TS, np.arange(n), dts)
+        self.has_times = have_pts or not np.any(dts == _NO_TS)
+        self.frame_pts = np.sort(ts) if mode in ("pts", "count", "sequential") else ts.copy()
+        self.times = self.frame_pts
+        self.lookup = {int(t): i for i, t in enumerate(self.frame_pts)} if unique else {}
+        # where a seek lands is recognised by the byte position of the first packet
+        valid = pos[pos >= 0]
+        self.by_pos = (
+            {int(p): k for k, p in enumerate(pos)}
+            if len(valid) == n and len(np.unique(valid)) == n
+            else {}
+        )
+        both = (pts != _NO_TS) & (dts != _NO_TS)
+        self.seek_ts = np.where(both, np.minimum(pts, dts), np.where(pts == _NO_TS, dts, pts))
+        self.verified: set[int] = set()  # count mode: keyframes whose GOP proved closed
+        self.version = 0
+        self._set_mode(mode)
+
+    def _set_mode(self, mode: str) -> None:
+        self.mode = mode
+        if mode == "pts":
+            order = np.argsort(self.pts, kind="stable")
+            keys = np.flatnonzero(self.key[order])
+        elif mode in ("packet", "count") and self.by_pos:
+            keys = np.flatnonzero(self.key)
+        else:
+            keys = np.zeros(0, np.int64)  # no seeking: reads start from the beginning
+        self.keyframes = (keys if len(keys) and keys[0] == 0 else np.r_[0, keys]).astype(np.int64)
+
+    def downgrade(self, why: str) -> None:
+        """Number frames by the decoder's output from here on (the stamps proved unreliable)."""
+        self.reason = why
+        self.version += 1
+        self._set_mode("packet" if not self.delay else "sequential")
 
     def __len__(self) -> int:
-        return len(self.frame_pts)
+        return self.n
 
     def keyframe_at_or_before(self, i: int) -> int:
         k = int(np.searchsorted(self.keyframes, i, side="right")) - 1
         return int(self.keyframes[max(k, 0)])
 
+    def next_keyframe(self, i: int) -> int:
+        k = int(np.searchsorted(self.keyframes, i, side="right"))
+        return int(self.keyframes[k]) if k < len(self.keyframes) else self.n
+
+    def position_of(self, packet) -> int | None:
+        p = packet.pos
+        return self.by_pos.get(int(p)) if p is not None and p >= 0 else None
+
 
 class _Decoder:
-    """One container opened for decoding, used by one thread at a time."""
+    """One container opened for decoding, used by one thread at a time.
+
+    Packets are demuxed and decoded one at a time, so every loop step consumes a packet (or
+    a decoded frame already waiting): a read ends when the stream does, whatever the
+    timestamps say. Where a seek landed is checked, never assumed.
+    """
 
     def __init__(self, owner: VideoFile, thread_type: str):
-        import av
-
         self.owner = owner
         self.lock = threading.Lock()
-        self.container = av.open(owner.path, metadata_errors="ignore")
-        self.stream = self.container.streams.video[owner._stream_index]
-        self.thread_type = thread_type
-        self.stream.codec_context.thread_type = thread_type
-        self.stream.codec_context.thread_count = 0
-        self.frames = None  # the decode generator
-        self.next_index: int | None = None  # index of the frame the generator yields next
-        self.sought = 0  # the keyframe of the last seek
         self.closed = False
-        self.held = None  # (index, frame) decoded by _prime and not yet handed out
         self.keep = None  # callback(index, frame) for frames decoded on the way to a target
-        self.skipping = "DEFAULT"
+        self.container = None
+        # packet mode decodes with slice threads only: without frame threads a decoder without
+        # delay outputs each frame with its packet
+        self.thread_type = thread_type
+        self._open()
         self._prime()
+
+    # ---- state -------------------------------------------------------------------------
+    def _open(self) -> None:
+        """(Re)open the container: the decoder is then at the start of the file."""
+        import av
+
+        if self.container is not None:
+            self.container.close()
+        self.container = av.open(self.owner.path, metadata_errors="ignore")
+        self.stream = self.container.streams.video[self.owner._stream_index]
+        cc = self.stream.codec_context
+        cc.thread_type = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
+        cc.thread_count = 0
+        self.skipping = "DEFAULT"
+        self.version = self.owner._index.version
+        self._run(0)
+
+    def _run(self, landed: int | None, lookahead=None) -> None:
+        """A new decode run from packet ``landed`` (None: unknown, found from the frames).
+
+        ``lookahead`` is a packet already taken from the current demuxer, decoded first."""
+        if lookahead is None:
+            self.packets = self.container.demux(self.stream)
+        self.lookahead = lookahead
+        self.pending: deque = deque()  # (index, frame) decoded and not handed out yet
+        self.next_packet = landed  # position of the next packet demuxed
+        self.count_next = landed  # count/sequential modes: index of the next output
+        self.feed_from = 0  # packet mode: packets before this one need no decoding
+        self.last: int | None = None  # index of the last frame handed out in this run
+        self.first = landed is None  # the next output is the first after a seek
+        self.eof = False
+        self.error: Exception | None = None
+        self.verify = None  # count mode: (keyframe, next keyframe, expected tags, seen tags)
 
     def _prime(self) -> None:
         """Decode the first frame, as a sequential decode does, before any seek.
@@ -237,118 +347,254 @@ class _Decoder:
         Decoders learn from the stream's first packets things that later packets do not
         repeat: FFmpeg's H.264 decoder, for one, reads the encoder version from x264's SEI in
         the first packet and switches bug workarounds on it. A decoder that seeks before seeing
-        it decodes later frames differently from a sequential decode.
+        it decodes later frames differently from a sequential decode. The frame stays pending.
         """
-        import av
-
-        self.frames = self.container.decode(self.stream)
         try:
-            frame = self._next()
-        except av.FFmpegError:
-            frame = None
-        if frame is None:
-            self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
-            self.frames = None
-            return
-        self.next_index = self._identify(frame, None) + 1
-        self.held = (self.next_index - 1, frame)  # the primed frame, served if asked for next
+            for _ in range(64):  # a decoder's delay is far shorter; bounded anyway
+                if self.pending or not self._feed():
+                    break
+        except Exception:  # a damaged start: reads will report it when they get there
+            self._open()
 
     def close(self) -> None:
         with self.lock:
             if not self.closed:
                 self.closed = True
-                self.frames = None
+                self.pending.clear()
                 self.container.close()
 
-    def _identify(self, frame, previous: int | None) -> int:
-        """The index of a decoded frame: by timestamp where that is exact, else by counting."""
-        idx = self.owner._index
-        pts = frame.pts if frame.pts is not None else frame.dts
-        if previous is not None and idx.by_decode_order:
-            return previous + 1
-        if pts is not None and int(pts) in idx.lookup:
-            return idx.lookup[int(pts)]
-        return self.sought if previous is None else previous + 1
-
-    def _seek(self, keyframe: int) -> None:
-        idx = self.owner._index
-        if keyframe == 0:
-            target = int(min(idx.frame_pts[0], idx.times[0]))
-            self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
-        else:
-            self.container.seek(
-                int(idx.frame_pts[keyframe]), backward=True, any_frame=False, stream=self.stream
-            )
-        self.frames = self.container.decode(self.stream)
-        self.next_index = None
-        self.sought = keyframe
-
-    def _next(self):
-        try:
-            return next(self.frames)
-        except StopIteration:
+    @property
+    def position(self) -> int | None:
+        """The index of the next frame this decoder hands out, when known."""
+        if self.version != self.owner._index.version:
             return None
+        if self.pending:
+            return self.pending[0][0]
+        if self.eof:
+            return None
+        mode = self.owner._index.mode
+        if mode in ("count", "sequential"):
+            return self.count_next
+        if mode == "packet":
+            return None if self.next_packet is None else max(self.next_packet, self.feed_from)
+        return None if self.last is None else self.last + 1
+
+    # ---- feeding -----------------------------------------------------------------------
+    def _demux(self):
+        import av
+
+        if self.lookahead is not None:
+            packet, self.lookahead = self.lookahead, None
+            return packet
+        try:
+            return next(self.packets, None)
+        except (av.FFmpegError, OSError) as err:  # damaged data: the stream ends here
+            self.error = err
+            return None
+
+    def _feed(self) -> bool:
+        """Demux one packet and decode it; False when the stream is exhausted."""
+        import av
+
+        if self.eof:
+            return False
+        idx = self.owner._index
+        packet = self._demux()
+        p = None
+        if packet is not None and packet.size:
+            p = self.next_packet
+            if p is None:
+                p = idx.position_of(packet)
+            self.next_packet = None if p is None else p + 1
+            if p is not None and p >= idx.n:
+                packet = None  # past the frames the index lists (a cut-off last packet)
+        if packet is None or not packet.size:
+            self.eof = True
+            packet = None  # drain the decoder
+        elif p is not None and p < self.feed_from:
+            return True
+        try:
+            frames = self.stream.decode(packet)
+        except av.FFmpegError as err:
+            self.error = err
+            if idx.mode in ("count", "sequential"):  # outputs can no longer be counted
+                raise SequenceFormatError(
+                    f"{self.owner.path}: the video cannot be decoded past packet {p}: {err}; "
+                    f"the file is damaged there"
+                ) from err
+            return True
+        if idx.mode == "packet" and packet is not None and len(frames) > 1:
+            raise _Renumber("one packet decoded to several frames")
+        for frame in frames:
+            self._out(frame, p if packet is not None else None)
+        return True
+
+    def _out(self, frame, p: int | None) -> None:
+        idx = self.owner._index
+        if idx.mode == "pts":
+            i = idx.lookup.get(frame.pts) if frame.pts is not None else None
+            if i is None:
+                raise _Renumber(f"a decoded frame carries timestamp {frame.pts}, not in the index")
+        elif idx.mode == "packet":
+            if p is None:
+                raise _Renumber("the decoder held frames back")
+            i = p
+        else:
+            i = self.count_next
+            self.count_next += 1
+            if self.verify is not None:
+                self._check_gop(i, frame.pts)
+        self.pending.append((i, frame))
+
+    def _check_gop(self, i: int, tag) -> None:
+        """Count mode: the frames of a GOP reached by a seek must be exactly its own packets."""
+        idx = self.owner._index
+        start, end, expected, seen = self.verify
+        if i >= end:
+            return
+        if (i == start and tag != idx.pts[start]) or tag not in expected or tag in seen:
+            raise _Renumber(
+                f"the GOP at frame {start} is open (after a seek it does not decode to its own "
+                f"packets)"
+            )
+        seen.add(tag)
+        if len(seen) == len(expected):
+            idx.verified.add(start)
+            self.verify = None
+
+    # ---- moving ------------------------------------------------------------------------
+    def _seek(self, ts: int) -> None:
+        self.container.seek(int(ts), backward=True, any_frame=False, stream=self.stream)
+        self.skipping = None  # the codec context was flushed; set skip_frame again
+
+    def _rewind(self) -> None:
+        """Back to the first packet: verified by its byte position, else by reopening."""
+        idx = self.owner._index
+        if idx.by_pos and self.version == idx.version:
+            try:
+                self._seek(int(np.min(idx.seek_ts)))
+                self._run(None)
+                packet = self._demux()
+                if packet is not None and idx.position_of(packet) == 0:
+                    self._run(0, lookahead=packet)
+                    return
+            except Exception:  # noqa: BLE001 - reopening below always works
+                pass
+        self._open()
+
+    def _reposition(self, target: int) -> None:
+        """Seek to a keyframe at or before ``target`` and know where the seek landed."""
+        import av
+
+        idx = self.owner._index
+        k = idx.keyframe_at_or_before(target)
+        if idx.mode == "pts":
+            if k == 0:
+                self._rewind()
+                return
+            self._seek(idx.frame_pts[k])
+            self._run(None)
+            self.seek_key = k
+            return
+        for _ in range(_SEEK_ATTEMPTS):
+            if k == 0:
+                break
+            try:
+                self._seek(idx.seek_ts[k])
+            except av.FFmpegError:
+                break
+            self._run(None)
+            packet = self._demux()
+            landed = None if packet is None else idx.position_of(packet)
+            if landed is not None and landed <= target and idx.key[landed]:
+                self._run(landed, lookahead=packet)
+                if idx.mode == "packet":
+                    self.feed_from = k
+                elif landed and landed not in idx.verified:
+                    end = idx.next_keyframe(landed)
+                    expected = {int(t) for t in idx.pts[landed:end]}
+                    self.verify = (landed, end, expected, set())
+                return
+            # landed after the target or somewhere unknown: aim one keyframe earlier
+            j = int(np.searchsorted(idx.keyframes, k, side="left")) - 1
+            k = int(idx.keyframes[max(j, 0)])
+        self._rewind()
+
+    def _earlier(self) -> None:
+        """Pts mode: the seek overshot the target; go one keyframe further back."""
+        idx = self.owner._index
+        self.attempts = getattr(self, "attempts", 0) + 1
+        j = int(np.searchsorted(idx.keyframes, self.seek_key, side="left")) - 1
+        if j <= 0 or self.attempts >= _SEEK_ATTEMPTS:
+            self._rewind()
+            return
+        self.seek_key = int(idx.keyframes[j])
+        self._seek(idx.frame_pts[self.seek_key])
+        self._run(None)
+
+    def _skip_nonref(self, target: int) -> None:
+        """Pts mode: frames well before the target that no frame references are not decoded."""
+        far = self.last is not None and self.last < target - _SKIP_MARGIN
+        want = "NONREF" if far else "DEFAULT"
+        if self.skipping != want:
+            self.stream.codec_context.skip_frame = want
+            self.skipping = want
+
+    def _missing(self, target: int, why: str) -> SequenceFormatError:
+        err = SequenceFormatError(
+            f"{self.owner.path}: frame {target} cannot be decoded: {why} (the index lists "
+            f"{self.owner._index.n} frames; the file is damaged or truncated there)"
+        )
+        err.__cause__ = self.error
+        return err
 
     def decode_to(self, target: int):
         """Decode until frame ``target`` and return it (the av.VideoFrame)."""
-        import av
-
-        held, self.held = self.held, None
-        if held is not None and held[0] == target and self.next_index == target + 1:
-            return held[1]
         idx = self.owner._index
-        path = self.owner.path
-        keyframe = idx.keyframe_at_or_before(target)
-        fresh = self.frames is None or self.next_index is None
-        if fresh or not (keyframe <= self.next_index <= target):
-            self._seek(keyframe)
-        attempts = 0
-        # frames well before the target that no other frame references need no decoding; only
-        # where frames are identified by timestamp (skipped frames are never output)
-        cc = self.stream.codec_context
-        can_skip = not idx.by_decode_order
+        if self.version != idx.version:
+            self._open()
+        pos = self.position
+        if pos is None or not (idx.keyframe_at_or_before(target) <= pos <= target):
+            self.attempts = 0
+            self._reposition(target)
         while True:
-            previous = None if self.next_index is None else self.next_index - 1
-            if can_skip:
-                far = previous is not None and previous < target - _SKIP_MARGIN
-                want = "NONREF" if far else "DEFAULT"
-                if self.skipping != want:
-                    cc.skip_frame = want
-                    self.skipping = want
-            try:
-                frame = self._next()
-            except av.FFmpegError as err:
-                self.frames, self.next_index = None, None
-                raise SequenceFormatError(
-                    f"{path}: decoding towards frame {target} failed: {err}; the file is "
-                    f"damaged at this point"
-                ) from err
-            if frame is None:
-                self.frames, self.next_index = None, None
-                last = "no frame" if previous is None else f"frame {previous}"
-                raise FrameIndexError(
-                    f"{path}: frame {target} cannot be decoded: the stream ends after {last} "
-                    f"although the index lists {len(idx)} frames (the file is truncated or damaged)"
-                )
-            i = self._identify(frame, previous)
-            if previous is None and i > target:
-                # overshoot: the seek landed after the target; go one keyframe further back
-                attempts += 1
-                k = int(np.searchsorted(idx.keyframes, keyframe, side="left")) - attempts
-                keyframe = int(idx.keyframes[k]) if k >= 0 and attempts < 4 else 0
-                self._seek(keyframe)
-                continue
-            self.next_index = i + 1
+            while not self.pending:
+                if idx.mode == "pts":
+                    self._skip_nonref(target)
+                if not self._feed():
+                    if self.first and idx.mode == "pts":
+                        self._earlier()  # the seek found nothing to decode
+                        continue
+                    raise self._missing(target, "the stream ends before it")
+            i, frame = self.pending[0]
+            if self.first:
+                self.first = False
+                if i > target:  # pts mode: the seek landed after the target
+                    self.pending.clear()
+                    self._earlier()
+                    continue
+            if self.last is not None and i <= self.last:
+                raise _Renumber("the decoder's frame order differs from the timestamps' order")
+            if i > target:  # the decoder gave no frame for the target
+                raise self._missing(target, f"the decoder went from frame {self.last} to {i}")
+            self.pending.popleft()
+            self.last = i
             if i == target:
+                self._finish_gop()
                 return frame
-            if i < target and self.keep is not None:
+            if self.keep is not None:
                 self.keep(i, frame)
-            if i > target:  # a frame that was not in the index: the file disagrees with itself
-                self.frames, self.next_index = None, None
-                raise SequenceFormatError(
-                    f"{path}: decoding skipped from frame {previous} to {i} while looking for "
-                    f"frame {target}; the packet timestamps are inconsistent"
-                )
+
+    def _finish_gop(self) -> None:
+        """Count mode: decode on to the end of a GOP that has not proved closed yet."""
+        while self.verify is not None:
+            if not self._feed():
+                raise _Renumber("the stream ended inside a GOP that could not be checked")
+            while self.pending:
+                i, frame = self.pending.popleft()
+                self.last = i
+                if self.keep is not None:
+                    self.keep(i, frame)
 
 
 class VideoFile(Sequence):
@@ -361,8 +607,9 @@ class VideoFile(Sequence):
         ".y4m", ".mj2",
     )  # fmt: skip
 
-    #: frames kept decoded (bytes); the cache serves scrubbing back and forth
-    cache_bytes = 256 << 20
+    #: most bytes of decoded frames this file keeps (None: the budget shared by all open files,
+    #: :func:`napari_imseq.io._cache.set_frame_cache_budget`)
+    cache_bytes: int | None = None
     #: idle decoder states kept open for reuse
     max_idle_decoders = 4
 
@@ -380,7 +627,7 @@ class VideoFile(Sequence):
             self.cache_bytes = cache_bytes
         try:
             container = av.open(path, metadata_errors="ignore")
-        except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as err:
             raise SequenceFormatError(
                 f"{path}: not a video FFmpeg can open ({err}); check the file, or that it is a "
                 f"video at all"
@@ -400,10 +647,11 @@ class VideoFile(Sequence):
             s = videos[stream]
             self._stream_index = stream
             cc = s.codec_context
+            codec = cc.codec
             self._info = {
                 "container": container.format.name,
                 "codec": cc.name,
-                "codec_long_name": getattr(cc.codec, "long_name", cc.name),
+                "codec_long_name": getattr(codec, "long_name", cc.name),
                 "pixel_format": cc.pix_fmt,
                 "width": cc.width,
                 "height": cc.height,
@@ -417,25 +665,36 @@ class VideoFile(Sequence):
                 "container_duration": container.duration,
                 "streams": [st.type for st in container.streams],
             }
-            by_decode_order = container.format.name in _DECODE_ORDER_CONTAINERS
             arrays = _cache.load(path, _INDEX_KIND)
-            if arrays is None or not {"pts", "dts", "key"} <= set(arrays):
+            if arrays is None or not {"pts", "dts", "key", "pos"} <= set(arrays):
                 arrays = self._scan(container, s)
                 _cache.save(path, _INDEX_KIND, arrays)
             pix_fmt = cc.pix_fmt
-            if pix_fmt is None or cc.width == 0:
+            if pix_fmt is None or not cc.width or not cc.height:
                 # the container does not say: decode the first frame once to find out
                 frame = next(container.decode(s), None)
                 if frame is None:
                     raise SequenceFormatError(f"{path}: the video stream decodes to no frame")
                 pix_fmt = frame.format.name
                 self._info.update(pixel_format=pix_fmt, width=frame.width, height=frame.height)
+            # codecs that may hold frames back (and reorder them) are told apart from those
+            # that output each frame with its packet
+            delay = codec is None or bool(codec.delay) or bool(codec.reorder)
+            reorder = codec is None or bool(codec.reorder)
         except av.FFmpegError as err:
-            raise SequenceFormatError(f"{path}: the video could not be read: {err}") from err
+            raise SequenceFormatError(
+                f"{path}: the video could not be read ({err}); the file is damaged"
+            ) from err
         finally:
             container.close()
         self._index = _Index(
-            arrays["pts"], arrays["dts"], arrays["key"].astype(bool), by_decode_order
+            arrays["pts"],
+            arrays["dts"],
+            arrays["key"].astype(bool),
+            arrays["pos"],
+            container=self._info["container"],
+            delay=delay,
+            reorder=reorder,
         )
         if len(self._index) == 0:
             raise SequenceFormatError(f"{path}: the video stream holds no frames")
@@ -449,24 +708,23 @@ class VideoFile(Sequence):
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
-        # converted frames (ndarray) and frames decoded on the way to a target (av.VideoFrame)
-        self._lru: OrderedDict[int, Any] = OrderedDict()
-        self._lru_bytes = 0
-        self._lru_lock = threading.Lock()
+        self._cache_owner = object()  # this file's entries in the shared frame cache
 
     @staticmethod
     def _scan(container, stream) -> dict[str, np.ndarray]:
-        pts, dts, key = [], [], []
+        pts, dts, key, pos = [], [], [], []
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's flush packet
             pts.append(_NO_TS if packet.pts is None else packet.pts)
             dts.append(_NO_TS if packet.dts is None else packet.dts)
             key.append(packet.is_keyframe)
+            pos.append(-1 if packet.pos is None else packet.pos)
         return {
             "pts": np.asarray(pts, np.int64),
             "dts": np.asarray(dts, np.int64),
             "key": np.asarray(key, bool),
+            "pos": np.asarray(pos, np.int64),
         }
 
     # ---- decoder pool ----------------------------------------------------------------
@@ -476,12 +734,11 @@ class VideoFile(Sequence):
         with self._pool_lock:
             self._check_open()
             keyframe = self._index.keyframe_at_or_before(target)
-            best = None
+            best, best_pos = None, -1
             for dec in self._idle:
-                pos = dec.next_index
-                if dec.frames is not None and pos is not None and keyframe <= pos <= target:
-                    if best is None or pos > best.next_index:
-                        best = dec
+                pos = dec.position
+                if pos is not None and keyframe <= pos <= target and pos > best_pos:
+                    best, best_pos = dec, pos
             if best is None:
                 # a short run pays no frame-threading latency with slice threads; a long run
                 # (a long GOP) decodes much faster with frame threads on every core
@@ -489,22 +746,60 @@ class VideoFile(Sequence):
                 best = next((d for d in self._idle if d.thread_type == kind), None)
             if best is not None:
                 self._idle.remove(best)
-            else:
-                best = _Decoder(self, kind)
-            self._busy.add(best)
-            return best
+                self._busy.add(best)
+                return best
+        return self._new_decoder(kind)
+
+    def _new_decoder(self, kind: str) -> _Decoder:
+        import av
+
+        try:
+            dec = _Decoder(self, kind)
+        except (av.FFmpegError, OSError) as err:
+            raise SequenceFormatError(
+                f"{self.path}: the video could not be opened for decoding ({err}); the file "
+                f"changed or is damaged"
+            ) from err
+        with self._pool_lock:
+            if self._closed:
+                dec.close()
+                self._check_open()
+            self._busy.add(dec)
+        return dec
 
     def _check_decoder(self, dec: _Decoder) -> None:
-        if dec.closed:  # close() ran while this read waited: never touch a closed container
-            raise ValueError(f"{self.path}: the sequence was closed during the read")
+        if dec.closed or self._closed:  # close() ran while this read waited
+            raise SequenceClosedError(
+                f"{self.path}: the sequence was closed during the read; open it again to read"
+            )
 
-    def _release(self, dec: _Decoder) -> None:
+    def _release(self, dec: _Decoder, broken: bool = False) -> None:
         with self._pool_lock:
             self._busy.discard(dec)
-            if self._closed or len(self._idle) >= self.max_idle_decoders:
-                dec.close()
-            else:
+            keep = not (broken or self._closed or len(self._idle) >= self.max_idle_decoders)
+            if keep:
                 self._idle.append(dec)
+        if not keep:
+            dec.close()
+
+    def _renumber(self, why: str, version: int) -> None:
+        """The stamps proved unreliable: number frames by the decoder's output from now on."""
+        idx = self._index
+        with self._pool_lock:
+            if idx.version != version:
+                return  # another thread did it
+            idx.downgrade(why)
+            idle, self._idle = self._idle, []
+        for dec in idle:
+            dec.close()
+        _cache.frames.drop(self._cache_owner)
+        how = "by packet" if idx.mode == "packet" else "by decoding from the start"
+        warnings.warn(
+            f"{self.path}: {why}; frames are now numbered in the decoder's output order and "
+            f"found {how} (random access is slower)",
+            SequenceWarning,
+            stacklevel=4,
+        )
 
     # ---- protocol ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -526,49 +821,66 @@ class VideoFile(Sequence):
     def rgb(self) -> bool:
         return bool(self._plan.shape_tail)
 
+    def _decode(self, dec: _Decoder, index: int):
+        """``dec.decode_to(index)`` with dependency errors turned into ours."""
+        import av
+
+        try:
+            return dec.decode_to(index)
+        except (SequenceFormatError, _Renumber):
+            raise
+        except (av.FFmpegError, OSError, ValueError, AttributeError, RuntimeError) as err:
+            self._check_decoder(dec)
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} could not be decoded ({type(err).__name__}: {err}); "
+                f"the file is damaged"
+            ) from err
+
     def _read(self, index: int) -> np.ndarray:
-        with self._lru_lock:
-            hit = self._lru.get(index)
-            if isinstance(hit, np.ndarray):
-                self._lru.move_to_end(index)
-                return hit.copy()
-            if hit is not None:  # a decoded frame not converted yet: take it out to convert
-                del self._lru[index]
-                self._lru_bytes -= _nbytes(hit)
-        if hit is not None:
+        version = self._index.version
+        key = (version, index)
+        hit = _cache.frames.get(self._cache_owner, key)
+        if isinstance(hit, np.ndarray):
+            return hit.copy()
+        if hit is not None:  # a decoded frame not converted yet: take it out to convert
+            _cache.frames.pop(self._cache_owner, key)
             arr = self._plan.to_array(hit)
         else:
-            dec = self._acquire(index)
-            try:
-                with dec.lock:
-                    self._check_decoder(dec)
-                    dec.keep = self._remember
-                    frame = dec.decode_to(index)
-                    arr = self._plan.to_array(frame)
-            finally:
-                dec.keep = None
-                self._release(dec)
+            for _ in range(2):
+                dec = self._acquire(index)
+                broken = True
+                try:
+                    with dec.lock:
+                        self._check_decoder(dec)
+                        dec.keep = lambda i, f, v=version: self._remember(i, f, v)
+                        frame = self._decode(dec, index)
+                        arr = self._plan.to_array(frame)
+                        broken = False
+                        break
+                except _Renumber as why:
+                    self._renumber(str(why), version)
+                    version = self._index.version
+                finally:
+                    dec.keep = None
+                    self._release(dec, broken)
+            else:  # pragma: no cover - a second renumbering cannot happen
+                raise SequenceFormatError(f"{self.path}: frame {index} cannot be identified")
         # the caller gets its own array; the cache keeps the original
-        return arr.copy() if self._remember(index, arr) else arr
+        return arr.copy() if self._remember(index, arr, version) else arr
 
-    def _remember(self, index: int, item) -> bool:
+    def _remember(self, index: int, item, version: int) -> bool:
         """Cache a converted array or a decoded frame (converted when it is asked for);
         True when ``item`` itself is now held by the cache."""
-        size = _nbytes(item)
-        if size > self.cache_bytes:
+        if version != self._index.version or self._closed:
             return False
-        with self._lru_lock:
-            old = self._lru.get(index)
-            if old is not None:
-                if isinstance(old, np.ndarray) or not isinstance(item, np.ndarray):
-                    return False
-                self._lru_bytes -= _nbytes(old)
-            self._lru[index] = item
-            self._lru_bytes += size
-            while self._lru_bytes > self.cache_bytes:
-                _, dropped = self._lru.popitem(last=False)
-                self._lru_bytes -= _nbytes(dropped)
-        return True
+        return _cache.frames.put(
+            self._cache_owner,
+            (version, index),
+            item,
+            _nbytes(item),
+            limit=self.cache_bytes,
+            replace=lambda old: not isinstance(old, np.ndarray) and isinstance(item, np.ndarray),
+        )
 
     def iter_frames(self, start=None, stop=None, step=None):
         """Frames ``start:stop:step`` decoded straight through with frame threading."""
@@ -580,27 +892,31 @@ class VideoFile(Sequence):
             for i in wanted:
                 yield self._read(i)
             return
-        dec = _Decoder(self, "AUTO")
-        with self._pool_lock:
-            self._busy.add(dec)
-        try:
-            with dec.lock:
-                self._check_decoder(dec)
-                frame = dec.decode_to(wanted.start)
-                yield self._plan.to_array(frame)
-                for i in wanted[1:]:
-                    frame = dec.decode_to(i)
-                    yield self._plan.to_array(frame)
-        finally:
-            with self._pool_lock:
-                self._busy.discard(dec)
-            dec.close()
+        k = 0
+        while k < len(wanted):
+            version = self._index.version
+            dec = self._new_decoder("AUTO")
+            try:
+                with dec.lock:
+                    while k < len(wanted):
+                        self._check_decoder(dec)
+                        frame = self._decode(dec, wanted[k])
+                        arr = self._plan.to_array(frame)
+                        del frame
+                        yield arr
+                        k += 1
+            except _Renumber as why:
+                self._renumber(str(why), version)
+            finally:
+                with self._pool_lock:
+                    self._busy.discard(dec)
+                dec.close()
 
     def _format_metadata(self) -> dict[str, Any]:
         info = self._info
         tb: Fraction = info["time_base"]
         idx = self._index
-        times = idx.times.astype(np.float64) * float(tb) if tb else None
+        times = idx.times.astype(np.float64) * float(tb) if tb and idx.has_times else None
         avg = float(info["average_rate"]) if info["average_rate"] else None
         nominal = float(info["guessed_rate"]) if info["guessed_rate"] else None
         duration = None
@@ -610,9 +926,15 @@ class VideoFile(Sequence):
             duration = info["container_duration"] / 1e6
         ts_fps = None
         if times is not None and len(times) > 1:
-            d = np.diff(times)
+            d = np.diff(np.sort(times))
             d = d[d > 0]
             ts_fps = float(1 / np.median(d)) if len(d) else None
+        numbering = {
+            "pts": "presentation time",
+            "packet": "packet (decode) order",
+            "count": "decoder output counted from closed keyframes",
+            "sequential": "decoder output counted from the start",
+        }[idx.mode]
         return {
             "fps": avg or nominal or ts_fps,
             "average_fps": avg,
@@ -631,7 +953,8 @@ class VideoFile(Sequence):
                 "stated_frames": info["stated_frames"],
                 "start_time": info["start_time"],
                 "keyframes": len(idx.keyframes),
-                "frame_numbering": "decode order" if idx.by_decode_order else "presentation time",
+                "frame_numbering": numbering,
+                "numbering_reason": idx.reason,
                 "streams": info["streams"],
             },
         }
@@ -642,9 +965,7 @@ class VideoFile(Sequence):
             self._idle.clear()
         for dec in decoders:
             dec.close()
-        with self._lru_lock:
-            self._lru.clear()
-            self._lru_bytes = 0
+        _cache.frames.drop(self._cache_owner)
 
 
 # ---- writing -------------------------------------------------------------------------------
