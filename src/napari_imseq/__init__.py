@@ -27,6 +27,8 @@ from .io._base import (
 from .io._registry import find_format, open_sequence
 from .io._writer import (
     FrameMismatchError,
+    OverwriteRefusedError,
+    SequenceWriteError,
     UnsupportedWriteError,
     Writer,
     imwrite,
@@ -42,6 +44,8 @@ __all__ = [
     "ExportError",
     "export",
     "FrameMismatchError",
+    "OverwriteRefusedError",
+    "SequenceWriteError",
     "UnsupportedWriteError",
     "Writer",
     "convert",

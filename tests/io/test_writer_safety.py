@@ -1,5 +1,6 @@
 """overwrite=True replaces a file, or what napari-imseq wrote, and nothing else."""
 
+import errno
 import os
 
 import numpy as np
@@ -206,3 +207,76 @@ def test_a_folder_appearing_during_the_write_is_not_replaced(tmp_path):
     assert snapshot(target) == before
     with imseq.open_sequence(str(target) + ".partial") as seq:
         np.testing.assert_array_equal(seq[:], FRAMES[:1])
+
+
+# ---- disk full and other write errors ------------------------------------------------------
+def _disk_full_after(monkeypatch, cls, n):
+    original = cls._write
+
+    def write(self, frame, timestamp):
+        if self.count == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, frame, timestamp)
+
+    monkeypatch.setattr(cls, "_write", write)
+
+
+@pytest.mark.parametrize(
+    "name", ["out.mkv", "out.mov", "out.tif", "out.zarr", "out.seq", "frames/"]
+)
+def test_disk_full_names_the_partial_file_which_keeps_every_frame(tmp_path, monkeypatch, name):
+    from napari_imseq.io._writer import writer_for
+
+    target = os.path.join(tmp_path, name)
+    frames = np.arange(6 * 8 * 10, dtype=np.uint16).reshape(6, 8, 10)
+    _disk_full_after(monkeypatch, writer_for(target), 3)
+    with pytest.raises(imseq.SequenceWriteError) as info:
+        imseq.imwrite(target, frames)
+    err = info.value
+    partial = target.rstrip("/") + ".partial"
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC and err.filename == partial
+    message = str(err)
+    for part in (target.rstrip("/"), "writing frame 3", "No space left on device", partial,
+                 "holds the 3 frames", "reads back", "free disk space"):  # fmt: skip
+        assert part in message, part
+    assert isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.ENOSPC
+    assert not os.path.lexists(target.rstrip("/"))
+    with imseq.open_sequence(partial) as seq:
+        np.testing.assert_array_equal(seq[:], frames[:3])
+
+
+def test_a_failing_rename_keeps_the_finished_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "a.seq"
+
+    def refuse(src, dst):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(imseq.SequenceWriteError, match=r"moving into place.*Permission denied.*"
+                       r"holds the 3 frames.*permissions"):  # fmt: skip
+        imseq.imwrite(target, FRAMES)
+    monkeypatch.undo()
+    with imseq.open_sequence(str(target) + ".partial") as seq:
+        np.testing.assert_array_equal(seq[:], FRAMES)
+
+
+def test_a_failing_first_frame_leaves_no_partial_file(tmp_path, monkeypatch):
+    from napari_imseq.io.seq import SeqWriter
+
+    _disk_full_after(monkeypatch, SeqWriter, 0)
+    with pytest.raises(imseq.SequenceWriteError, match="holds the 0 frames"):
+        imseq.imwrite(tmp_path / "a.seq", FRAMES)
+
+
+def test_convert_and_the_command_line_report_a_full_disk(tmp_path, monkeypatch, capsys):
+    from napari_imseq import cli
+    from napari_imseq.io.zarr_ import ZarrWriter
+
+    src = tmp_path / "a.seq"
+    imseq.imwrite(src, FRAMES, fps=5)
+    _disk_full_after(monkeypatch, ZarrWriter, 2)
+    with pytest.raises(imseq.SequenceWriteError, match=r"b\.zarr\.partial holds the 2 frames"):
+        imseq.convert(src, tmp_path / "b.zarr", progress=False)
+    assert cli.main(["convert", str(src), str(tmp_path / "c.zarr"), "-q"]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "c.zarr.partial holds the 2 frames" in err

@@ -58,8 +58,12 @@ class SequenceWriteError(SequenceError, OSError):
     """Writing failed in the operating system (disk full, permissions, I/O error).
 
     The message names the destination, the partial file kept and how many frames it holds;
-    ``errno`` is the original error number, the original exception is chained.
+    ``errno`` is the original error number, ``filename`` the partial file kept (or None), the
+    original exception is chained.
     """
+
+    def __str__(self) -> str:  # the full message, not OSError's "[Errno n] reason: file"
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 def partial_path(path: str) -> str:
