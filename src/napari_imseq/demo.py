@@ -1,8 +1,16 @@
-"""The main job: write a synthetic 12-bit SEQ recording and open it lazily in napari.
+"""The main job: write a synthetic 12-bit SEQ recording, open it lazily in napari, transform it.
+
+The workflow a user follows, step by step in one viewer:
+
+1. open: our reader gives a lazy layer (contrast limits from a subsample of the data, the
+   12-bit range on the slider, time in seconds, playback at the recording's fps);
+2. transform: the "Frame transforms" dock widget builds a pipeline (rescale to the displayed
+   range, CLAHE, the frame number), previews it and applies it as a new lazy layer;
+3. export: (the place for the export step is marked below).
 
 ``python -m napari_imseq.demo`` opens a viewer window; ``--offscreen`` runs the same steps
-without showing it, saves a screenshot of the viewer and prints a summary. Outputs go to
-``--out`` (default ``demo_output/``).
+without showing it, saves a screenshot of the viewer with its widgets docked and prints a
+summary. Outputs go to ``--out`` (default ``demo_output/``).
 """
 
 from __future__ import annotations
@@ -42,12 +50,35 @@ def main(argv: list[str] | None = None) -> int:
     import napari
 
     viewer = napari.Viewer(show=not args.offscreen, title="napari-imseq demo")
+    viewer.window._qt_window.resize(1280, 860)
+    # -- 1. open ----------------------------------------------------------------------------
     t = time.perf_counter()
     layers = viewer.open(path, plugin="napari-imseq")
     open_s = time.perf_counter() - t
     layer = layers[0]
-    viewer.reset_view()
     viewer.dims.set_current_step(0, args.frames // 2)
+
+    # -- 2. transform -------------------------------------------------------------------------
+    _, transforms = viewer.window.add_plugin_dock_widget("napari-imseq", "Frame transforms")
+    lo, hi = (float(v) for v in layer.contrast_limits)
+    transforms.add_step("rescale", in_range=(lo, hi))
+    transforms.add_step("clahe")
+    transforms.add_step("draw_text", text="frame {index}")
+    transforms.wait()
+    t = time.perf_counter()
+    processed = transforms.apply()
+    apply_s = time.perf_counter() - t
+    if processed is None:
+        raise SystemExit(f"the transforms widget could not apply: {transforms.status.text()}")
+    layer.visible = False
+
+    # -- 3. export ----------------------------------------------------------------------------
+    # (the export step goes here: dock the export widget and write `processed` to a file)
+
+    viewer.reset_view()
+    from napari_imseq._napari._time import attach
+
+    time_display = attach(viewer)
     with imseq.open_sequence(path) as seq:
         md = seq.metadata
         middle = seq[args.frames // 2]
@@ -62,11 +93,18 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": round(float(md["timestamps"][-1] - md["timestamps"][0]), 3),
             "layer": layer.name,
             "layer_is_lazy": type(layer.data).__module__.startswith("dask"),
-            "contrast_limits": [float(v) for v in layer.contrast_limits],
+            "contrast_limits": [round(float(v), 1) for v in layer.contrast_limits],
+            "contrast_limits_range": [float(v) for v in layer.contrast_limits_range],
             "frame_shown": args.frames // 2,
             "frame_mean": float(np.mean(middle)),
+            "time_shown": time_display.overlay.text,
+            "playback_fps": time_display.playback_fps(0),
+            "pipeline": [name for name, _ in transforms.steps],
+            "processed_layer": processed.name,
+            "processed_is_lazy": type(processed.data).__module__.startswith("dask"),
             "write_seconds": round(write_s, 3),
             "open_seconds": round(open_s, 3),
+            "apply_seconds": round(apply_s, 3),
         }
     if args.offscreen:
         shot = os.path.join(args.out, "viewer.png")

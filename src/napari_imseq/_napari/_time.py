@@ -42,8 +42,12 @@ def frame_times(metadata: dict[str, Any], n_frames: int) -> np.ndarray | None:
 
 
 def format_time(seconds: float, fps: float | None) -> str:
-    """``seconds`` with enough decimals to tell neighbouring frames apart."""
-    decimals = 3 if not fps else min(6, max(1, math.ceil(math.log10(float(fps))) + 1))
+    """``seconds`` with enough decimals to tell neighbouring frames apart.
+
+    >>> format_time(0.6, 100.0), format_time(1 / 3, 29.97), format_time(0.0125, 2000.0)
+    ('0.60 s', '0.33 s', '0.0125 s')
+    """
+    decimals = 3 if not fps else min(6, max(1, math.ceil(math.log10(float(fps)) - 1e-3)))
     return f"{seconds:.{decimals}f} s"
 
 

@@ -93,12 +93,13 @@ def estimate_display_range(
     strided to about 40,000 pixels each, until ``budget`` seconds have passed; the
     0.1..99.9 percentiles of what was read are the limits. ``range`` is the significant
     bit-depth range for integers (so the full range stays reachable), the sampled minimum and
-    maximum for floats.
+    maximum for floats. The budget counts from after the metadata, which the caller needs
+    anyway (a SEQ reads its timestamp table for it).
     """
-    t0 = time.perf_counter()
     dtype = np.dtype(seq.dtype)
     full = _bit_depth_range(dtype, int(getattr(seq, "bit_depth", dtype.itemsize * 8)))
-    declared = seq.metadata.get("display_range")
+    declared = seq.metadata.get("display_range")  # (the layer needs the metadata anyway)
+    t0 = time.perf_counter()
     if declared is not None:
         lo, hi = float(declared[0]), float(declared[1])
         rng = full or (lo, hi)
