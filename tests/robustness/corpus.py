@@ -364,6 +364,72 @@ def folder_tif(d):
     return Base(d / "imgs", "folder", data, {"names": names})
 
 
+# ---- writers given fps they cannot store -----------------------------------------------------
+def _writer_fps(ext, fps):
+    def gen(d):
+        import napari_imseq as imseq
+
+        path = d / f"a{ext}"
+        imseq.imwrite(path, _GRAY16, fps=fps)
+        if ext == ".tif":
+            return Base(path, "tiff", _GRAY16, tiff_layout(path), ours=True)
+        if ext == ".zarr":
+            return Base(path, "zarr", _GRAY16, {"array": "frames"}, ours=True)
+        return Base(path, "rawseq", _GRAY16, seq_layout(path), ours=True)
+
+    gen.__name__ = f"{ext[1:]}_writer_fps_{str(fps).replace('-', 'neg')}"
+    return gen
+
+
+WRITER_FPS = [
+    _writer_fps(e, f)
+    for e in (".tif", ".zarr", ".seq")
+    for f in (float("nan"), -1.0, float("inf"), 1e-9)
+]
+
+
+# ---- special files: nothing to read, a clean error expected -----------------------------------
+def _special(name, make):
+    def gen(d):
+        path = d / name
+        make(path)
+        return Base(path, "special")
+
+    gen.__name__ = "special_" + make.__name__ + "_" + name.replace(".", "_")
+    return gen
+
+
+def fifo(p):
+    os.mkfifo(p)
+
+
+def devzero(p):
+    os.symlink("/dev/zero", p)
+
+
+def empty(p):
+    p.write_bytes(b"")
+
+
+def directory(p):
+    p.mkdir()
+
+
+def broken_link(p):
+    os.symlink(p.parent / "missing", p)
+
+
+def zeros_1mb(p):
+    p.write_bytes(bytes(1 << 20))
+
+
+SPECIAL = [
+    _special(n, m)
+    for m in (fifo, devzero, empty, directory, broken_link, zeros_1mb)
+    for n in ("a.seq", "a.mkv", "a.tif", "a.gif", "a.zarr")
+]
+
+
 # ---- real samples ----------------------------------------------------------------------------
 def _sample(name):
     def gen(d):
@@ -401,15 +467,18 @@ GENERATORS = {
         video_ffv1_same_ts, video_ffv1_backwards_ts, video_ffv1_nan_ts,
         pyav_h264_bframes, pyav_mpeg4_bframes_avi, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
         pil_gif, zarr_ours, zarr_plain, folder_ours_png, folder_png16, folder_tif,
-        *[_sample(n) for n in SAMPLE_NAMES],
+        *WRITER_FPS, *SPECIAL, *[_sample(n) for n in SAMPLE_NAMES],
     ]
 }  # fmt: skip
 
 
 def family(name: str) -> str:
+    """The format family of a generator (rows of the report)."""
+    if name.startswith("special_"):
+        return "special files"
     if name.startswith(("seq_", "sample_pims_sample", "sample_celeritas")):
         return "seq"
-    if name.startswith(("tiff_", "sample_imageio_calcium", "sample_pims_tiff")):
+    if name.startswith(("tif_", "tiff_", "sample_imageio_calcium", "sample_pims_tiff")):
         return "tiff"
     if name.startswith("zarr_"):
         return "zarr"

@@ -58,7 +58,11 @@ def build_cases(s: Settings) -> list[dict]:
         specs = mutations.enumerate_mutations(ref, name, random.Random(f"{s.seed}:{name}"), s.long)
         if name.startswith("sample_") and not s.long:
             # the real files: undamaged plus a few cuts and flips (they are the slow ones)
-            specs = [sp for sp in specs if sp["kind"] in ("none", "truncate", "flip")][:4]
+            keep = [{"kind": "none"}, {"kind": "truncate", "at": "mid"},
+                    {"kind": "truncate", "at": "last_frame"}]  # fmt: skip
+            specs = [sp for sp in specs if sp in keep] + [
+                sp for sp in specs if sp["kind"] == "flip"
+            ][:1]
             if name in SAMPLE_SLOW:
                 specs = specs[:1]
         for spec in specs:
@@ -73,8 +77,11 @@ def _ref_kind(name: str, gen) -> str:
     """The reference kind of a generator, from its name (no file is written in the parent)."""
     if name.startswith(("seq_jpeg",)):
         return "jpegseq"
+    if "_writer_fps_" in name:
+        return "writer"
     fam = corpus.family(name)
-    return {"seq": "rawseq", "tiff": "tiff", "zarr": "zarr", "folder": "folder"}.get(fam, "pyav")
+    return {"seq": "rawseq", "tiff": "tiff", "zarr": "zarr", "folder": "folder",
+            "special files": "special"}.get(fam, "pyav")  # fmt: skip
 
 
 def _child(case: dict, conn, memory: int) -> None:
@@ -199,7 +206,7 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
 
 
 def _limit(case: dict, s: Settings) -> float:
-    return s.timeout * (3 if case["base"].startswith("sample_") else 1)
+    return s.timeout * (6 if case["base"].startswith("sample_") else 1)
 
 
 def _kill(p) -> None:
