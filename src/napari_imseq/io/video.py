@@ -1032,6 +1032,53 @@ class VideoWriter(Writer):
                 f"preset, gop, display_range, codec_options"
             )
         self.lossy = codec not in _LOSSLESS or self.display_range is not None
+        self._timing()
+
+    def _timing(self) -> None:
+        """The stored rate and the time base of the stamps; refuse rates the container cannot
+        store with a distinct stamp per frame, and report rounding."""
+        if self.fps is None:
+            self.fps = 30.0  # a video stream needs a rate; frames without times are 1/30 s apart
+        fps = self.fps
+        rate = Fraction(fps).limit_denominator(1001000)
+        fmt = self.container_format
+        self._cfr = fmt == "avi"
+        if fmt == "avi":
+            tb, lo, hi = 1 / rate if rate else Fraction(1), 1e-6, 1000.0
+            why = "FFmpeg's AVI muxer does not keep rates above 1000 fps (it rewrites them)"
+        elif fmt in ("matroska", "webm"):
+            tb, lo, hi = Fraction(1, 1000), 1e-6, 1000.0
+            why = "Matroska/WebM timestamps count milliseconds: faster frames would share one"
+        elif fmt == "gif":
+            tb, lo, hi = Fraction(1, 100), 100 / 65535, 100.0
+            why = "GIF frame delays are whole hundredths of a second, from 1 to 65535"
+        else:  # mov, mp4, nut: a time scale that counts every frame in whole ticks
+            num = max(rate.numerator, 1)
+            scale = num * -(-90000 // num)
+            tb, lo, hi = Fraction(1, scale), 1e-6, 1e9
+            why = "MOV/MP4 time scales are 32-bit"
+            if scale >= 2**31 or rate.denominator * (scale // num) >= 2**31:
+                hi = 0.0  # refuse below
+        if rate <= 0 or not lo <= fps <= hi:
+            raise UnsupportedWriteError(
+                f"{self.path}: fps={fps:g} cannot be stored in {fmt}: {why} (it takes "
+                f"{lo:.6g} to {hi:g} fps); write .mov/.mp4 (any rate up to 1e9 fps), .tif, "
+                f".zarr or .seq for such rates"
+            )
+        if fmt == "gif":
+            delay = 100 / fps
+            if abs(delay - round(delay)) > 1e-6:
+                warnings.warn(
+                    f"{self.path}: GIF frame delays are whole hundredths of a second, so "
+                    f"{fps:g} fps ({delay:.4g} per frame) is stored as delays of "
+                    f"{int(delay)} and {int(delay) + 1} hundredths, rounded frame by frame "
+                    f"({fps:g} fps on average, {100 / (int(delay) + 1):.4g} to "
+                    f"{100 / max(int(delay), 1):.4g} fps per frame); use fps=100/k for exact "
+                    f"delays",
+                    SequenceWarning,
+                    stacklevel=4,
+                )
+        self._rate, self._time_base = rate, tb
 
     def _check(self, frame: np.ndarray) -> None:
         shape, dtype = frame.shape, frame.dtype
@@ -1108,17 +1155,12 @@ class VideoWriter(Writer):
         else:
             self.in_fmt = "gray" if gray else "rgb24"
             pix_fmt = "yuvj420p" if self.codec == "mjpeg" else "yuv420p"
-        fps = self.fps or 30.0
-        rate = Fraction(fps).limit_denominator(1001000)
-        self._cfr = self.container_format in ("avi", "gif")
-        self._tb = (
-            Fraction(1, 100)
-            if self.codec == "gif"
-            else (1 / rate if self._cfr else Fraction(1, 90000))
-        )
+        rate, self._tb = self._rate, self._time_base
         options = dict(self.codec_options)
         if self.codec == "ffv1":
-            options = {"level": "3", "slices": "16", "slicecrc": "1", "coder": "1", **options}
+            # slices form a k x k grid; FFV1 needs every slice at least one pixel wide and high
+            slices = str(min(4, *frame.shape[:2]) ** 2)
+            options = {"level": "3", "slices": slices, "slicecrc": "1", "coder": "1", **options}
         if self.crf is not None:
             options["crf"] = str(self.crf)
         if self.preset is not None:
@@ -1141,6 +1183,7 @@ class VideoWriter(Writer):
             s.pix_fmt = pix_fmt
             s.height, s.width = frame.shape[:2]
             s.codec_context.time_base = self._tb
+            s.time_base = self._tb
             if self.gop is not None:
                 s.codec_context.gop_size = int(self.gop)
             s.codec_context.thread_count = 0
@@ -1153,20 +1196,54 @@ class VideoWriter(Writer):
             self._pending: list[tuple[np.ndarray, float]] = []
         self._t0: float | None = None
         self._last_pts = -1
+        self._warned: set[str] = set()
 
     def _pts(self, timestamp: float) -> int:
-        if self._cfr and self.codec != "gif":
-            return self.count
+        """The frame's stamp in the time base: strictly increasing, whatever the input times
+        (a reader tells frames apart by their stamps); every change is reported."""
         if self._t0 is None:
             self._t0 = timestamp
+        if self._cfr:  # AVI: frame i is at i / fps
+            expected = self._t0 + self.count / float(self._rate)
+            if abs(timestamp - expected) > 0.5 / float(self._rate):
+                self._warn_once(
+                    "cfr",
+                    f"AVI stores a constant frame rate, so frame {self.count}'s timestamp "
+                    f"{timestamp:.9g} s is stored as {expected:.9g} s (start + frame / fps), and "
+                    f"so are other timestamps off the rate; write .mkv or .mov to keep them",
+                )
+            return self.count
         pts = int(round((timestamp - self._t0) / self._tb))
-        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the input times
+        if pts <= self._last_pts:
+            self._warn_once(
+                "order",
+                f"frame {self.count} has timestamp {timestamp:.9g} s, which is not after the "
+                f"previous frame's at the container's resolution ({float(self._tb):g} s); it is "
+                f"stored one tick after the previous frame, and so is every such frame",
+            )
+            pts = self._last_pts + 1
         self._last_pts = pts
         return pts
 
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{self.path}: {message}", SequenceWarning, stacklevel=5)
+
     def _encode(self, vf) -> None:
-        for packet in self._stream.encode(vf):
-            self._out.mux(packet)
+        import av
+
+        try:
+            for packet in self._stream.encode(vf):
+                self._out.mux(packet)
+        except av.FFmpegError as err:
+            if isinstance(err, OSError) and not isinstance(err, NotImplementedError):
+                raise  # a disk error: the base writer reports it with the partial file
+            raise self._refuse(
+                f"FFmpeg's {self.codec} encoder / {self.container_format} muxer refused frame "
+                f"{self.count} ({err}); try another codec or container (FFV1 in .mkv takes any "
+                f"size and depth)"
+            ) from err
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         import av

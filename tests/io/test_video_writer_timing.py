@@ -1,0 +1,86 @@
+"""The video writer stores a distinct, increasing stamp for every frame or refuses the rate;
+whatever it changes (rounded GIF delays, repeated input times, AVI's constant rate) it says."""
+
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+
+
+def frames(n=6, h=16, w=16):
+    return (np.arange(n, dtype=np.uint8)[:, None, None] * 37 + np.zeros((h, w), np.uint8)).copy()
+
+
+@pytest.mark.parametrize(
+    "name, fps, limit",
+    [("a.mkv", 5000, "1000"), ("a.webm", 2000, "1000"), ("a.avi", 1e9, "1000"),
+     ("a.avi", 1001, "1000"), ("a.gif", 150, "100")],
+)  # fmt: skip
+def test_rates_the_container_cannot_store_are_refused(tmp_path, name, fps, limit):
+    path = tmp_path / name
+    with pytest.raises(imseq.UnsupportedWriteError, match=rf"{name}.*fps=.*{limit} fps"):
+        imseq.imwrite(path, frames(), fps=fps)
+    assert not path.exists() and not (tmp_path / (name + ".partial")).exists()
+
+
+@pytest.mark.parametrize("fps", [float("nan"), float("inf"), -1, 0, 1e-9])
+def test_invalid_fps_is_refused(tmp_path, fps):
+    with pytest.raises(imseq.UnsupportedWriteError, match="fps"):
+        imseq.imwrite(tmp_path / "a.mkv", frames(), fps=fps)
+
+
+@pytest.mark.parametrize("name", ["a.mov", "a.mp4"])
+def test_high_speed_rates_keep_their_stamps_in_mov_and_mp4(tmp_path, name):
+    data = frames(6, 16, 16) if name.endswith("mov") else frames(6, 16, 16)
+    imseq.imwrite(tmp_path / name, data, fps=100000)
+    with imseq.open_sequence(tmp_path / name) as seq:
+        assert len(seq) == 6
+        np.testing.assert_allclose(seq.timestamps, np.arange(6) / 100000, atol=1e-9)
+        assert seq.fps == pytest.approx(100000)
+
+
+@pytest.mark.parametrize("name", ["a.mkv", "a.mov", "a.gif"])
+@pytest.mark.parametrize("times", [[0.0] * 6, [0, 0.5, 0.2, 0.2, 0.9, 0.1]])
+def test_repeated_or_backwards_timestamps_are_stored_increasing_with_a_warning(
+    tmp_path, name, times
+):
+    path = tmp_path / name
+    data = frames()
+    with pytest.warns(imseq.SequenceWarning, match="not after the previous frame"):
+        with imseq.open_writer(path, fps=10) as w:
+            for frame, t in zip(data, times, strict=True):
+                w.write(frame, t)
+    with imseq.open_sequence(path) as seq:
+        assert len(seq) == 6
+        assert np.all(np.diff(seq.timestamps) > 0)
+        if not name.endswith(".gif"):  # GIF's palette is fitted; others are lossless
+            np.testing.assert_array_equal(seq[:], data)
+
+
+def test_gif_rates_off_the_centisecond_grid_are_reported(tmp_path):
+    with pytest.warns(imseq.SequenceWarning, match=r"29\.97 fps .* delays of 3 and 4"):
+        imseq.imwrite(tmp_path / "a.gif", np.stack([frames()] * 3, -1), fps=29.97)
+    with imseq.open_sequence(tmp_path / "a.gif") as seq:
+        assert len(seq) == 6
+        # delays rounded frame by frame keep the average rate
+        assert seq.timestamps[-1] == pytest.approx(5 / 29.97, abs=0.006)
+    imseq.imwrite(tmp_path / "b.gif", np.stack([frames()] * 3, -1), fps=25)  # 4 cs: exact
+
+
+def test_avi_reports_timestamps_it_cannot_keep(tmp_path):
+    with pytest.warns(imseq.SequenceWarning, match="AVI stores a constant frame rate"):
+        with imseq.open_writer(tmp_path / "a.avi", fps=10) as w:
+            for k, frame in enumerate(frames()):
+                w.write(frame, k * 0.1 + (0.3 if k == 3 else 0))
+    with imseq.open_sequence(tmp_path / "a.avi") as seq:
+        np.testing.assert_allclose(seq.timestamps - seq.timestamps[0], np.arange(6) / 10)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 64), (3, 3), (64, 3), (3, 5, 3), (1, 7, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_ffv1_takes_frames_of_any_size(tmp_path, shape, dtype):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, np.iinfo(dtype).max, (3, *shape), dtype=dtype)
+    imseq.imwrite(tmp_path / "tiny.mkv", data)
+    with imseq.open_sequence(tmp_path / "tiny.mkv") as seq:
+        np.testing.assert_array_equal(seq[:], data)
