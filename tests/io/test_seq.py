@@ -186,7 +186,9 @@ def test_consistent_idx_is_used_and_bad_idx_falls_back_to_a_scan(tmp_path, monke
         np.testing.assert_array_equal(seq[:], expected)
         np.testing.assert_allclose(seq.timestamps, times, atol=1e-6)
     assert scans == []
-    with imseq.open_sequence(tmp_path / "bad.seq") as seq:
+    with pytest.warns(imseq.SequenceWarning, match=r"bad\.seq\.idx disagrees.*scan"):
+        seq = imseq.open_sequence(tmp_path / "bad.seq")
+    with seq:
         np.testing.assert_array_equal(seq[:], expected)
     assert scans == [1]
 
@@ -212,7 +214,7 @@ def test_truncated_jpeg_frame_is_ignored_and_reported(tmp_path):
     data = seqmaker.frames(4, (16, 24), np.uint8)
     expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
     os.truncate(tmp_path / "j.seq", os.path.getsize(tmp_path / "j.seq") - 100)
-    with pytest.warns(imseq.SequenceWarning, match="incomplete"):
+    with pytest.warns(imseq.SequenceWarning, match="declares 4 frames but only 3 are readable"):
         seq = imseq.open_sequence(tmp_path / "j.seq")
     with seq:
         assert len(seq) == 3
@@ -297,3 +299,96 @@ def test_missing_path(tmp_path):
 def test_format_errors_are_value_errors():
     assert issubclass(imseq.SequenceFormatError, ValueError)
     assert issubclass(imseq.UnsupportedFormatError, imseq.SequenceFormatError)
+
+
+# ---- damaged files: exactly the readable frames, and said so ---------------------------------
+def test_seq_cut_inside_the_header_area_is_an_error(tmp_path):
+    data = seqmaker.frames(6, (32, 36), np.uint8)
+    path = tmp_path / "cut.seq"
+    seqmaker.raw_seq(path, data)
+    os.truncate(path, 1024)
+    with pytest.raises(imseq.SequenceFormatError, match=r"cut\.seq.*declares 6 frames.*none"):
+        imseq.open_sequence(path)
+
+
+@pytest.mark.parametrize("version", [3, 5])
+def test_truncated_seq_reads_the_readable_frames_with_a_warning(tmp_path, version):
+    data = seqmaker.frames(6, (32, 36), np.uint16)
+    path = tmp_path / "cut.seq"
+    seqmaker.raw_seq(path, data, version=version, cut=8192 * 3 + 8000)
+    with pytest.warns(
+        imseq.SequenceWarning, match=r"cut\.seq: the header declares 6 frames but only 2 are"
+    ):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 2
+        np.testing.assert_array_equal(seq[:], data[:2])
+        assert seq.metadata["frames_declared"] == 6 and seq.metadata["truncated"]
+        assert len(seq.timestamps) == 2
+    seqmaker.raw_seq(tmp_path / "ok.seq", seqmaker.frames(3, (8, 8), np.uint8))
+    with imseq.open_sequence(tmp_path / "ok.seq") as ok:
+        assert ok.metadata["truncated"] is False and ok.metadata["frames_declared"] == 3
+
+
+def test_truncated_jpeg_seq_with_a_declared_count(tmp_path):
+    data = seqmaker.frames(5, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
+    raw = (tmp_path / "j.seq").read_bytes()
+    (tmp_path / "j.seq").write_bytes(raw[: 1024 + (len(raw) - 1024) * 2 // 5])
+    with pytest.warns(imseq.SequenceWarning, match=r"declares 5 frames but only \d are readable"):
+        seq = imseq.open_sequence(tmp_path / "j.seq")
+    with seq:
+        assert 0 < len(seq) < 5 and seq.metadata["truncated"]
+        np.testing.assert_array_equal(seq[:], expected[: len(seq)])
+
+
+@pytest.mark.parametrize("damage", ["partial", "offset_outside", "wrong_size", "extra_record"])
+def test_a_partial_or_lying_idx_is_rebuilt_from_a_scan_with_a_warning(tmp_path, damage):
+    data = seqmaker.frames(5, (16, 24), np.uint8)
+    expected, times = seqmaker.compressed_seq(tmp_path / "j.seq", data, idx="good")
+    idx = str(tmp_path / "j.seq") + ".idx"
+    with open(idx, "rb") as f:
+        raw = bytearray(f.read())
+    if damage == "partial":
+        raw = raw[: 24 * 3]
+    elif damage == "offset_outside":
+        struct.pack_into("<q", raw, 24 * 4, 10**9)
+    elif damage == "wrong_size":
+        struct.pack_into("<I", raw, 24 * 2 + 8, struct.unpack_from("<I", raw, 24 * 2 + 8)[0] - 9)
+    else:
+        raw += raw[-24:]
+    with open(idx, "wb") as f:
+        f.write(raw)
+    with pytest.warns(imseq.SequenceWarning, match=r"j\.seq\.idx disagrees with the data"):
+        seq = imseq.open_sequence(tmp_path / "j.seq")
+    with seq:
+        assert len(seq) == 5
+        np.testing.assert_array_equal(seq[:], expected)
+        np.testing.assert_allclose(seq.timestamps, times, atol=1e-6)
+
+
+def test_timestamps_of_many_tiny_frames_are_read_in_blocks(tmp_path, monkeypatch):
+    data = seqmaker.frames(70_000, (2, 2), np.uint8)
+    path = tmp_path / "tiny.seq"
+    _, times = seqmaker.raw_seq(path, data, pad_to=16)
+    calls = []
+    original = imseq.io._base.FileHandle.readinto
+    monkeypatch.setattr(
+        imseq.io._base.FileHandle,
+        "readinto",
+        lambda self, buf, off: calls.append(off) or original(self, buf, off),
+    )
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_allclose(seq.timestamps, times, atol=1e-6)
+        assert len(calls) < 10  # blocks, not one call per frame
+        np.testing.assert_array_equal(seq[69_999], data[69_999])
+
+
+def test_a_huge_declared_frame_count_is_bounded_by_the_file(tmp_path):
+    data = seqmaker.frames(3, (8, 8), np.uint8)
+    path = tmp_path / "big.seq"
+    seqmaker.raw_seq(path, data, allocated=23_000_000)
+    with pytest.warns(imseq.SequenceWarning, match="declares 23000000 frames but only 3"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 3 and len(seq.timestamps) == 3

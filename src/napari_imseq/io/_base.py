@@ -15,9 +15,11 @@ Everything else (indexing, slicing, dask, pickling, context management) lives he
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -166,6 +168,71 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes | None:
         os.close(fd)
 
 
+#: the largest frame a header may declare before it is called damaged (bytes, decoded);
+#: override with the NAPARI_IMSEQ_MAX_FRAME_BYTES environment variable
+MAX_FRAME_BYTES = 8 << 30
+
+
+def max_frame_bytes() -> int:
+    env = os.environ.get("NAPARI_IMSEQ_MAX_FRAME_BYTES")
+    try:
+        return int(env) if env else MAX_FRAME_BYTES
+    except ValueError:
+        return MAX_FRAME_BYTES
+
+
+def check_frame_size(
+    path: str, shape: tuple[int, ...], dtype: np.dtype, *, stored_bytes: int | None = None
+) -> int:
+    """Refuse a declared frame before anything is allocated for it; return its size in bytes.
+
+    A frame larger than :func:`max_frame_bytes` (8 GiB unless ``NAPARI_IMSEQ_MAX_FRAME_BYTES``
+    says otherwise) is a damaged header, not an image; so is an uncompressed frame larger
+    than the bytes that can hold it (``stored_bytes``: the file size, or what is left of it).
+    """
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise SequenceFormatError(f"{path}: the header declares a frame of shape {shape}")
+    nbytes = int(np.prod(dims, dtype=object)) * np.dtype(dtype).itemsize
+    limit = max_frame_bytes()
+    if nbytes > limit:
+        raise SequenceFormatError(
+            f"{path}: the header declares frames of {tuple(dims)} {np.dtype(dtype)} "
+            f"({nbytes / 2**30:.3g} GiB each), more than the {limit / 2**30:.3g} GiB limit for "
+            f"one frame; the header is probably damaged; if the file is genuine, raise the "
+            f"limit with the NAPARI_IMSEQ_MAX_FRAME_BYTES environment variable"
+        )
+    if stored_bytes is not None and nbytes > stored_bytes:
+        raise SequenceFormatError(
+            f"{path}: the header declares uncompressed frames of {tuple(dims)} "
+            f"{np.dtype(dtype)} ({nbytes} bytes) but the file holds only {stored_bytes} bytes "
+            f"of data; the header is damaged or the file is truncated"
+        )
+    return nbytes
+
+
+@contextlib.contextmanager
+def dependency_errors(path: str, what: str, error: type[SequenceError] | None = None):
+    """Turn an unexpected exception from a dependency (tifffile, zarr, codecs, json ...)
+    while doing ``what`` into one of our errors naming ``path``, chained.
+
+    Our own errors, warnings turned into errors, ``MemoryError`` and ``KeyboardInterrupt``
+    (anything not an ``Exception``) pass unchanged.
+    """
+    try:
+        yield
+    except (SequenceError, MemoryError, Warning):  # warnings raised as errors stay warnings
+        raise
+    except Exception as err:
+        cls = error or SequenceFormatError
+        detail = str(err).strip() or type(err).__name__
+        raise cls(
+            f"{path}: {what} failed ({type(err).__name__}: {detail[:300]}); the file is "
+            f"damaged or uses a variant this reader does not handle; check it with the program "
+            f"that wrote it, or convert it"
+        ) from err
+
+
 class SequenceClosedError(SequenceError, ValueError):
     """A read of a sequence (or file handle) that was closed."""
 
@@ -305,6 +372,9 @@ class Sequence:
         self._state_lock = threading.Lock()
         self._reads_in_flight = 0
         self._close_done = False
+        #: (frames the header declares, frames readable) when the file holds fewer
+        self._frames_declared: int | None = None
+        self._truncated = False
         # before any open: a missing path, a FIFO, a device or a socket is refused here
         self._stat = check_path(self.path, folder=self.folder)
 
@@ -364,6 +434,29 @@ class Sequence:
     def _close(self) -> None:
         pass
 
+    def _report_truncation(self, declared: int, readable: int, detail: str = "") -> None:
+        """Record and announce that only ``readable`` of the ``declared`` frames are in the file.
+
+        One rule for every format: a :class:`SequenceWarning` saying how many frames are read,
+        ``metadata["frames_declared"]`` and ``metadata["truncated"]``; with no readable frame
+        at all the file is refused with a :class:`SequenceFormatError`.
+        """
+        self._frames_declared = int(declared)
+        self._truncated = readable < declared
+        if not self._truncated:
+            return
+        if readable <= 0:
+            raise SequenceFormatError(
+                f"{self.path}: the header declares {declared} frames but none is readable (the "
+                f"file is probably truncated{detail}); nothing can be read from it"
+            )
+        warnings.warn(
+            f"{self.path}: the header declares {declared} frames but only {readable} are "
+            f"readable (the file is probably truncated{detail}); {readable} frames are read",
+            SequenceWarning,
+            stacklevel=4,
+        )
+
     # ---- derived, shared by all formats ------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
@@ -392,8 +485,11 @@ class Sequence:
                         "frame_shape": self.frame_shape,
                         "dtype": str(self.dtype),
                         "rgb": self.rgb,
+                        "frames_declared": self._frames_declared,
+                        "truncated": self._truncated,
                     }
-                    md.update(self._format_metadata())
+                    with dependency_errors(self.path, "reading the metadata"):
+                        md.update(self._format_metadata())
                     md.setdefault("source", {})
                     md["source"] = {"path": self.path, **md["source"]}
                     self._metadata = md
@@ -417,7 +513,8 @@ class Sequence:
             self._check_open()
             self._reads_in_flight += 1
         try:
-            return self._read(index)
+            with dependency_errors(self.path, f"reading frame {index}"):
+                return self._read(index)
         finally:
             with self._state_lock:
                 self._reads_in_flight -= 1

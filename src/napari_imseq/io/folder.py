@@ -106,6 +106,7 @@ class ImageFolder(Sequence):
     """Every image file in a folder, in natural order, as frames of one sequence."""
 
     format_name = "image-folder"
+    folder = True
 
     @classmethod
     def can_read(cls, path: str) -> bool:

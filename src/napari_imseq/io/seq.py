@@ -24,13 +24,15 @@ from ._base import (
     SequenceFormatError,
     SequenceWarning,
     UnsupportedFormatError,
-    _check_exists,
+    open_regular,
 )
 from ._writer import Writer
 
 MAGIC = 0xFEED
 HEADER_SIZE = 1024
 _JPEG_SOI = b"\xff\xd8"
+#: timestamps of frames smaller than this are read in blocks of this many bytes
+_TS_BLOCK = 1 << 20
 _PNG_SIG = b"\x89PNG"
 
 # image format code -> (channels in storage, colour order, compression or None)
@@ -82,13 +84,12 @@ class SeqFile(Sequence):
     def __init__(self, path: str | os.PathLike, *, use_idx: bool = True):
         super().__init__(path, use_idx=use_idx)
         path = self.path
+        fd = open_regular(path)
         try:
-            with open(path, "rb") as f:
-                header = f.read(HEADER_SIZE)
-                self._file_size = os.fstat(f.fileno()).st_size
-        except FileNotFoundError:
-            _check_exists(path)
-            raise
+            header = os.pread(fd, HEADER_SIZE, 0)
+            self._file_size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         if len(header) < 4 or struct.unpack_from("<I", header)[0] != MAGIC:
             found = header[:4].hex() if header else "an empty file"
             raise SequenceFormatError(
@@ -211,7 +212,10 @@ class SeqFile(Sequence):
         n = min(self.allocated_frames, slots) if self.allocated_frames else slots
         self._partial_bytes = rest if (not self.allocated_frames or n == slots) else 0
         self._n = n
-        if self._partial_bytes:
+        if self.allocated_frames:
+            cut = f", {self._partial_bytes} bytes of a partial frame" if self._partial_bytes else ""
+            self._report_truncation(self.allocated_frames, n, cut)
+        elif self._partial_bytes:
             warnings.warn(
                 f"{path}: the last frame is incomplete ({self._partial_bytes} of {stride} bytes, "
                 f"the recording was probably cut short); it is ignored and {n} complete frames "
@@ -234,7 +238,10 @@ class SeqFile(Sequence):
         self._partial_bytes = int(table["partial"]) if "partial" in table else 0
         self._n = len(self._offsets)
         self._has_timestamps = True
-        if self._partial_bytes:
+        if self.allocated_frames and self.allocated_frames > self._n:
+            cut = f", {self._partial_bytes} bytes of a partial frame" if self._partial_bytes else ""
+            self._report_truncation(self.allocated_frames, self._n, cut)
+        elif self._partial_bytes:
             warnings.warn(
                 f"{self.path}: the last compressed frame is incomplete ({self._partial_bytes} "
                 f"bytes, the recording was probably cut short); it is ignored and {self._n} "
@@ -261,26 +268,49 @@ class SeqFile(Sequence):
                 "itemsize": 24,
             }
         )
-        if raw.size == 0 or raw.size % rec.itemsize:
+        problem = self._idx_problem(raw, rec)
+        if problem is not None:
+            warnings.warn(
+                f"{self.path}: the index file {os.path.basename(idx_path)} disagrees with the "
+                f"data ({problem}); it is ignored and the frame offsets are rebuilt from a scan "
+                f"of the file",
+                SequenceWarning,
+                stacklevel=5,
+            )
             return None
         recs = raw.view(rec)
         offsets = recs["offset"].astype(np.int64)
-        if offsets[0] != self._start or np.any(np.diff(offsets) <= 0):
-            return None
-        if offsets[-1] >= self._file_size:
-            return None
-        sizes = np.empty(len(offsets), np.int64)
-        # check every entry against the data: one small read each, like the scan
-        for k, off in enumerate(offsets):
-            head = self._fh.read(8, int(off))
-            if len(head) < 8:
-                return None
-            n = struct.unpack_from("<I", head)[0]
-            if n <= 4 or off + n > self._file_size or not self._payload_ok(head[4:]):
-                return None
-            sizes[k] = n - 4
-        ts = _seconds(recs)
-        return {"offsets": offsets + 4, "sizes": sizes, "timestamps": ts}
+        sizes = recs["size"].astype(np.int64) - 4
+        return {"offsets": offsets + 4, "sizes": sizes, "timestamps": _seconds(recs)}
+
+    def _idx_problem(self, raw: np.ndarray, rec: np.dtype) -> str | None:
+        """Why the ``.seq.idx`` records ``raw`` cannot be trusted, or None when they agree with
+        the header and with every frame's size prefix in the data."""
+        if raw.size == 0 or raw.size % rec.itemsize:
+            return f"{raw.size} bytes is not a whole number of {rec.itemsize}-byte records"
+        recs = raw.view(rec)
+        count = len(recs)
+        if self.allocated_frames and count != self.allocated_frames:
+            return f"{count} records for the {self.allocated_frames} frames the header declares"
+        offsets = recs["offset"].astype(np.int64)
+        sizes = recs["size"].astype(np.int64)
+        if offsets[0] != self._start:
+            return f"the first frame is at byte {offsets[0]}, not {self._start}"
+        if np.any(np.diff(offsets) < sizes[:-1]):
+            return "frames overlap or are out of order"
+        if offsets[-1] + sizes[-1] > self._file_size:
+            return (
+                f"the last frame ends at byte {offsets[-1] + sizes[-1]}, after the end of the "
+                f"file ({self._file_size} bytes)"
+            )
+        # every entry against the data: one small read each, like the scan
+        for k, (off, n) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
+            head = self._fh.read(8, off)
+            if len(head) < 8 or struct.unpack_from("<I", head)[0] != n or n <= 4:
+                return f"frame {k}: the size prefix at byte {off} does not match"
+            if not self._payload_ok(head[4:]):
+                return f"frame {k}: no {self.compression.upper()} data at byte {off + 4}"
+        return None
 
     def _scan_offsets(self) -> dict[str, np.ndarray]:
         """One pass over the size prefixes: offsets and sizes of every frame, and timestamps."""
@@ -397,18 +427,38 @@ class SeqFile(Sequence):
             return self._ts_seconds
         if not self._has_timestamps or self._n == 0:
             return None
-        # one small positional read per frame: no memory map, so reading the timestamps of a
-        # huge file maps none of its pixels into memory (a map faults in 64 KB per record)
         size = self._ts_dtype.itemsize
         first = self._start + self.image_size
-        raw = b"".join(
-            self._fh.read(size, first + i * self.true_image_size) for i in range(self._n)
-        )
-        if len(raw) != size * self._n:
+        stride = self.true_image_size
+        n = self._n
+        out = np.empty(n, self._ts_dtype)
+        if stride >= _TS_BLOCK:
+            # one small positional read per frame: reading the timestamps of a huge file
+            # touches none of its pixels (a memory map would fault in 64 KB per record)
+            raw = b"".join(self._fh.read(size, first + i * stride) for i in range(n))
+            got = len(raw) // size
+            out[:got] = np.frombuffer(raw[: got * size], self._ts_dtype)
+        else:
+            # small frames: read blocks of whole slots and pick the records out of them, so
+            # millions of tiny frames cost a few large reads, not millions of calls
+            per = max(1, _TS_BLOCK // stride)
+            got = 0
+            for k in range(0, n, per):
+                m = min(per, n - k)
+                block = np.empty(m * stride, np.uint8)
+                nread = self._fh.readinto(block, first + k * stride)
+                whole = min(m, (nread + stride - size) // stride) if nread >= size else 0
+                rows = np.lib.stride_tricks.as_strided(block, (whole, size), (stride, 1))
+                out[k : k + whole] = rows.copy().view(self._ts_dtype)[:, 0]
+                got = k + whole
+                if whole < m:
+                    break
+        if got != n:
             raise SequenceFormatError(
-                f"{self.path}: the timestamps of the last frames are cut short"
+                f"{self.path}: the timestamps of the last frames are cut short (the file changed "
+                f"while it was open)"
             )
-        return _seconds(np.frombuffer(raw, self._ts_dtype))
+        return _seconds(out)
 
     def _format_metadata(self) -> dict[str, Any]:
         ts = self._read_timestamps()

@@ -9,11 +9,19 @@ goes through tifffile's zarr store, which decodes only the tiles/strips a frame 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 
-from ._base import FileHandle, Sequence, SequenceFormatError
+from ._base import (
+    FileHandle,
+    Sequence,
+    SequenceFormatError,
+    SequenceWarning,
+    check_frame_size,
+    dependency_errors,
+)
 
 _MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _SPATIAL = set("YXS")
@@ -21,8 +29,9 @@ _SPATIAL = set("YXS")
 _MAX_TAGS = 4096
 
 
-def _walk_ifds(fh: FileHandle, size: int) -> int:
-    """Follow the chain of IFDs (pages) from the header; return how many there are.
+def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
+    """Follow the chain of IFDs (pages) from the header; return how many there are, and the
+    offset of the next page when the chain points past the end of the file (else None).
 
     tifffile detects a loop in the chain only at its 100th page, so a chain that loops later
     makes it walk forever. Here every IFD offset is remembered: a loop, an IFD outside the
@@ -54,7 +63,7 @@ def _walk_ifds(fh: FileHandle, size: int) -> int:
                     f"{path}: the first TIFF page is at byte {offset}, outside the file "
                     f"({size} bytes); the file is truncated or damaged"
                 )
-            break  # a cut chain: the pages before it are what the file holds
+            return len(seen), offset  # a cut chain: the pages before it are what is there
         seen[offset] = len(seen)
         raw = fh.read(cnt_len, offset)
         count = int(np.frombuffer(raw, order + cnt_fmt)[0])
@@ -69,8 +78,8 @@ def _walk_ifds(fh: FileHandle, size: int) -> int:
             break
         offset = int(np.frombuffer(nxt, order + off_fmt)[0])
         if offset >= size:
-            break
-    return len(seen)
+            return len(seen), offset
+    return len(seen), None
 
 
 class TiffStack(Sequence):
@@ -88,7 +97,7 @@ class TiffStack(Sequence):
         path = self.path
         fh = FileHandle(path)
         try:
-            self._page_count = _walk_ifds(fh, self._stat.st_size)
+            self._page_count, self._chain_cut_at = _walk_ifds(fh, self._stat.st_size)
         finally:
             fh.close()
         try:
@@ -96,8 +105,9 @@ class TiffStack(Sequence):
         except Exception as err:
             raise SequenceFormatError(f"{path}: not a readable TIFF file: {err}") from err
         try:
-            self._setup(series)
-        except Exception:
+            with dependency_errors(path, "reading the TIFF structure"):
+                self._setup(series)
+        except BaseException:
             self._tif.close()
             raise
 
@@ -124,8 +134,16 @@ class TiffStack(Sequence):
             self._frame_shape = shape[:faxis] + shape[faxis + 1 :]
             self.frame_axis = axes[faxis]
         self._native = np.dtype(s.dtype).newbyteorder("=")
-        if self._native.kind not in "uifc":
+        if self._native.kind not in "buifc":
             raise SequenceFormatError(f"{path}: TIFF sample type {self._native} is not supported")
+        # before anything is allocated: a damaged header can declare any size
+        page = s.keyframe
+        uncompressed = getattr(page, "compression", 1) == 1 and self._native.kind != "b"
+        check_frame_size(
+            path, self._frame_shape, self._native,
+            stored_bytes=self._stat.st_size if uncompressed else None,
+        )  # fmt: skip
+        check_frame_size(path, tuple(page.shape), self._native)  # one page, one chunk
         # tifffile reports native dtypes; the bytes on disk are in the file's byte order
         self._file_dtype = self._native.newbyteorder(tif.byteorder)
         page = s.keyframe
@@ -133,9 +151,95 @@ class TiffStack(Sequence):
         self._rgb = axes.endswith("S") and shape[-1] in (3, 4)
         # fast path: uncompressed, contiguous, frames along the first axis
         offset = s.dataoffset
-        self._offset = offset if (offset is not None and (faxis in (0, None))) else None
+        contiguous = offset is not None and faxis in (0, None) and self._native.kind != "b"
+        self._offset = offset if contiguous else None
         self._fh = FileHandle(path) if self._offset is not None else None
         self._zarr = None
+        self._check_imagej(tif, s)
+        self._check_readable(s)
+
+    def _check_imagej(self, tif, s) -> None:
+        """An ImageJ description whose image count contradicts its own axes gives frames
+        made of the wrong planes: refuse it rather than guess."""
+        ij = tif.imagej_metadata or {}
+        images = ij.get("images")
+        if s.kind != "imagej" or not isinstance(images, int) or images <= 1:
+            return
+        planes = int(
+            np.prod([n for n, a in zip(s.shape, s.axes, strict=True) if a not in _SPATIAL])
+        )
+        if planes != images:
+            dims = ", ".join(f"{k}={ij[k]}" for k in ("frames", "slices", "channels") if k in ij)
+            raise SequenceFormatError(
+                f"{self.path}: the ImageJ description contradicts itself: images={images} but "
+                f"its axes ({dims or 'none'}) give {planes} planes; the description is damaged, "
+                f"so the frames cannot be told apart; repair the description (e.g. in Fiji)"
+            )
+
+    def _check_readable(self, s) -> None:
+        """Keep only the frames whose bytes are in the file; say so when some are not.
+
+        Contiguous data is checked against the file size; paged data by the strips (or tiles)
+        of the last page of a frame, with a binary search when the last frame is incomplete.
+        Nothing is decoded.
+        """
+        size, n = self._stat.st_size, self._n
+        declared = n
+        ij = self._tif.imagej_metadata or {}
+        if s.kind != "imagej" and isinstance(ij.get("images"), int) and ij["images"] > n:
+            declared = ij["images"]  # tifffile gave up on a damaged ImageJ file: its count
+        if self._faxis is None:
+            page = s.keyframe
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+            readable = int(bool(ends) and max(ends) <= size)
+        elif self._offset is not None:
+            fbytes = int(np.prod(self._frame_shape)) * self._file_dtype.itemsize
+            readable = min(n, max(0, size - self._offset) // fbytes) if fbytes else n
+        else:
+            pages = s.pages
+            per = len(pages) // n if n else 0
+            if per == 0:
+                per, n = 1, 0  # no page per frame: nothing to check
+
+            def complete(k: int) -> bool:
+                try:
+                    page = pages[(k + 1) * per - 1] if self._faxis == 0 else pages[len(pages) - 1]
+                    offsets, counts = page.dataoffsets, page.databytecounts
+                except Exception:  # a page that cannot even be parsed is not readable
+                    return False
+                return bool(offsets) and all(
+                    o + c <= size for o, c in zip(offsets, counts, strict=False)
+                )
+
+            if n == 0 or complete(n - 1):
+                readable = self._n
+            elif self._faxis != 0:
+                raise SequenceFormatError(
+                    f"{self.path}: the file is truncated and its frames ({self.frame_axis} is "
+                    f"not the outer axis) are spread over the whole file, so no frame is "
+                    f"complete; recover the full file"
+                )
+            else:
+                lo, hi = 0, n - 1  # frame lo-1 is complete (or lo == 0), frame hi is not
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if complete(mid):
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                readable = lo
+        self._report_truncation(declared, readable)
+        self._n = readable
+        if not self._truncated and self._chain_cut_at is not None and s.kind != "imagej":
+            # no count in any header, but the last page points past the end of the file
+            self._truncated, self._frames_declared = True, None
+            warnings.warn(
+                f"{self.path}: the chain of TIFF pages is cut after page {self._page_count} "
+                f"(the next page would start at byte {self._chain_cut_at}, past the end of the "
+                f"file: it is probably truncated); the {readable} complete frames are read",
+                SequenceWarning,
+                stacklevel=5,
+            )
 
     def _zarr_array(self):
         if self._zarr is None:
@@ -215,6 +319,7 @@ class TiffStack(Sequence):
             "imagej": bool(ij),
             "ome": tif.is_ome,
             "contiguous": self._offset is not None,
+            "data_offset": self._offset,
         }
         if ij:
             md["source"]["imagej_metadata"] = {

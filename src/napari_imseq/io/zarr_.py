@@ -3,12 +3,22 @@ chunk, ``timestamps`` (T,) in seconds, and ``fps``/``bit_depth`` attributes."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 
-from ._base import Sequence, SequenceFormatError, _check_exists
+from ._base import (
+    FrameIndexError,
+    Sequence,
+    SequenceFormatError,
+    SequenceWarning,
+    _check_exists,
+    check_frame_size,
+    dependency_errors,
+)
 from ._writer import Writer
 
 
@@ -24,6 +34,7 @@ class ZarrSequence(Sequence):
 
     format_name = "zarr"
     extensions = (".zarr",)
+    folder = True
 
     @classmethod
     def can_read(cls, path: str) -> bool:
@@ -52,40 +63,92 @@ class ZarrSequence(Sequence):
             raise
         except Exception as err:
             raise SequenceFormatError(f"{self.path}: not a readable zarr store: {err}") from err
-        if self._z.ndim < 2:
-            raise SequenceFormatError(
-                f"{self.path}: a {self._z.ndim}-D zarr array is not a sequence"
+        with dependency_errors(self.path, "reading the zarr metadata"):
+            self._setup()
+
+    def _setup(self) -> None:
+        z = self._z
+        if z.ndim < 2:
+            raise SequenceFormatError(f"{self.path}: a {z.ndim}-D zarr array is not a sequence")
+        self._dtype = np.dtype(z.dtype).newbyteorder("=")
+        self._shape = tuple(int(n) for n in z.shape)
+        # before anything is allocated: a damaged zarr.json can declare any size
+        check_frame_size(self.path, self._shape[1:], self._dtype)
+        grid = tuple(int(c) for c in (getattr(z, "shards", None) or z.chunks))
+        check_frame_size(self.path, grid, self._dtype)  # one chunk is decoded whole
+        self._grid = grid
+        self._attrs_cache = self._attrs()
+        bits = self._attrs_cache.get("bit_depth")
+        full = self._dtype.itemsize * 8
+        self._bits = int(bits) if isinstance(bits, int) and 0 < bits <= full else full
+        self._array_dir = os.path.join(self.path, *z.path.split("/")) if z.path else self.path
+        # chunks on disk are checked per frame only for local stores with at most this many
+        # chunks per frame (a frame tiled into thousands of chunks is not stat()ed)
+        per_frame = [range(-(-n // c)) for n, c in zip(self._shape[1:], grid[1:], strict=True)]
+        count = int(np.prod([len(r) for r in per_frame], dtype=np.int64))
+        every = self._attrs_cache.get("every_chunk_written") is True and count <= 64
+        self._frame_chunks = list(itertools.product(*per_frame)) if every else None
+        if self._shape[0] and not self._any_chunk_on_disk():
+            warnings.warn(
+                f"{self.path}: the array declares {self._shape[0]} frames but no chunk is on "
+                f"disk, so every frame reads as the fill value ({z.fill_value}); the store is "
+                f"empty or its chunks were lost",
+                SequenceWarning,
+                stacklevel=5,
             )
 
+    def _any_chunk_on_disk(self) -> bool:
+        meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+        try:
+            with os.scandir(self._array_dir) as entries:
+                return any(e.name not in meta for e in entries)
+        except OSError:
+            return True  # not a local folder: nothing to say
+
     def __len__(self) -> int:
-        return int(self._z.shape[0])
+        return self._shape[0]
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self._z.shape[1:])
+        return self._shape[1:]
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self._z.dtype).newbyteorder("=")
+        return self._dtype
 
     @property
     def bit_depth(self) -> int:
-        attrs = self._attrs()
-        return int(attrs.get("bit_depth") or self.dtype.itemsize * 8)
+        return self._bits
 
     @property
     def rgb(self) -> bool:
-        return self._z.ndim == 4 and self._z.shape[-1] in (3, 4)
+        return len(self._shape) == 4 and self._shape[-1] in (3, 4)
 
     def _attrs(self) -> dict:
         node = self._group if self._group is not None else self._z
         return dict(node.attrs)
 
+    def _check_chunks(self, index: int) -> None:
+        """A missing chunk reads as the fill value (a black frame): refuse it instead."""
+        if self._frame_chunks is None:
+            return
+        encode = self._z.metadata.encode_chunk_key
+        first = index // self._grid[0]
+        for rest in self._frame_chunks:
+            key = encode((first, *rest))
+            if not os.path.exists(os.path.join(self._array_dir, *key.split("/"))):
+                raise FrameIndexError(
+                    f"{self.path}: frame {index} is missing from the store (its chunk {key} is "
+                    f"not on disk; a missing chunk would read as the fill value, a blank "
+                    f"frame); the store is incomplete or damaged"
+                )
+
     def _read(self, index: int) -> np.ndarray:
+        self._check_chunks(index)
         return np.asarray(self._z[index]).astype(self.dtype, copy=False)
 
     def _format_metadata(self) -> dict[str, Any]:
-        attrs = self._attrs()
+        attrs = self._attrs_cache
         ts = None
         if self._group is not None and "timestamps" in self._group:
             t = np.asarray(self._group["timestamps"][: len(self)], dtype=np.float64)
@@ -150,12 +213,13 @@ class ZarrWriter(Writer):
         )
         self._frames = self._root.create_array(
             "frames", shape=(0, *frame.shape), chunks=(1, *frame.shape), dtype=frame.dtype,
-            compressors=compressors,
+            compressors=compressors, config={"write_empty_chunks": True},
         )  # fmt: skip
         self._times = self._root.create_array("timestamps", shape=(0,), chunks=(4096,), dtype="f8")
         self._root.attrs.update(
-            {"fps": self.fps, "bit_depth": self.bit_depth, "writer": "napari-imseq"}
-        )
+            {"fps": self.fps, "bit_depth": self.bit_depth, "writer": "napari-imseq",
+             "every_chunk_written": True}  # readers treat a missing chunk as a lost frame
+        )  # fmt: skip
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         n = self.count
