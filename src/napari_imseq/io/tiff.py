@@ -416,13 +416,20 @@ class TiffWriter(Writer):
     def _shaped(self, count: int) -> str:
         import json
 
-        md: dict[str, Any] = {"shape": [count, *self._frame_shape()]}
+        shape = self._frame_shape()
+        # explicit axes: tifffile would guess them from the page shape, and length-1 axes
+        # (a (1, 1) frame, a (Y, X, 1) frame) would be taken for something else
+        inner = "YXS" if self._photometric == "rgb" else "YX"
+        md: dict[str, Any] = {
+            "shape": [count, *shape],
+            "axes": "T" + "Q" * (len(shape) - len(inner)) + inner,
+        }
         if self.fps:
             md["fps"] = self.fps
         return json.dumps(md)
 
     def _frame_shape(self) -> tuple[int, ...]:
-        return tuple(int(v) for v in (self.shape or self._first_shape))
+        return tuple(int(v) for v in (self.shape or self._first_shape))  # type: ignore[union-attr]
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         if self._imagej:
