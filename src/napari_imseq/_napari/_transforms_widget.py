@@ -1,19 +1,42 @@
 """Dock widget: build a per-frame pipeline on an image layer, preview it live, apply it lazily.
 
-The widget only arranges the public API (:mod:`napari_imseq.transforms`): steps and their
-parameters (magicgui controls made from the functions' type annotations), a preview of the
-current frame (computed for that frame only), "Apply" (a new lazy layer, nothing computed
-ahead), and JSON save/load. Errors are shown in the widget, never raised into napari.
+The widget only arranges the public API (:mod:`napari_imseq.transforms`):
+
+* steps and their parameters, with controls generated from the transforms' signatures
+  (:func:`~napari_imseq.transforms._registry.describe`): numbers bounded by the layer's dtype
+  (0..65535 for uint16, unbounded for floats, signed offsets), pairs for ranges, lists for
+  colormaps and dtypes, "auto" for optional values; ranges start at the layer's contrast limits;
+* one preview layer, the pipeline applied to the current frame only, updated in place when the
+  frame or a parameter changes (computed off the GUI thread once a frame takes longer than
+  ``async_after`` seconds, stale requests dropped), removed when the widget closes or hides
+  and when the pipeline is applied;
+* "Apply": a new lazy layer (the pipeline mapped over frames by dask) that looks like the
+  preview (contrast limits, colormap, gamma, opacity, blending, rgb);
+* JSON save/load (the same steps as ``imseq convert --pipeline``).
+
+Gray and RGB(A) layers of any dtype and any number of leading axes are handled: frames are
+the last two axes (plus the colour axis of RGB layers); ``{index}`` and ``{timestamp}`` follow
+the first axis. Errors are shown in the widget, never raised into napari.
 """
 
 from __future__ import annotations
 
 import json
-import typing
+import math
+import time
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, create_widget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -24,27 +47,163 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..transforms import Pipeline, available, parameters
-from ..transforms._registry import get
+from ..transforms import Pipeline, available, estimate_histogram
+from ..transforms._registry import ParamInfo, describe, dtype_range
 
 PREVIEW_SUFFIX = " [preview]"
+_BIG = 1e12  # "unbounded" for spin boxes
+_INT_MAX = 2**31 - 1
 
 
-def _hints(name: str) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(get(name))
-    except Exception:
-        return {}
+# ---- parameter fields ---------------------------------------------------------------------------
+class _Field:
+    """An editor for one parameter: magicgui widgets built from a :class:`ParamInfo`."""
+
+    def __init__(self, info: ParamInfo, value: Any, dtype: np.dtype, on_change, layer_data=None):
+        self.info, self.on_change = info, on_change
+        self._layer_data = layer_data
+        self.auto: CheckBox | None = None
+        parts: list = []
+        if info.kind == "array":
+            self._array = None if value is None else np.asarray(value)
+            self._label = Label(value=self._array_text())
+            estimate = PushButton(text="Equalise (from layer)")
+            load = PushButton(text="Load .npy/.json...")
+            estimate.changed.connect(lambda *_: self._estimate())
+            load.changed.connect(lambda *_: self._load())
+            self.widget = Container(
+                widgets=[self._label, estimate, load], layout="horizontal", labels=False
+            )
+            self.widget.label = info.name
+            return
+        n = max(info.length, 1)
+        if value is None and info.spec.unit == "intensity":  # "auto": show the dtype's range
+            lo, hi = dtype_range(dtype) if np.dtype(dtype).kind in "uib" else (0.0, 1.0)
+            items = [lo, hi][-n:] if n <= 2 else [hi] * n
+        else:
+            items = list(value) if info.length and value is not None else [value] * n
+        self.items = [self._leaf(info, v, dtype) for v in items]
+        parts = list(self.items)
+        if info.optional:
+            self.auto = CheckBox(text="auto", value=value is None)
+            self.auto.changed.connect(self._auto_changed)
+            parts.append(self.auto)
+            self._auto_changed()
+        for w in self.items:
+            w.changed.connect(self._changed)
+        if len(parts) == 1:
+            self.widget = parts[0]
+        else:
+            self.widget = Container(widgets=parts, layout="horizontal", labels=False)
+        self.widget.label = info.name
+
+    def _leaf(self, info: ParamInfo, value: Any, dtype: np.dtype):
+        if info.kind is bool:
+            return CheckBox(value=bool(value))
+        if info.choices:
+            choices = list(info.choices)
+            if value is not None and str(value) not in choices:
+                choices.append(str(value))
+            return ComboBox(choices=choices, value=str(value) if value is not None else choices[0])
+        if info.kind is str:
+            return LineEdit(value="" if value is None else str(value))
+        lo, hi = info.limits(dtype)
+        if info.kind is int:
+            lo, hi = max(lo, -_INT_MAX), min(hi, _INT_MAX)
+            v = 0 if value is None else int(value)
+            return SpinBox(value=min(max(v, lo), hi), min=int(lo), max=int(hi))
+        lo, hi = max(lo, -_BIG), min(hi, _BIG)
+        whole = info.spec.unit in ("intensity", "offset") and np.dtype(dtype).kind in "uib"
+        v = 0.0 if value is None else float(value)
+        step = 1.0 if whole else (0.01 if info.spec.unit else 0.1)
+        w = FloatSpinBox(value=min(max(v, lo), hi), min=lo, max=hi, step=step)
+        w.native.setDecimals(2 if whole else 4)
+        w.native.setKeyboardTracking(False)  # one update per typed number, not per digit
+        w.value = min(max(v, lo), hi)  # again: the decimals may have rounded it
+        return w
+
+    def _auto_changed(self, *_: Any) -> None:
+        for w in self.items:
+            w.enabled = not self.auto.value
+        self._changed()
+
+    def _changed(self, *_: Any) -> None:
+        self.on_change(self.info.name, self.value)
+
+    @property
+    def value(self) -> Any:
+        if self.info.kind == "array":
+            return None if self._array is None else self._array.tolist()
+        if self.auto is not None and self.auto.value:
+            return None
+        values = [w.value for w in self.items]
+        return tuple(values) if self.info.length else values[0]
+
+    # -- look-up tables ----------------------------------------------------------------------
+    def _array_text(self) -> str:
+        return "no table" if self._array is None else f"{len(self._array)} entries"
+
+    def _set_array(self, arr: np.ndarray) -> None:
+        self._array = np.asarray(arr)
+        self._label.value = self._array_text()
+        self._changed()
+
+    def _estimate(self) -> None:
+        try:
+            self._set_array(estimate_histogram(self._layer_data))
+        except Exception as err:  # shown by the widget
+            self.on_change(self.info.name, err)
+
+    def _load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(None, "Load look-up table", "", "*.npy *.json")
+        if not path:
+            return
+        try:
+            if path.endswith(".npy"):
+                self._set_array(np.load(path))
+            else:
+                with open(path) as f:
+                    self._set_array(np.asarray(json.load(f)))
+        except (OSError, ValueError) as err:
+            self.on_change(self.info.name, err)
 
 
+def _short(value: Any) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, (list, np.ndarray)) and len(value) > 4:
+        return f"<{len(value)} values>"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# ---- the widget ---------------------------------------------------------------------------------
 class TransformWidget(QWidget):
     """Pipeline editor with live preview; ``napari_viewer`` is injected by napari."""
+
+    #: previews slower than this (seconds) are computed off the GUI thread from then on
+    async_after = 0.05
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.steps: list[tuple[str, dict[str, Any]]] = []
+        self._fields: dict[str, _Field] = {}
         self._param_box: Container | None = None
+        self._editing = -1
+        self._preview = None  # the one preview layer
+        self._auto_limits: tuple[float, float] | None = None
+        self._version = 0  # bumped by every change of steps or parameters
+        self._shown_key: Any = None
+        self._slow = False
+        self._worker = None
+        self._pending: dict | None = None
+        self._closed = False
+        self._showing = False  # adding the preview layer moves dims: no re-entry
+        self._detached = False  # taken out of its dock (napari's remove_dock_widget)
 
         self.layer_box = ComboBox(label="layer", choices=self._image_layer_names)
         self.step_choice = ComboBox(label="transform", choices=available())
@@ -93,10 +252,14 @@ class TransformWidget(QWidget):
         self.apply_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button.clicked.connect(self._load_dialog)
-        self.layer_box.changed.connect(lambda _: self.update_preview())
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.viewer.dims.events.current_step.connect(lambda _: self.update_preview())
+        self.layer_box.changed.connect(self._layer_changed)
+        self._connections = [
+            (self.viewer.layers.events.inserted, self._refresh_layers),
+            (self.viewer.layers.events.removed, self._on_removed),
+            (self.viewer.dims.events.current_step, self._on_dims),
+        ]
+        for emitter, callback in self._connections:
+            emitter.connect(callback)
 
     # ---- layers ------------------------------------------------------------------------------
     def _image_layer_names(self, *_: Any) -> list[str]:
@@ -105,172 +268,362 @@ class TransformWidget(QWidget):
         return [
             layer.name
             for layer in self.viewer.layers
-            if isinstance(layer, Image) and not layer.name.endswith(PREVIEW_SUFFIX)
+            if isinstance(layer, Image) and layer is not self._preview
         ]
 
     def _refresh_layers(self, *_: Any) -> None:
         self.layer_box.reset_choices()
 
+    def _on_removed(self, event: Any = None) -> None:
+        if event is not None and event.value is self._preview:
+            self._preview = None  # removed by the user: made again on the next update
+            self._shown_key = None
+        self._refresh_layers()
+        if self.layer is None:
+            self._drop_preview()
+
+    def _layer_changed(self, *_: Any) -> None:
+        self._drop_preview()
+        self._slow = False
+        self._show_params(self._editing)
+        self.update_preview()
+
     @property
     def layer(self):
         name = self.layer_box.value
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        if name is None or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        return None if layer is self._preview else layer
+
+    @staticmethod
+    def _frame_ndim(layer) -> int:
+        return 3 if layer.rgb else 2
+
+    def _source(self, layer):
+        if getattr(layer, "multiscale", False):
+            raise ValueError(
+                f"layer {layer.name!r} is multiscale; transforms work on single-scale layers"
+            )
+        return layer.data
+
+    def _position(self, layer) -> tuple[int, ...]:
+        """Index of the frame napari shows: the layer's leading axes at the current dims point."""
+        data = self._source(layer)
+        lead = data.ndim - self._frame_ndim(layer)
+        if lead <= 0:
+            return ()
+        coords = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)[:lead]
+        return tuple(
+            int(min(max(round(c) if math.isfinite(c) else 0, 0), n - 1))
+            for c, n in zip(coords, data.shape[:lead], strict=True)
+        )
 
     # ---- steps -------------------------------------------------------------------------------
     @property
     def pipeline(self) -> Pipeline:
         return Pipeline(self.steps)
 
+    def _defaults(self, name: str) -> dict[str, Any]:
+        """Every parameter of ``name``, with ranges starting at the layer's contrast limits."""
+        layer = self.layer
+        out: dict[str, Any] = {}
+        for info in describe(name):
+            value = info.default
+            if layer is not None and info.name == "in_range" and info.spec.unit == "intensity":
+                value = tuple(float(v) for v in layer.contrast_limits)
+            if info.kind == "array" and value is None:  # a table: identity to start with
+                if layer is None or np.dtype(layer.dtype) not in (np.uint8, np.uint16):
+                    continue  # (the step then says what it needs)
+                value = np.arange(np.iinfo(layer.dtype).max + 1, dtype=layer.dtype)
+            out[info.name] = value
+        return out
+
     def add_step(self, name: str, **params: Any) -> None:
+        """Add step ``name``; parameters not given take their defaults (from the layer)."""
         try:
+            params = {**self._defaults(name), **params}
             Pipeline([(name, params)])  # validates the name and the parameters
         except (KeyError, TypeError) as err:
             self._error(err)
             return
         self.steps.append((name, dict(params)))
-        self._refresh_list(len(self.steps) - 1)
-        self.update_preview()
+        self._changed(select=len(self.steps) - 1)
 
     def remove_step(self, row: int) -> None:
         if 0 <= row < len(self.steps):
             del self.steps[row]
-            self._refresh_list(min(row, len(self.steps) - 1))
-            self.update_preview()
+            self._changed(select=min(row, len(self.steps) - 1))
 
     def move_step(self, row: int, delta: int) -> None:
         new = row + delta
         if 0 <= row < len(self.steps) and 0 <= new < len(self.steps):
             self.steps[row], self.steps[new] = self.steps[new], self.steps[row]
-            self._refresh_list(new)
-            self.update_preview()
+            self._changed(select=new)
 
     def set_param(self, row: int, **params: Any) -> None:
+        """Change parameters of step ``row`` (its controls follow)."""
         name, current = self.steps[row]
+        try:
+            Pipeline([(name, {**current, **params})])
+        except (KeyError, TypeError) as err:
+            self._error(err)
+            return
         self.steps[row] = (name, {**current, **params})
-        self._refresh_list(row)
+        self._changed(select=row, rebuild=True)
+
+    def _field_changed(self, row: int, key: str, value: Any) -> None:
+        if isinstance(value, Exception):
+            self._error(value)
+            return
+        if not 0 <= row < len(self.steps):
+            return
+        name, current = self.steps[row]
+        self.steps[row] = (name, {**current, key: value})
+        self._changed(select=row, rebuild=False)
+
+    def _changed(self, select: int, rebuild: bool = True) -> None:
+        """After any edit: the list shows the pipeline, the controls the selected step."""
+        self._version += 1
+        self._sync_list(select)
+        if rebuild or select != self._editing:
+            self._show_params(select)
         self.update_preview()
 
-    def _refresh_list(self, select: int) -> None:
+    def _sync_list(self, select: int) -> None:
         self.step_list.blockSignals(True)
-        self.step_list.clear()
-        for name, params in self.steps:
-            shown = ", ".join(f"{k}={v}" for k, v in params.items())
-            self.step_list.addItem(f"{name}({shown})")
-        self.step_list.blockSignals(False)
+        while self.step_list.count() > len(self.steps):
+            self.step_list.takeItem(self.step_list.count() - 1)
+        while self.step_list.count() < len(self.steps):
+            self.step_list.addItem("")
+        for i, (name, params) in enumerate(self.steps):
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+            self.step_list.item(i).setText(f"{i + 1}. {name}({shown})")
         if 0 <= select < len(self.steps):
             self.step_list.setCurrentRow(select)
-            self._show_params(select)
-        else:
-            self._show_params(-1)
+        self.step_list.blockSignals(False)
 
     def _show_params(self, row: int) -> None:
         if self._param_box is not None:
             self.params_area.removeWidget(self._param_box.native)
             self._param_box.native.setParent(None)
             self._param_box = None
+        self._fields = {}
+        self._editing = row
         if not 0 <= row < len(self.steps):
             return
         name, values = self.steps[row]
-        hints = _hints(name)
-        widgets = []
-        for key, p in parameters(name).items():
-            value = values.get(key, p.default)
-            try:
-                w = create_widget(value=value, annotation=hints.get(key), name=key, label=key)
-            except Exception:
-                continue  # not editable here (e.g. a LUT array): keeps its value
-            widgets.append(w)
-        box = Container(widgets=widgets)
-
-        def changed(*_: Any) -> None:
-            self.steps[row] = (name, {**self.steps[row][1], **{w.name: w.value for w in box}})
-            self.update_preview()
-
-        box.changed.connect(changed)
+        layer = self.layer
+        dtype = np.dtype(layer.dtype) if layer is not None else np.dtype(np.float32)
+        data = None
+        if layer is not None and not getattr(layer, "multiscale", False):
+            data = layer.data
+        for info in describe(name):
+            value = values.get(info.name, info.default)
+            self._fields[info.name] = _Field(
+                info, value, dtype, lambda k, v, r=row: self._field_changed(r, k, v), data
+            )
+        box = Container(widgets=[f.widget for f in self._fields.values()])
         self._param_box = box
         self.params_area.addWidget(box.native)
 
-    # ---- preview and apply -----------------------------------------------------------------
-    def _current_index(self, layer) -> int:
-        if layer.ndim <= (3 if layer.rgb else 2):
-            return 0
-        return int(self.viewer.dims.current_step[0])
+    def field(self, name: str):
+        """The control of parameter ``name`` of the selected step: a widget with ``.value`` for
+        scalars, a list of them (``.items``) for pairs and triples."""
+        f = self._fields[name]
+        return f.items if f.info.length else f.items[0]
+
+    # ---- preview -----------------------------------------------------------------------------
+    def _request(self) -> dict | None:
+        layer = self.layer
+        if layer is None or not self.steps or not self.preview_button.isChecked():
+            return None
+        pos = self._position(layer)
+        ts = (layer.metadata or {}).get("timestamps")
+        i = pos[0] if pos else 0
+        t = float(ts[i]) if ts is not None and i < len(ts) else None
+        return {
+            "layer": layer,
+            "pos": pos,
+            "index": i,
+            "timestamp": t,
+            "pipeline": self.pipeline,
+            "key": (id(layer), pos, self._version),
+        }
 
     def update_preview(self) -> None:
-        layer = self.layer
-        if layer is None or not self.preview_button.isChecked() or not self.steps:
-            self._drop_preview()
+        """Show the pipeline on the current frame (only that frame is read and computed)."""
+        if self._closed or self._showing or self._detached:
             return
         try:
-            i = self._current_index(layer)
-            frame = np.asarray(layer.data[i])
-            ts = (layer.metadata or {}).get("timestamps")
-            t = float(ts[i]) if ts is not None and i < len(ts) else None
-            out = self.pipeline(frame, index=i, timestamp=t)
+            req = self._request()
         except Exception as err:
             self._error(err)
             return
-        name = layer.name + PREVIEW_SUFFIX
-        rgb = out.ndim == 3 and out.shape[-1] in (3, 4)
-        if name in self.viewer.layers and self.viewer.layers[name].rgb == rgb:
-            self.viewer.layers[name].data = out
-        else:
+        if req is None:
             self._drop_preview()
-            self.viewer.add_image(out, name=name, rgb=rgb)
-        self.status.setText(f"preview of frame {i}: {out.shape} {out.dtype}")
+            return
+        if req["key"] == self._shown_key and self._preview is not None:
+            return
+        if self._worker is not None:  # one computation at a time; only the newest waits
+            self._pending = req
+            return
+        if not self._slow:
+            try:
+                start = time.perf_counter()
+                out = self._compute(req)
+                self._slow = time.perf_counter() - start > self.async_after
+            except Exception as err:
+                self._error(err)
+                return
+            self._show(req, out)
+            return
+        self._start_worker(req)
+
+    @staticmethod
+    def _compute(req: dict) -> np.ndarray:
+        frame = np.asarray(req["layer"].data[req["pos"]])
+        return req["pipeline"](frame, index=req["index"], timestamp=req["timestamp"])
+
+    def _start_worker(self, req: dict) -> None:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(self._compute, req, _start_thread=False)
+        worker.returned.connect(lambda out, r=req: self._worker_done(r, out))
+        worker.errored.connect(lambda err, r=req: self._worker_done(r, err))
+        self._worker = worker
+        self.status.setText(f"computing frame {req['index']}...")
+        worker.start()
+
+    def _worker_done(self, req: dict, out: Any) -> None:
+        self._worker = None
+        pending, self._pending = self._pending, None
+        if self._closed:
+            return
+        if pending is not None and pending["key"] != req["key"]:
+            self._start_worker(pending)  # the shown frame or parameters moved on: drop this
+            return
+        if isinstance(out, Exception):
+            self._error(out)
+        else:
+            self._show(req, out)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Process events until no preview is being computed (for scripts and tests)."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout
+        while (self._worker is not None or self._pending is not None) and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.005)
+
+    def _show(self, req: dict, out: np.ndarray) -> None:
+        self._showing = True
+        try:
+            self._show_frame(req, out)
+        finally:
+            self._showing = False
+
+    def _show_frame(self, req: dict, out: np.ndarray) -> None:
+        layer = req["layer"]
+        rgb = out.ndim == 3 and out.shape[-1] in (3, 4)
+        if out.ndim != (3 if rgb else 2):
+            self._error(f"the pipeline made a frame of shape {out.shape}, not an image")
+            return
+        limits, _ = req["pipeline"].display_range(_limits(layer), layer.dtype)
+        limits = _valid_limits(limits, out.dtype)
+        preview = self._preview
+        if preview is not None and preview not in self.viewer.layers:
+            preview = self._preview = None
+        if preview is not None and preview.rgb != rgb:
+            self._drop_preview()  # napari cannot switch a layer between gray and RGB
+            preview = None
+        if preview is None:
+            self._preview = self.viewer.add_image(
+                out, **_look(layer, rgb, limits), name=layer.name + PREVIEW_SUFFIX,
+                scale=layer.scale[-2:], translate=layer.translate[-2:],
+            )  # fmt: skip
+            _set_range(self._preview, out.dtype, limits)
+            self._refresh_layers()
+        else:
+            preview.data = out
+            _set_range(preview, out.dtype, limits)
+            if limits != self._auto_limits:  # the pipeline moved the range; else keep the user's
+                preview.contrast_limits = limits
+        self._auto_limits = limits
+        self._shown_key = req["key"]
+        where = f"frame {req['pos']}" if len(req["pos"]) > 1 else f"frame {req['index']}"
+        self.status.setText(f"preview of {where}: {out.shape} {out.dtype}")
         self.status.setStyleSheet("")
 
     def _drop_preview(self) -> None:
-        layer = self.layer
-        if layer is not None and layer.name + PREVIEW_SUFFIX in self.viewer.layers:
-            self.viewer.layers.remove(layer.name + PREVIEW_SUFFIX)
+        preview, self._preview = self._preview, None
+        self._shown_key = None
+        self._auto_limits = None
+        if preview is not None and preview in self.viewer.layers:
+            self.viewer.layers.remove(preview)
 
+    def _on_dims(self, *_: Any) -> None:
+        if self._preview is not None or self.steps:
+            self.update_preview()
+
+    # ---- apply -------------------------------------------------------------------------------
     def apply(self):
-        """Add a lazy layer with the pipeline applied to every frame; returns it."""
+        """Add a lazy layer with the pipeline applied to every frame; returns it.
+
+        It looks like the preview: same contrast limits, colormap, gamma, opacity, blending.
+        """
         layer = self.layer
         if layer is None or not self.steps:
             self._error("choose an image layer and add at least one step")
             return None
+        pipeline = self.pipeline
+        md = {k: v for k, v in (layer.metadata or {}).items() if k != "display"}
         try:
-            data = self.pipeline.apply(
-                layer.data if layer.ndim > (3 if layer.rgb else 2) else layer.data[np.newaxis]
-            )
+            data = pipeline.apply(
+                self._source(layer), frame_ndim=self._frame_ndim(layer),
+                timestamps=md.get("timestamps"),
+            )  # fmt: skip
+            limits, _ = pipeline.display_range(_limits(layer), layer.dtype)
         except Exception as err:
             self._error(err)
             return None
-        rgb = data.ndim == 4 and data.shape[-1] in (3, 4)
-        kwargs: dict[str, Any] = {"name": f"{layer.name} [{len(self.steps)} steps]", "rgb": rgb}
-        if data.dtype.kind in "ui":
-            info = np.iinfo(data.dtype)
-            same = data.dtype == layer.data.dtype
-            kwargs["contrast_limits"] = (
-                tuple(layer.contrast_limits) if same else (info.min, info.max)
-            )
-        else:
-            kwargs["contrast_limits"] = (0.0, 1.0)
-        md = dict(layer.metadata or {})
-        md["pipeline"] = self.pipeline.to_json()
-        new = self.viewer.add_image(data, metadata=md, **kwargs)
+        lead = self._source(layer).ndim - self._frame_ndim(layer)
+        rgb = data.ndim - lead == 3 and data.shape[-1] in (3, 4)
+        look = _look(layer, rgb, _valid_limits(limits, data.dtype))
+        if self._preview is not None and self._preview.rgb == rgb:
+            look = _look(self._preview, rgb, tuple(self._preview.contrast_limits))
+        md["pipeline"] = pipeline.to_json()
+        new = self.viewer.add_image(
+            data, **look, name=f"{layer.name} [{len(self.steps)} steps]", metadata=md,
+            scale=layer.scale, translate=layer.translate,
+        )  # fmt: skip
+        _set_range(new, data.dtype, look["contrast_limits"])
         self._drop_preview()
+        self.preview_button.setChecked(False)  # applied: no preview until asked again
         self.status.setText(f"added lazy layer {new.name!r}")
+        self.status.setStyleSheet("")
         return new
 
     # ---- files ---------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            f.write(self.pipeline.to_json())
+        try:
+            with open(path, "w") as f:
+                f.write(self.pipeline.to_json())
+        except OSError as err:
+            self._error(f"{path}: {err}")
+            return
         self.status.setText(f"saved {path}")
 
     def load(self, path: str) -> None:
         try:
             with open(path) as f:
                 pipeline = Pipeline.from_json(f.read())
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
             self._error(f"{path}: {err}")
             return
         self.steps = list(pipeline.steps)
-        self._refresh_list(0)
-        self.update_preview()
+        self._changed(select=0)
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
@@ -287,3 +640,81 @@ class TransformWidget(QWidget):
     def _error(self, err: Any) -> None:
         self.status.setText(f"error: {err}")
         self.status.setStyleSheet("color: #e04040")
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def event(self, event) -> bool:
+        from qtpy.QtCore import QEvent
+
+        if event.type() == QEvent.Type.ParentChange:
+            self._detached = self.parent() is None and self._had_parent
+            self._had_parent = self.parent() is not None
+            if self._detached:
+                self._drop_preview()
+        return super().event(event)
+
+    _had_parent = False
+
+    def hideEvent(self, event) -> None:  # docked away or closed: no preview left behind
+        if not event.spontaneous():  # (a minimised window keeps it)
+            self._drop_preview()
+        super().hideEvent(event)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not event.spontaneous():
+            self.update_preview()
+
+    def closeEvent(self, event) -> None:
+        self.cleanup()
+        super().closeEvent(event)
+
+    def cleanup(self) -> None:
+        """Remove the preview and stop following the viewer (the widget is closing)."""
+        self._drop_preview()
+        self._closed = True
+        self._pending = None
+        if self._worker is not None:
+            self._worker.quit()
+        for emitter, callback in self._connections:
+            emitter.disconnect(callback)
+        self._connections = []
+
+
+# ---- how a result layer looks ---------------------------------------------------------------------
+def _limits(layer) -> tuple[float, float]:
+    return float(layer.contrast_limits[0]), float(layer.contrast_limits[1])
+
+
+def _valid_limits(limits: tuple[float, float], dtype: np.dtype) -> tuple[float, float]:
+    lo, hi = float(limits[0]), float(limits[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = (0.0, 1.0) if np.dtype(dtype).kind == "f" else (0.0, 255.0)
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def _look(layer, rgb: bool, limits: tuple[float, float]) -> dict[str, Any]:
+    """Display settings of ``layer`` for a result with these contrast limits."""
+    look: dict[str, Any] = {
+        "rgb": rgb,
+        "contrast_limits": limits,
+        "gamma": float(layer.gamma),
+        "opacity": float(layer.opacity),
+        "blending": str(layer.blending),
+    }
+    if not rgb and not layer.rgb:
+        look["colormap"] = layer.colormap
+    return look
+
+
+def _set_range(layer, dtype: np.dtype, limits: tuple[float, float]) -> None:
+    """The whole dtype stays reachable from the layer controls (integers), with ``limits``."""
+    lo, hi = limits
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
+        lo, hi = min(lo, float(info.min)), max(hi, float(info.max))
+    else:
+        r = layer.contrast_limits_range
+        lo, hi = min(lo, float(r[0])), max(hi, float(r[1]))
+    current = tuple(layer.contrast_limits)
+    layer.contrast_limits_range = (lo, hi)
+    layer.contrast_limits = current

@@ -93,15 +93,17 @@ def rgb_to_gray(
     frame: np.ndarray, *, weights: tuple[float, float, float] = (0.2125, 0.7154, 0.0721)
 ) -> np.ndarray:
     """Weighted sum of R, G, B (ITU-R BT.709 luminance by default); the dtype is kept and an
-    alpha channel is dropped (a gray frame has none).
+    alpha channel is dropped (a gray frame has none); gray frames are returned as they are.
 
     Examples
     --------
     >>> rgb_to_gray(np.full((1, 1, 3), 100, np.uint8)).tolist()
     [[100]]
     """
+    if frame.ndim == 2:
+        return frame  # already gray: pipelines work on gray and colour sources alike
     if frame.ndim != 3 or frame.shape[2] < 3:
-        raise ValueError(f"rgb_to_gray takes (H, W, 3|4) frames, not shape {frame.shape}")
+        raise ValueError(f"rgb_to_gray takes (H, W) or (H, W, 3|4) frames, not shape {frame.shape}")
     if frame.dtype in (np.uint8, np.uint16, np.float32):
         import cv2
 
