@@ -206,7 +206,12 @@ class _ExportFrames(Sequence):
 
 # ---- the public function -----------------------------------------------------------------------
 def _is_viewer(source: Any) -> bool:
-    return hasattr(source, "layers") and hasattr(source, "dims") and hasattr(source, "camera")
+    return hasattr(source, "layers") and hasattr(source, "dims") and hasattr(source, "screenshot")
+
+
+def _camera(viewer: Any) -> Any:
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 def _layer_list(source: Any, mode: str) -> list[Any]:
@@ -255,8 +260,9 @@ def _frame_range(frames: Any, n: int) -> tuple[int | None, int | None, int | Non
 def _view_region(viewer: Any, scene: Scene) -> tuple[int, int, int, int]:
     """The current field of view in output pixels of the data grid."""
     ya, xa = (scene.axes[d] for d in scene.displayed)
-    cy, cx = (float(c) for c in viewer.camera.center[-2:])
-    zoom = float(viewer.camera.zoom)
+    camera = _camera(viewer)
+    cy, cx = (float(c) for c in camera.center[-2:])
+    zoom = float(camera.zoom)
     ch, cw = viewer._canvas_size  # screen pixels
     hy, hx = ch / zoom / 2, cw / zoom / 2
     y0 = int(np.floor((cy - hy - ya.start) / ya.step + 0.5))
@@ -575,15 +581,16 @@ def _napari_frames(viewer: Any, scene: Scene, grid, size) -> tuple[Callable, que
     zoom = min(h / (grid.ys.n * grid.ys.step), w / (grid.xs.n * grid.xs.step))
 
     def shoot(index: int) -> np.ndarray:
-        saved = (viewer.camera.center, viewer.camera.zoom, viewer.dims.current_step)
+        camera = _camera(viewer)
+        saved = (camera.center, camera.zoom, viewer.dims.current_step)
         try:
-            viewer.camera.zoom = zoom
-            viewer.camera.center = (*viewer.camera.center[:-2], *centre)
+            camera.zoom = zoom
+            camera.center = (*camera.center[:-2], *centre)
             if axis_world is not None:
                 viewer.dims.set_current_step(axis_world, index)
             img = viewer.screenshot(canvas_only=True, size=(h, w), flash=False)
         finally:
-            viewer.camera.center, viewer.camera.zoom = saved[0], saved[1]
+            camera.center, camera.zoom = saved[0], saved[1]
             viewer.dims.current_step = saved[2]
         return np.ascontiguousarray(np.asarray(img)[..., :3])
 
