@@ -79,6 +79,7 @@ FORMATS = {
     "zarr": ("a.zarr", {}, _zarr, _relative(1e-12)),
     "seq": ("a.seq", {}, _seq, _interval(1.01e-6)),  # microsecond camera timestamps
     "png-folder": ("frames/", {}, _png_folder, None),
+    "tif-folder": ("frames/", {"image_format": "tif"}, _zarr, None),  # every real dtype
 }
 
 

@@ -211,11 +211,13 @@ class Writer:
         return value
 
     # ---- what overwrite=True may replace ----------------------------------------------------
-    def _check_replaceable(self) -> None:
+    def _check_replaceable(self, partial: bool = True) -> None:
         """Raise :class:`OverwriteRefusedError` unless every existing target is ours to replace.
 
-        Checked at construction (before any byte is written) and again before files move."""
-        self._check_partial()
+        Checked at construction (before any byte is written), at the first frame, and again
+        before files move (then without the partial file, which this writer wrote)."""
+        if partial:
+            self._check_partial()
         kind, path = _kind(self.path), self.path
         if kind == "special":
             raise OverwriteRefusedError(
@@ -424,7 +426,13 @@ class Writer:
         except OSError as err:
             raise self._write_error("finishing", err, self.partial) from err
         self._finished_ok = True
-        self._check_replaceable()
+        try:
+            self._check_replaceable(partial=False)
+        except OverwriteRefusedError as err:
+            raise OverwriteRefusedError(
+                f"{err}; what was written ({self.count} frame{'s' if self.count != 1 else ''}) "
+                f"is kept, complete, in {self.partial}"
+            ) from None
         try:
             self._move_into_place()
         except OSError as err:

@@ -268,4 +268,5 @@ class FolderWriter(Writer):
         else:
             import tifffile
 
-            tifffile.imwrite(name, frame, photometric="rgb" if frame.ndim == 3 else "minisblack")
+            rgb = frame.ndim == 3 and frame.shape[2] in (3, 4)
+            tifffile.imwrite(name, frame, photometric="rgb" if rgb else "minisblack")
