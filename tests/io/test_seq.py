@@ -392,3 +392,26 @@ def test_a_huge_declared_frame_count_is_bounded_by_the_file(tmp_path):
         seq = imseq.open_sequence(path)
     with seq:
         assert len(seq) == 3 and len(seq.timestamps) == 3
+
+
+def test_huge_declared_frame_is_refused_before_allocating(tmp_path, monkeypatch):
+    path = _header_for(
+        tmp_path,
+        **{"548": ("<I", 200_000), "552": ("<I", 100_000), "564": ("<I", 2 * 10**10 % 2**32)},
+    )
+    with pytest.raises(imseq.SequenceFormatError, match=r"bad\.seq.*GiB.*limit"):
+        imseq.open_sequence(path)
+    monkeypatch.setenv("NAPARI_IMSEQ_MAX_FRAME_BYTES", "32")
+    with pytest.raises(imseq.SequenceFormatError, match=r"bad\.seq.*limit"):
+        imseq.open_sequence(_header_for(tmp_path))
+
+
+def test_header_without_frames_or_count_is_an_error(tmp_path):
+    data = seqmaker.frames(2, (16, 16), np.uint8)
+    path = tmp_path / "h.seq"
+    seqmaker.raw_seq(path, data, allocated=0)
+    os.truncate(path, 8192 + 100)
+    with pytest.raises(
+        imseq.SequenceFormatError, match=r"h\.seq: the file holds no complete frame"
+    ):
+        imseq.open_sequence(path)

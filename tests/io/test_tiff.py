@@ -188,3 +188,96 @@ def test_a_looping_page_chain_is_an_error_not_a_hang(tmp_path, big, pages, loop_
     path.write_bytes(bytes(raw))
     with pytest.raises(imseq.SequenceFormatError, match=r"loop\.tif.*loops.*damaged"):
         imseq.open_sequence(path)
+
+
+def _set_tag(path, name, value):
+    """Overwrite tag ``name`` of every page in place (little-endian classic TIFF)."""
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:
+            tag = page.tags[name]
+            struct.pack_into("<H" if tag.dtype == 3 else "<I", raw, tag.valueoffset, value)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_huge_declared_dimensions_are_refused_before_allocating(tmp_path, compression):
+    path = tmp_path / "h.tif"
+    data = seqmaker.frames(4, (16, 20), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression=compression)
+    _set_tag(path, "ImageWidth", 60000)
+    _set_tag(path, "ImageLength", 60000)
+    # 60000 x 60000 uint16 is 6.7 GiB a frame: more than the file (raw) or than its strips
+    with pytest.raises(imseq.SequenceFormatError, match=r"h\.tif: the (header|first page)"):
+        imseq.open_sequence(path)
+
+
+def test_frame_size_limit_applies_to_compressed_frames(tmp_path, monkeypatch):
+    path = tmp_path / "c.tif"
+    tifffile.imwrite(
+        path, seqmaker.frames(3, (64, 64), np.uint16), photometric="minisblack", compression="zlib"
+    )
+    monkeypatch.setenv("NAPARI_IMSEQ_MAX_FRAME_BYTES", str(64 * 64))
+    with pytest.raises(imseq.SequenceFormatError, match=r"c\.tif.*limit"):
+        imseq.open_sequence(path)
+
+
+def test_a_corrupt_compressed_page_is_our_error_naming_the_frame(tmp_path):
+    path = tmp_path / "z.tif"
+    data = seqmaker.frames(3, (32, 32), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        off, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[off : off + count] = b"\x13" * count
+    path.write_bytes(bytes(raw))
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[0], data[0])
+        with pytest.raises(imseq.SequenceFormatError, match=r"z\.tif: reading frame 1") as info:
+            seq[1]
+        assert info.value.__cause__ is not None
+
+
+def test_seeded_mutations_give_frames_or_our_errors(tmp_path):
+    """A small, fixed sample of byte flips, pointer rewrites and cuts: never a raw error.
+    (The long mutation run with hang and memory classification lives in the robustness suite.)"""
+    import logging
+    import random
+    import warnings
+
+    rng = random.Random(7)
+    data = seqmaker.frames(6, (16, 20), np.uint16)
+    kinds = [
+        {"photometric": "minisblack"},
+        {"imagej": True, "metadata": {"axes": "TYX"}},
+        {"ome": True, "metadata": {"axes": "TYX"}},
+        {"bigtiff": True, "photometric": "minisblack"},
+        {"photometric": "minisblack", "compression": "zlib"},
+        {"photometric": "minisblack", "tile": (16, 16)},
+    ]
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    for k, kw in enumerate(kinds):
+        base = tmp_path / f"b{k}.tif"
+        tifffile.imwrite(base, data, **kw)
+        raw0 = base.read_bytes()
+        for j in range(25):
+            raw = bytearray(raw0)
+            if j % 3 == 0:
+                raw = raw[: rng.randrange(8, len(raw))]
+            else:
+                for _ in range(rng.randrange(1, 4)):
+                    pos = rng.randrange(len(raw) - 4)
+                    struct.pack_into(
+                        "<I", raw, pos, rng.choice([0, 0xFFFFFFFF, rng.randrange(1 << 20)])
+                    )
+            path = tmp_path / f"m{k}_{j}.tif"
+            path.write_bytes(bytes(raw))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", imseq.SequenceWarning)
+                try:
+                    with imseq.open_sequence(path) as seq:
+                        for i in range(len(seq)):
+                            seq[i]
+                        assert seq.metadata["frame_count"] == len(seq)
+                except imseq.SequenceError as err:
+                    assert str(path) in str(err)

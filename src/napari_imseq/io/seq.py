@@ -24,6 +24,7 @@ from ._base import (
     SequenceFormatError,
     SequenceWarning,
     UnsupportedFormatError,
+    check_frame_size,
     open_regular,
 )
 from ._writer import Writer
@@ -189,6 +190,7 @@ class SeqFile(Sequence):
     # ---- frame layout --------------------------------------------------------------------
     def _layout_uncompressed(self) -> None:
         path = self.path
+        check_frame_size(path, self._frame_shape, self._sample_dtype)
         expected = self.width * self.height * self.storage_bits // 8
         if self.image_size != expected:
             raise SequenceFormatError(
@@ -212,6 +214,11 @@ class SeqFile(Sequence):
         n = min(self.allocated_frames, slots) if self.allocated_frames else slots
         self._partial_bytes = rest if (not self.allocated_frames or n == slots) else 0
         self._n = n
+        if n == 0 and not self.allocated_frames:
+            raise SequenceFormatError(
+                f"{path}: the file holds no complete frame ({body} bytes after the header, "
+                f"frames of {stride} bytes); it is truncated or the header is damaged"
+            )
         if self.allocated_frames:
             cut = f", {self._partial_bytes} bytes of a partial frame" if self._partial_bytes else ""
             self._report_truncation(self.allocated_frames, n, cut)
@@ -226,6 +233,8 @@ class SeqFile(Sequence):
 
     def _layout_compressed(self, use_idx: bool) -> None:
         self._start = HEADER_SIZE
+        # a compressed frame decodes to the header's size: refuse absurd sizes up front
+        check_frame_size(self.path, self._frame_shape, self._sample_dtype)
         table = _cache.load(self.path, "seq-offsets")
         if table is None and use_idx:
             table = self._table_from_idx()

@@ -144,6 +144,14 @@ class TiffStack(Sequence):
             stored_bytes=self._stat.st_size if uncompressed else None,
         )  # fmt: skip
         check_frame_size(path, tuple(page.shape), self._native)  # one page, one chunk
+        needed = int(np.prod(getattr(page, "chunked", ()) or (1,)))
+        listed = len(page.dataoffsets)
+        if listed and needed != listed:
+            raise SequenceFormatError(
+                f"{path}: the first page is {page.imagelength} x {page.imagewidth} pixels, which "
+                f"takes {needed} strips or tiles, but its tags list {listed}; the page's "
+                f"dimensions or strip tags are damaged"
+            )
         # tifffile reports native dtypes; the bytes on disk are in the file's byte order
         self._file_dtype = self._native.newbyteorder(tif.byteorder)
         page = s.keyframe
