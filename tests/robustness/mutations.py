@@ -52,7 +52,7 @@ class Applied:
 # ---- enumeration (parent side) ---------------------------------------------------------------
 def enumerate_mutations(ref: str, name: str, rng: random.Random, long: bool) -> list[dict]:
     """The mutation specs for one base. ``long`` multiplies the random ones."""
-    reps = 12 if long else 2
+    reps = 8 if long else 2
     specs: list[dict] = [{"kind": "none"}]
     single_file = ref in ("rawseq", "jpegseq", "tiff", "pyav")
     if single_file:

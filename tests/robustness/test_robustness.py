@@ -12,7 +12,7 @@ import pytest
 from . import harness, misuse, oracle, probe
 from .run import failure_list, table
 
-FAMILIES = ["seq", "tiff", "video", "gif", "zarr", "folder", "api misuse"]
+FAMILIES = ["seq", "tiff", "video", "gif", "zarr", "folder", "special files", "api misuse"]
 
 
 @pytest.fixture(scope="module")
