@@ -56,14 +56,13 @@ def build_cases(s: Settings) -> list[dict]:
     for name, gen in corpus.GENERATORS.items():
         ref = _ref_kind(name, gen)
         specs = mutations.enumerate_mutations(ref, name, random.Random(f"{s.seed}:{name}"), s.long)
-        if name.startswith("sample_") and not s.long:
+        if name.startswith("sample_") and (not s.long or name in SAMPLE_SLOW):
             # the real files: undamaged plus a few cuts and flips (they are the slow ones)
             keep = [{"kind": "none"}, {"kind": "truncate", "at": "mid"},
                     {"kind": "truncate", "at": "last_frame"}]  # fmt: skip
-            specs = [sp for sp in specs if sp in keep] + [
-                sp for sp in specs if sp["kind"] == "flip"
-            ][:1]
-            if name in SAMPLE_SLOW:
+            flips = [sp for sp in specs if sp["kind"] == "flip"][:1]
+            specs = [sp for sp in specs if sp in keep] + flips
+            if name in SAMPLE_SLOW and not s.long:
                 specs = specs[:1]
         for spec in specs:
             cases.append({"id": f"{name}:{mutations.spec_id(spec)}", "base": name, "mutation": spec,
