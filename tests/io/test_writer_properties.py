@@ -171,3 +171,39 @@ def test_every_writer_takes_its_documented_frames(fmt):
         else:
             frames = (rng.random((3, *shape)) > 0.5).astype(dtype)
         check_round_trip(fmt, frames, 25.0)
+
+
+EDGE_CASES = {
+    "gray-1px": ((1, 1), "uint8"),
+    "one-channel": ((5, 6, 1), "uint8"),
+    "two-channels": ((5, 6, 2), "uint16"),
+    "rgba16": ((5, 6, 4), "uint16"),
+    "stack": ((2, 5, 6), "uint8"),
+    "bool": ((5, 6), "bool"),
+    "big-endian": ((5, 6), ">u2"),
+    "float16": ((5, 6), "float16"),
+    "uint64": ((5, 6), "uint64"),
+    "complex": ((5, 6), "complex64"),
+    "line": ((6,), "uint8"),
+    "empty": ((0, 6), "uint8"),
+}
+#: (format, case) pairs that fail today, each reported to the owner of the writer
+KNOWN = {
+    ("ffv1", "one-channel"): "VideoWriter stores (Y, X, 1) as gray: it reads back as (Y, X)",
+    ("png-mov", "one-channel"): "VideoWriter stores (Y, X, 1) as gray: it reads back as (Y, X)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_edge_cases_round_trip_or_are_refused(fmt, case, request):
+    if (fmt, case) in KNOWN:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN[fmt, case], strict=True))
+    shape, dtype = EDGE_CASES[case]
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 256, (2, *shape, np.dtype(dtype).itemsize), dtype=np.uint8)
+    frames = raw.view(dtype).reshape(2, *shape)
+    if np.dtype(dtype).kind == "b":
+        frames = raw[..., 0].reshape(2, *shape) > 127
+    for fps in (None, 25.0, math.nan):
+        check_round_trip(fmt, frames, fps)
