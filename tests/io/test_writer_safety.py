@@ -282,3 +282,33 @@ def test_convert_and_the_command_line_report_a_full_disk(tmp_path, monkeypatch, 
     assert cli.main(["convert", str(src), str(tmp_path / "c.zarr"), "-q"]) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "c.zarr.partial holds the 2 frames" in err
+
+
+def test_markers_that_are_fifos_never_block(tmp_path):
+    for name, marker in (("a.zarr", "zarr.json"), ("frames", ".napari-imseq.json")):
+        os.makedirs(tmp_path / name)
+        os.mkfifo(tmp_path / name / marker)
+        with pytest.raises(OverwriteRefusedError, match="did not write"):
+            imseq.imwrite(
+                tmp_path / name,
+                FRAMES,
+                overwrite=True,
+                format="zarr" if "zarr" in name else "folder",
+            )
+
+
+def test_a_partial_name_taken_during_start_up_is_left_alone(tmp_path, monkeypatch):
+    from napari_imseq.io.seq import SeqWriter
+
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep")
+    original = SeqWriter._remove_stale
+
+    def then_a_link_appears(self, target):
+        original(self, target)
+        os.symlink(precious, target)
+
+    monkeypatch.setattr(SeqWriter, "_remove_stale", then_a_link_appears)
+    with pytest.raises(OverwriteRefusedError, match="appeared while the writer started"):
+        imseq.imwrite(tmp_path / "a.seq", FRAMES)
+    assert precious.read_bytes() == b"keep"

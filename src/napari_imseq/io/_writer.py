@@ -84,14 +84,22 @@ _FILE_MAGICS = (
 _MOV_ATOMS = (b"ftyp", b"wide", b"mdat", b"moov", b"free", b"skip")
 
 
-def _file_is_ours(path: str) -> bool:
-    """True for a regular file that is empty or starts like a file one of our writers makes."""
+def read_small_file(path: str, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` when it is a regular file; None for a link, a
+    FIFO or a device (opened without following links and without blocking), or an error."""
     try:
         with open(path, "rb", opener=_nofollow_opener) as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return False
-            head = f.read(16)
+                return None
+            return f.read(limit)
     except OSError:
+        return None
+
+
+def _file_is_ours(path: str) -> bool:
+    """True for a regular file that is empty or starts like a file one of our writers makes."""
+    head = read_small_file(path, 16)
+    if head is None:
         return False
     return not head or head.startswith(_FILE_MAGICS) or head[4:8] in _MOV_ATOMS
 
@@ -329,6 +337,7 @@ class Writer:
             self._check_replaceable()
             with self._os_errors("creating"):
                 self._remove_stale(self.partial)
+                self._claim_partial()
                 try:
                     self._open(frame)
                 except BaseException:  # nothing of value was written: leave no partial file
@@ -382,6 +391,21 @@ class Writer:
         )
         out.errno, out.strerror, out.filename = err.errno, reason, kept
         return out
+
+    def _claim_partial(self) -> None:
+        """Create the partial file (or folder) exclusively, never through a link, so nothing
+        that appeared at that name since the checks is opened or truncated."""
+        try:
+            if self.directory:
+                os.mkdir(self.partial)
+            else:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                os.close(os.open(self.partial, flags, 0o666))
+        except FileExistsError:
+            raise OverwriteRefusedError(
+                f"{self.partial} appeared while the writer started (another program or writer "
+                f"uses this name); it was left untouched: choose another output name"
+            ) from None
 
     def _remove_stale(self, target: str) -> None:
         """Remove a leftover partial file (``_check_replaceable`` established it is ours)."""

@@ -195,7 +195,7 @@ class ImageFolder(Sequence):
 
 
 # ---- writing -------------------------------------------------------------------------------
-from ._writer import Writer  # noqa: E402
+from ._writer import Writer, read_small_file  # noqa: E402
 
 
 class FolderWriter(Writer):
@@ -215,8 +215,7 @@ class FolderWriter(Writer):
         import json
 
         try:
-            with open(os.path.join(path, cls.MARKER), "rb") as f:
-                marker = json.loads(f.read(1 << 16))
+            marker = json.loads(read_small_file(os.path.join(path, cls.MARKER), 1 << 16) or b"")
             if marker.get("writer") != "napari-imseq":
                 return None
             names = os.listdir(path)
@@ -252,7 +251,7 @@ class FolderWriter(Writer):
             )
 
     def _open(self, frame: np.ndarray) -> None:
-        os.makedirs(self.partial)
+        os.makedirs(self.partial, exist_ok=True)  # the base class created it, exclusively
         self._mark()
 
     def _finish(self) -> None:

@@ -172,9 +172,10 @@ class ZarrWriter(Writer):
         """Our layout: a zarr v3 group whose attributes name napari-imseq as the writer."""
         import json
 
+        from ._writer import read_small_file
+
         try:
-            with open(os.path.join(path, "zarr.json"), "rb") as f:
-                meta = json.loads(f.read(1 << 20))
+            meta = json.loads(read_small_file(os.path.join(path, "zarr.json"), 1 << 20) or b"")
             ours = meta.get("node_type") == "group" and (
                 meta.get("attributes", {}).get("writer") == "napari-imseq"
             )
