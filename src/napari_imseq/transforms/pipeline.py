@@ -82,7 +82,7 @@ class Pipeline:
             try:
                 out = func(out, **params, **extra)
             except Exception as err:
-                raise type(err)(f"pipeline step {name!r} failed: {err}") from err
+                raise _step_error(err, f"pipeline step {name!r} failed: {err}") from err
         return out
 
     def output_spec(
@@ -196,6 +196,14 @@ class Pipeline:
 
     def __reduce__(self):
         return Pipeline.from_json, (self.to_json(),)
+
+
+def _step_error(err: Exception, message: str) -> Exception:
+    """The same kind of error with the step named (ValueError when the type needs more)."""
+    try:
+        return type(err)(message)
+    except Exception:
+        return ValueError(message)
 
 
 def _tuples(params: dict[str, Any]) -> dict[str, Any]:
