@@ -62,3 +62,29 @@ def test_mixed_types_and_empty_folder(tmp_path):
         imseq.open_sequence(tmp_path)
     with imseq.open_sequence(tmp_path, pattern=r"\.png$") as seq:
         assert len(seq) == 1
+
+
+def test_png_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    for i in range(2):
+        imagecodecs.imwrite(tmp_path / f"img{i}.png", np.zeros((4, 5), np.uint8))
+    raw = bytearray((tmp_path / "img0.png").read_bytes())
+    struct.pack_into(">II", raw, 16, 100_000, 100_000)
+    struct.pack_into(">I", raw, 29, zlib.crc32(bytes(raw[12:29])))
+    (tmp_path / "img0.png").write_bytes(bytes(raw))
+    with pytest.raises(imseq.SequenceFormatError, match=r"img0\.png.*GiB"):
+        imseq.open_sequence(tmp_path)
+
+
+def test_fifo_and_device_links_in_a_folder_are_skipped(tmp_path):
+    import os
+
+    for i in range(2):
+        imagecodecs.imwrite(tmp_path / f"img{i}.png", np.full((4, 5), i, np.uint8))
+    os.mkfifo(tmp_path / "img2.png")
+    (tmp_path / "img3.png").symlink_to("/dev/zero")
+    with imseq.open_sequence(tmp_path) as seq:
+        assert len(seq) == 2
+        assert seq[1][0, 0] == 1

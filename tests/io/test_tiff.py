@@ -129,9 +129,7 @@ def test_truncated_tiff_opens_with_exactly_the_readable_frames(tmp_path, kind):
         assert declared is None or declared > n
         np.testing.assert_array_equal(seq[:], data[:n])  # every frame it shows is readable
         # nothing readable was dropped: the next frame's bytes are not all in the file
-        # (known limit: an ImageJ file cut this far is one tifffile no longer parses as ImageJ,
-        # so only its first page is read; the warning says how many frames were declared)
-        if seq.metadata["source"]["contiguous"] and declared is not None and kind != "imagej":
+        if seq.metadata["source"]["contiguous"] and declared is not None:
             assert seq.metadata["source"]["data_offset"] + (n + 1) * 32 * 32 * 2 > cut
 
 
@@ -281,3 +279,17 @@ def test_seeded_mutations_give_frames_or_our_errors(tmp_path):
                         assert seq.metadata["frame_count"] == len(seq)
                 except imseq.SequenceError as err:
                     assert str(path) in str(err)
+
+
+def test_truncated_imagej_hyperstack_keeps_its_axes(tmp_path):
+    data = seqmaker.frames(10, (3, 2, 10, 12), np.uint16)
+    path = tmp_path / "h.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TZCYX", "finterval": 0.5})
+    os.truncate(path, path.stat().st_size * 6 // 10)
+    with pytest.warns(imseq.SequenceWarning, match=r"declares 10 frames but only \d are readable"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert seq.metadata["axes"] == "TZCYX" and seq.frame_shape == (3, 2, 10, 12)
+        assert 0 < len(seq) < 10
+        np.testing.assert_array_equal(seq[:], data[: len(seq)])
+        assert seq.fps == pytest.approx(2.0)

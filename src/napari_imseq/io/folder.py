@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Sequence, SequenceFormatError, _check_exists
+from ._base import Sequence, SequenceFormatError, _check_exists, check_frame_size
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -148,6 +148,9 @@ class ImageFolder(Sequence):
             )
         self.files = [os.path.join(path, n) for n in names]
         first = self.files[0]
+        hdr = _header(first)
+        if hdr is not None:  # a damaged header can declare any size: check before decoding
+            check_frame_size(first, *hdr)
         try:
             frame = _decode(first)
         except Exception as err:

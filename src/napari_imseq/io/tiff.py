@@ -122,6 +122,11 @@ class TiffStack(Sequence):
         s = tif.series[series_index]
         self._series = s
         axes, shape = s.axes, tuple(s.shape)
+        offset = s.dataoffset
+        recovered = self._imagej_layout(tif, s) if series_index == 0 else None
+        self._recovered = recovered is not None
+        if recovered is not None:
+            axes, shape, offset = recovered
         faxis = next((k for k, a in enumerate(axes) if a not in _SPATIAL), None)
         self._faxis = faxis
         self.axes = axes
@@ -158,13 +163,42 @@ class TiffStack(Sequence):
         self._bits = int(getattr(page, "bitspersample", self._file_dtype.itemsize * 8))
         self._rgb = axes.endswith("S") and shape[-1] in (3, 4)
         # fast path: uncompressed, contiguous, frames along the first axis
-        offset = s.dataoffset
         contiguous = offset is not None and faxis in (0, None) and self._native.kind != "b"
         self._offset = offset if contiguous else None
         self._fh = FileHandle(path) if self._offset is not None else None
         self._zarr = None
         self._check_imagej(tif, s)
         self._check_readable(s)
+
+    @staticmethod
+    def _imagej_layout(tif, s) -> tuple[str, tuple[int, ...], int] | None:
+        """Axes, shape and data offset of an ImageJ stack that tifffile no longer parses as
+        one (a truncated file loses the pages ImageJ's layout needs), from its description.
+
+        ImageJ stores the planes of a stack contiguously after the first page's data, in
+        ``TZC`` order; only uncompressed stacks are recovered this way.
+        """
+        ij = tif.imagej_metadata or {}
+        images = ij.get("images")
+        if s.kind == "imagej" or not isinstance(images, int) or images <= 1:
+            return None
+        page = tif.pages.first
+        offsets, counts = page.dataoffsets, page.databytecounts
+        gapless = all(
+            o + c == nxt for o, c, nxt in zip(offsets[:-1], counts[:-1], offsets[1:], strict=True)
+        )
+        if page.compression != 1 or not offsets or not gapless or len(page.shape) > 3:
+            return None
+        dims = [
+            (a, int(ij.get(k, 1)))
+            for a, k in (("T", "frames"), ("Z", "slices"), ("C", "channels"))
+            if isinstance(ij.get(k, 1), int) and int(ij.get(k, 1)) > 1
+        ]
+        if int(np.prod([n for _, n in dims])) != images:
+            dims = [("I", images)]
+        page_axes = "YXS" if len(page.shape) == 3 else "YX"
+        axes = "".join(a for a, _ in dims) + page_axes
+        return axes, tuple(n for _, n in dims) + tuple(page.shape), int(offsets[0])
 
     def _check_imagej(self, tif, s) -> None:
         """An ImageJ description whose image count contradicts its own axes gives frames
@@ -194,7 +228,8 @@ class TiffStack(Sequence):
         size, n = self._stat.st_size, self._n
         declared = n
         ij = self._tif.imagej_metadata or {}
-        if s.kind != "imagej" and isinstance(ij.get("images"), int) and ij["images"] > n:
+        damaged_ij = s.kind != "imagej" and not self._recovered
+        if damaged_ij and isinstance(ij.get("images"), int) and ij["images"] > n:
             declared = ij["images"]  # tifffile gave up on a damaged ImageJ file: its count
         if self._faxis is None:
             page = s.keyframe
