@@ -143,3 +143,15 @@ def test_batch_never_writes_two_sources_to_one_output(tmp_path):
     assert r.returncode == 1 and "is written from" in r.stderr
     with imseq.open_sequence(out / "x.tif") as seq:
         assert int(seq[0][0, 0]) == 1
+
+
+def test_overwrite_never_replaces_a_users_folder(tmp_path):
+    src = tmp_path / "a.zarr"
+    imseq.imwrite(src, np.zeros((2, 8, 8), np.uint8))
+    user = tmp_path / "out.mkv"
+    user.mkdir()
+    (user / "notes.txt").write_bytes(b"mine")
+    r = run("convert", str(src), str(user), "--overwrite", "-q")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "napari-imseq did not write" in r.stderr
+    assert (user / "notes.txt").read_bytes() == b"mine" and os.listdir(user) == ["notes.txt"]

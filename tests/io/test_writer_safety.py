@@ -312,3 +312,24 @@ def test_a_partial_name_taken_during_start_up_is_left_alone(tmp_path, monkeypatc
     with pytest.raises(OverwriteRefusedError, match="appeared while the writer started"):
         imseq.imwrite(tmp_path / "a.seq", FRAMES)
     assert precious.read_bytes() == b"keep"
+
+
+def test_bytes_written_counts_only_what_we_wrote(tmp_path):
+    target = tmp_path / "frames"
+    imseq.imwrite(str(target) + "/", FRAMES)
+    (target / "big-notes.bin").write_bytes(b"x" * 100_000)
+    w = imseq.imwrite(str(target) + "/", FRAMES, overwrite=True)
+    ours = sum(os.path.getsize(target / n) for n in os.listdir(target) if n != "big-notes.bin")
+    assert w.bytes_written == ours < 100_000
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [(np.zeros((8, 8), np.uint8), r"shape \(8, 8\) is not a sequence of images"),
+     (42, "not int"),
+     (np.zeros((0, 8, 8), np.uint8), "no frame was written")],
+)  # fmt: skip
+def test_imwrite_explains_data_it_cannot_take(tmp_path, data, pattern):
+    with pytest.raises(imseq.UnsupportedWriteError, match=pattern):
+        imseq.imwrite(tmp_path / "a.tif", data)
+    assert os.listdir(tmp_path) == []

@@ -317,7 +317,9 @@ class Writer:
     def write(self, frame: Any, timestamp: float | None = None) -> None:
         """Append one frame (and, optionally, its time in seconds)."""
         if self._done:
-            raise ValueError(f"{self.path}: the writer is closed")
+            raise UnsupportedWriteError(
+                f"{self.path}: the writer is closed; open a new writer to write more frames"
+            )
         frame = np.asarray(frame)
         if not frame.dtype.isnative:
             frame = frame.astype(frame.dtype.newbyteorder("="))
@@ -444,7 +446,9 @@ class Writer:
             return
         self._done = True
         if not self._opened:
-            raise ValueError(f"{self.path}: no frame was written; nothing to save")
+            raise UnsupportedWriteError(
+                f"{self.path}: no frame was written, so nothing was saved; give at least one frame"
+            )
         try:
             self._finish()
         except OSError as err:
@@ -482,14 +486,19 @@ class Writer:
 
     @property
     def bytes_written(self) -> int:
-        target = self.path if os.path.exists(self.path) else self.partial
-        if os.path.isdir(target):
-            return sum(
-                os.path.getsize(os.path.join(root, f))
-                for root, _, files in os.walk(target)
-                for f in files
-            )
-        return os.path.getsize(target) if os.path.exists(target) else 0
+        """Bytes of what this writer wrote (in a folder: our entries only, not the user's)."""
+        target = self.path if self._done and _kind(self.path) != "missing" else self.partial
+        if _kind(target) == "dir":
+            owned = _our_entries(target)
+            total = 0
+            for name in owned if owned is not None else os.listdir(target):
+                entry = os.path.join(target, name)
+                if _kind(entry) == "file":
+                    total += os.path.getsize(entry)
+                for root, _, files in os.walk(entry):  # nothing for a file or a link
+                    total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+            return total
+        return os.path.getsize(target) if _kind(target) == "file" else 0
 
     def __enter__(self) -> Writer:
         return self
@@ -626,6 +635,7 @@ def open_writer(
 
 def _frames_of(
     data: Any,
+    path: str = "",
 ) -> tuple[Iterable[np.ndarray], int | None, np.ndarray | None, float | None]:
     """(frames, count, timestamps, fps) for an array, dask array, Sequence or iterable."""
     if isinstance(data, Sequence):
@@ -641,8 +651,19 @@ def _frames_of(
 
         return chunks(), data.shape[0], None, None
     if isinstance(data, np.ndarray):
+        if data.ndim < 3:
+            raise UnsupportedWriteError(
+                f"{path}: an array of shape {data.shape} is not a sequence of images; it takes "
+                f"frames along the first axis: (T, Y, X) or (T, Y, X, C)"
+            )
         return iter(data), data.shape[0], None, None
-    return iter(data), None, None, None
+    try:
+        return iter(data), None, None, None
+    except TypeError:
+        raise UnsupportedWriteError(
+            f"{path}: imwrite takes a numpy or dask array, a Sequence or an iterable of frames, not "
+            f"{type(data).__name__}"
+        ) from None
 
 
 def source_timing(
@@ -678,7 +699,7 @@ def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
     ``display_range="auto"`` (for 8-bit outputs of wider data) is estimated from a subsample
     when ``data`` supports indexing. Returns the closed writer (``.count``, ``.path`` ...).
     """
-    frames, _, timestamps, fps = _frames_of(data)
+    frames, _, timestamps, fps = _frames_of(data, os.fspath(path))
     if (
         options.get("display_range") == "auto"
         and hasattr(data, "__getitem__")
