@@ -247,6 +247,11 @@ def folder(path: Path, names: list[str]) -> list:
 def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:
     """Every independent decode of ``path`` that applies (TIFF: page by page, and tifffile's
     series); raises :class:`RefUnavailable` when none does."""
+    if base.ref == "jpegseq" and lay.get("allocated_override"):
+        # a compressed SEQ's frames are found by their records; a header that declares
+        # fewer may also be obeyed
+        full = decode(base, path, lay)
+        return [full, full[: lay["allocated_override"]]]
     if base.ref != "tiff":
         return [decode(base, path, lay)]
     out = []

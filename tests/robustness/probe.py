@@ -143,9 +143,36 @@ def read_everything(path: Path, seed: int, race: bool = False) -> dict[str, Any]
                 (f"{label} frame {i}", v[1]) for i, v in got.items() if v[0] == "err"
             ][:1]
         if race:
+            _dask_and_pickle(path, seqd, out)
             _close_race(path, seqd, seed, out)
         out["warnings"] = _warnings(rec)
     return out
+
+
+def _dask_and_pickle(path: Path, seqd: dict, out: dict) -> None:
+    """The lazy array napari gets (computed on threads) and a pickled copy (what a process
+    worker gets) give the frames indexing gives."""
+    import pickle
+
+    import napari_imseq as imseq
+
+    good = [i for i, v in seqd.items() if v[0] == "ok"]
+    if not good:
+        return
+    try:
+        arr = imseq.imread(path)
+        got = arr[good].compute(scheduler="threads")
+        for i, frame in zip(good, got, strict=True):
+            if oracle.frame_hash(frame) != seqd[i][1]:
+                out["mismatch"].append(f"imread(...)[{i}] computed by dask differs from seq[{i}]")
+                break
+        with imseq.open_sequence(path) as seq:
+            clone = pickle.loads(pickle.dumps(seq))
+            with clone:
+                if oracle.frame_hash(clone[good[-1]]) != seqd[good[-1]][1]:
+                    out["mismatch"].append(f"a pickled sequence reads another frame {good[-1]}")
+    except Exception as err:  # noqa: BLE001
+        out["errors"].append(("dask/pickle", describe(err, path)))
 
 
 def _close_race(path: Path, seqd: dict, seed: int, out: dict) -> None:
@@ -369,7 +396,8 @@ def run_case(case: dict, send) -> dict:
     outcome = read_everything(Path(base.path), case["seed"], race=spec["kind"] == "none")
     problems = compare(outcome, alts)
     if spec["kind"] == "none" and "open_error" in outcome:
-        problems.append("the undamaged file does not open")
+        e = outcome["open_error"]
+        problems.append(f"the undamaged file does not open: {e['type']}: {e['msg'][:200]}")
     cls, details = classify(outcome, problems)
     if spec["kind"] == "none" and cls == "clean_error":
         cls = "wrong"
