@@ -242,7 +242,7 @@ video_h264_mp4 = _video_writer("video_h264_mp4", ".mp4", _RGB, False)
 video_vp9_webm = _video_writer("video_vp9_webm", ".webm", _RGB, False)
 video_mjpeg_avi = _video_writer("video_mjpeg_avi", ".avi", _RGB, False, codec="mjpeg")
 video_gif_ours = _video_writer("video_gif_ours", ".gif", _RGB, False, fps=10)
-video_ffv1_fps5000 = _video_writer("video_ffv1_fps5000", ".mkv", _GRAY16, True, fps=5000)
+video_ffv1_fps5000 = _video_writer("video_ffv1_fps5000", ".avi", _GRAY16, True, fps=5000)
 video_ffv1_fps_neg = _video_writer("video_ffv1_fps_neg", ".mkv", _GRAY16, True, fps=-1)
 
 
@@ -289,6 +289,12 @@ def pyav_h264_bframes(d):
 def pyav_mpeg4_bframes_avi(d):
     _pyav(d / "a.avi", video_frames(20, 16, 32), "mpeg4", "yuv420p", gop=6, bframes=2)
     return Base(d / "a.avi", "pyav")
+
+
+def pyav_ffv1_fps5000_mkv(d):
+    """5000 fps in Matroska, whose millisecond timestamps make five frames share each one."""
+    _pyav(d / "a.mkv", video_frames(12, 16, 24), "ffv1", "bgr0", fps=5000)
+    return Base(d / "a.mkv", "pyav", video_frames(12, 16, 24))
 
 
 def pyav_ffv1_repeat_pts(d):
@@ -465,7 +471,7 @@ GENERATORS = {
         video_ffv1_mkv, video_ffv1_avi, video_png_mov, video_rawvideo_avi, video_h264_mp4,
         video_vp9_webm, video_mjpeg_avi, video_gif_ours, video_ffv1_fps5000, video_ffv1_fps_neg,
         video_ffv1_same_ts, video_ffv1_backwards_ts, video_ffv1_nan_ts,
-        pyav_h264_bframes, pyav_mpeg4_bframes_avi, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
+        pyav_h264_bframes, pyav_mpeg4_bframes_avi, pyav_ffv1_fps5000_mkv, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
         pil_gif, zarr_ours, zarr_plain, folder_ours_png, folder_png16, folder_tif,
         *WRITER_FPS, *SPECIAL, *[_sample(n) for n in SAMPLE_NAMES],
     ]
