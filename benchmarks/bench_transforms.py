@@ -113,6 +113,8 @@ def run() -> str:
         ("draw_text", {"text": "frame {index}  {timestamp:.3f} s", "size": 20}),
     ])  # fmt: skip
     p_ms = best_of(lambda: preview(gray, index=7, timestamp=0.07), 10) * 1e3
+    preview_rgb = Pipeline([(n, {} if n == "rescale" else p) for n, p in preview.steps])
+    rgb_ms = best_of(lambda: preview_rgb(rgb, index=7, timestamp=0.07), 10) * 1e3
     from napari_imseq import transforms as T
 
     ours_clahe = best_of(lambda: T.clahe(gray), 10)
@@ -128,7 +130,9 @@ def run() -> str:
         table(["function", "ours u16", "OpenCV u16", "skimage u16", "ours RGB", "OpenCV RGB", "skimage RGB"], rows),
         "",
         f"Preview pipeline (rescale + CLAHE + gaussian + text) on 1024x1024 uint16: **{p_ms:.1f} ms** "
-        f"per frame (goal < 30 ms). CLAHE: ours {ours_clahe * 1e3:.1f} ms vs OpenCV "
+        f"per frame (goal < 30 ms); the same steps on 1920x1080 RGB uint8 (CLAHE on luminance): "
+        f"**{rgb_ms:.1f} ms**. The napari widget computes previews off the GUI thread once a frame "
+        f"takes more than 50 ms. CLAHE: ours {ours_clahe * 1e3:.1f} ms vs OpenCV "
         f"{cv_clahe * 1e3:.1f} ms = {ours_clahe / cv_clahe:.2f}x (goal <= 2x).",
         "",
     ])  # fmt: skip

@@ -327,3 +327,20 @@ def test_save_and_load_json(make_napari_viewer, tmp_path):
         tmp_path / "a.seq", tmp_path / "out.tif", transform=widget.pipeline, progress=False
     )
     assert out["frames"] == 6
+
+
+def test_fields_follow_the_dtype_reaching_each_step(make_napari_viewer, tmp_path):
+    viewer, layer, widget, data = setup(make_napari_viewer, tmp_path)
+    widget.add_step("convert_dtype", dtype="uint8", in_range=(0, 4095))
+    widget.add_step("rescale")  # after a conversion to uint8: 0..255, starting at what shows
+    lo, hi = widget.field("in_range")
+    assert (lo.min, hi.max) == (0, 255)
+    assert (
+        widget.steps[1][1]["in_range"]
+        == Pipeline(widget.steps[:1]).display_range(tuple(layer.contrast_limits), np.uint16)[0]
+    )
+    widget.add_step("rescale")  # a rescale after a rescale changes nothing on the screen
+    assert widget.steps[2][1]["in_range"] == (0, 255)
+    widget.step_list.setCurrentRow(0)
+    lo, hi = widget.field("in_range")
+    assert hi.max == 65535

@@ -324,18 +324,30 @@ class TransformWidget(QWidget):
     def pipeline(self) -> Pipeline:
         return Pipeline(self.steps)
 
-    def _defaults(self, name: str) -> dict[str, Any]:
-        """Every parameter of ``name``, with ranges starting at the layer's contrast limits."""
+    def _input(self, row: int) -> tuple[tuple[float, float], np.dtype] | None:
+        """Display range and dtype of the frames reaching step ``row``: the layer's contrast
+        limits and dtype carried through the steps before it (no data is computed)."""
         layer = self.layer
+        if layer is None:
+            return None
+        try:
+            return Pipeline(self.steps[:row]).display_range(_limits(layer), layer.dtype)
+        except Exception:  # a step before it is broken: its own error is shown elsewhere
+            return _limits(layer), np.dtype(layer.dtype)
+
+    def _defaults(self, name: str) -> dict[str, Any]:
+        """Every parameter of ``name``; ranges start at what the viewer would show at the end
+        of the pipeline (the layer's contrast limits for a first step)."""
+        state = self._input(len(self.steps))
         out: dict[str, Any] = {}
         for info in describe(name):
             value = info.default
-            if layer is not None and info.name == "in_range" and info.spec.unit == "intensity":
-                value = tuple(float(v) for v in layer.contrast_limits)
+            if state is not None and info.name == "in_range" and info.spec.unit == "intensity":
+                value = state[0]
             if info.kind == "array" and value is None:  # a table: identity to start with
-                if layer is None or np.dtype(layer.dtype) not in (np.uint8, np.uint16):
+                if state is None or state[1] not in (np.uint8, np.uint16):
                     continue  # (the step then says what it needs)
-                value = np.arange(np.iinfo(layer.dtype).max + 1, dtype=layer.dtype)
+                value = np.arange(np.iinfo(state[1]).max + 1, dtype=state[1])
             out[info.name] = value
         return out
 
@@ -414,7 +426,8 @@ class TransformWidget(QWidget):
             return
         name, values = self.steps[row]
         layer = self.layer
-        dtype = np.dtype(layer.dtype) if layer is not None else np.dtype(np.float32)
+        state = self._input(row)  # fields are bounded by the dtype reaching this step
+        dtype = state[1] if state is not None else np.dtype(np.float32)
         data = None
         if layer is not None and not getattr(layer, "multiscale", False):
             data = layer.data
