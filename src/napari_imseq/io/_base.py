@@ -211,6 +211,22 @@ def check_frame_size(
     return nbytes
 
 
+def _dependency_error(
+    path: str, what: str, err: Exception, error: type[SequenceError] | None = None
+) -> SequenceError:
+    cls = error or SequenceFormatError
+    detail = str(err).strip() or type(err).__name__
+    return cls(
+        f"{path}: {what} failed ({type(err).__name__}: {detail[:300]}); the file is damaged or "
+        f"uses a variant this reader does not handle; check it with the program that wrote it, "
+        f"or convert it"
+    )
+
+
+#: exceptions that dependency_errors lets through unchanged
+_PASS_THROUGH = (SequenceError, MemoryError, Warning)
+
+
 @contextlib.contextmanager
 def dependency_errors(path: str, what: str, error: type[SequenceError] | None = None):
     """Turn an unexpected exception from a dependency (tifffile, zarr, codecs, json ...)
@@ -221,16 +237,10 @@ def dependency_errors(path: str, what: str, error: type[SequenceError] | None = 
     """
     try:
         yield
-    except (SequenceError, MemoryError, Warning):  # warnings raised as errors stay warnings
+    except _PASS_THROUGH:
         raise
     except Exception as err:
-        cls = error or SequenceFormatError
-        detail = str(err).strip() or type(err).__name__
-        raise cls(
-            f"{path}: {what} failed ({type(err).__name__}: {detail[:300]}); the file is "
-            f"damaged or uses a variant this reader does not handle; check it with the program "
-            f"that wrote it, or convert it"
-        ) from err
+        raise _dependency_error(path, what, err, error) from err
 
 
 class SequenceClosedError(SequenceError, ValueError):
@@ -513,8 +523,11 @@ class Sequence:
             self._check_open()
             self._reads_in_flight += 1
         try:
-            with dependency_errors(self.path, f"reading frame {index}"):
-                return self._read(index)
+            return self._read(index)
+        except _PASS_THROUGH:
+            raise
+        except Exception as err:  # the same rule as dependency_errors, without its overhead
+            raise _dependency_error(self.path, f"reading frame {index}", err) from err
         finally:
             with self._state_lock:
                 self._reads_in_flight -= 1
