@@ -356,3 +356,19 @@ def test_timestamps_must_be_finite(tmp_path):
     w.close()
     with imseq.open_sequence(tmp_path / "t.zarr") as seq:
         assert len(seq) == 1
+
+
+@pytest.mark.parametrize("fps", [None, 10.0, 29.97, 1 / 3])
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 3)])
+def test_imagej_description_is_rewritten_in_place(tmp_path, shape, fps):
+    """A file past 4 GB cannot point to a description appended at its end (tifffile then
+    fails with struct.error at close): the final description must fit where the first was."""
+    frames = data(shape, np.uint8, n=1200)
+    imseq.imwrite(tmp_path / "a.tif", frames, fps=fps)
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        page = tif.pages[0]
+        assert page.tags["ImageDescription"].valueoffset < page.dataoffsets[0]
+        assert tif.imagej_metadata["frames"] == 1200 and tif.series[0].axes[0] == "T"
+    with imseq.open_sequence(tmp_path / "a.tif") as seq:
+        assert len(seq) == 1200 and (fps is None or seq.fps == pytest.approx(fps))
+        np.testing.assert_array_equal(seq[1199], frames[1199])

@@ -447,14 +447,22 @@ class TiffWriter(Writer):
             )
 
     def _open(self, frame: np.ndarray) -> None:
+        import warnings
+
         import tifffile
 
+        # past 4 GB an ImageJ hyperstack keeps one IFD and contiguous data: how ImageJ itself
+        # stores it, and how tifffile and this package read it; not worth a warning
+        warnings.filterwarnings("ignore", message=r".*truncating ImageJ file", category=UserWarning)
         self._imagej = (self.imagej if self.imagej is not None else self._ij_ok) and (
             not self.compression
         )
         bigtiff = self.bigtiff if self.bigtiff is not None else not self._imagej
         self._photometric = "rgb" if frame.ndim == 3 and frame.shape[-1] in (3, 4) else "minisblack"
         self._tif = tifffile.TiffWriter(self.partial, bigtiff=bigtiff, imagej=self._imagej)
+
+    def _ij_rate(self) -> dict[str, float]:
+        return {"finterval": 1.0 / self.fps, "fps": self.fps} if self.fps else {}
 
     def _shaped(self, count: int) -> str:
         import json
@@ -476,7 +484,9 @@ class TiffWriter(Writer):
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
         if self._imagej:
-            self._tif.write(frame, contiguous=True, photometric=self._photometric, metadata={})
+            self._tif.write(
+                frame, contiguous=True, photometric=self._photometric, metadata=self._ij_rate()
+            )
         elif self.compression is None:  # uncompressed: contiguous (a shaped series needs it)
             md = {"fps": self.fps} if self.fps else {}
             self._tif.write(frame, contiguous=True, photometric=self._photometric, metadata=md)
@@ -495,12 +505,15 @@ class TiffWriter(Writer):
 
         self._tif.close()
         if self._imagej:
-            # tifffile labels a streamed stack as channels; ImageJ needs frames for time
+            # tifffile labels a streamed stack as channels; ImageJ needs frames for time. The
+            # new description must fit where the old one is (a file past 4 GB cannot point
+            # to one appended at its end): "frames" is shorter than "channels", the rate was
+            # in the old one too, and ImageJ's default loop=false is left out.
             rgb = self._photometric == "rgb"
-            md = {"finterval": 1.0 / self.fps, "fps": self.fps} if self.fps else {}
             desc = tifffile.imagej_description(
-                (self.count, *self.shape), axes="TYXS" if rgb else "TYX", rgb=rgb, **md
-            )
+                (self.count, *self.shape), axes="TYXS" if rgb else "TYX", rgb=rgb,
+                **self._ij_rate(),
+            ).replace("loop=false\n", "")  # fmt: skip
             tifffile.tiffcomment(self.partial, desc)
         elif self.count:
             tifffile.tiffcomment(self.partial, self._shaped(self.count))
