@@ -415,3 +415,31 @@ def test_header_without_frames_or_count_is_an_error(tmp_path):
         imseq.SequenceFormatError, match=r"h\.seq: the file holds no complete frame"
     ):
         imseq.open_sequence(path)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "png"])
+def test_a_frame_declaring_other_dimensions_is_refused_before_decoding(tmp_path, codec):
+    data = seqmaker.frames(3, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data, codec=codec)
+    raw = bytearray((tmp_path / "j.seq").read_bytes())
+    first = 1024 + 4  # the first payload, after its size prefix
+    if codec == "png":
+        struct.pack_into(">II", raw, first + 16, 60000, 60000)
+    else:
+        sof = raw.index(b"\xff\xc0", first)
+        struct.pack_into(">HH", raw, sof + 5, 60000, 60000)
+    (tmp_path / "j.seq").write_bytes(bytes(raw))
+    with imseq.open_sequence(tmp_path / "j.seq", use_idx=False) as seq:
+        with pytest.raises(imseq.SequenceFormatError, match=r"j\.seq: frame 0 .*60000 x 60000"):
+            seq[0]
+        np.testing.assert_array_equal(seq[1], expected[1])
+
+
+def test_an_idx_that_is_a_fifo_is_not_read(tmp_path):
+    data = seqmaker.frames(3, (16, 24), np.uint8)
+    expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
+    os.mkfifo(str(tmp_path / "j.seq") + ".idx")
+    with pytest.warns(imseq.SequenceWarning, match=r"j\.seq\.idx is not a plausible index"):
+        seq = imseq.open_sequence(tmp_path / "j.seq")
+    with seq:
+        np.testing.assert_array_equal(seq[:], expected)

@@ -119,3 +119,20 @@ def test_bad_bit_depth_attribute_is_ignored(tmp_path):
     _edit_json(path / "zarr.json", lambda m: m["attributes"].update(bit_depth="twelve"))
     with imseq.open_sequence(path) as seq:
         assert seq.bit_depth == 16
+
+
+def test_special_files_inside_a_store_never_block(tmp_path):
+    data = seqmaker.frames(3, (12, 10), np.uint16)
+    path = _ours(tmp_path, data)
+    chunk = path / "frames" / "c" / "1" / "0" / "0"
+    chunk.unlink()
+    os.mkfifo(chunk)
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[0], data[0])
+        with pytest.raises(imseq.SequenceFormatError, match=r"frame 1: its chunk c/1/0/0 is not"):
+            seq[1]
+    meta = path / "frames" / "zarr.json"
+    meta.unlink()
+    os.mkfifo(meta)
+    with pytest.raises(imseq.SequenceFormatError, match=r"zarr\.json: this is a FIFO"):
+        imseq.open_sequence(path)

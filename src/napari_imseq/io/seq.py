@@ -8,6 +8,7 @@ and agrees with the data, else from a single scan of the frame size prefixes (ca
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import time
 import warnings
@@ -72,6 +73,27 @@ def _seconds(ts: np.ndarray) -> np.ndarray:
     if "us" in ts.dtype.names:
         t += ts["us"].astype(np.float64) / 1e6
     return t
+
+
+def _payload_dims(data: bytes, compression: str) -> tuple[int, int] | None:
+    """(height, width) from a PNG IHDR or a JPEG SOF marker, without decoding; None when the
+    header cannot be found (the decoder then reports the damage)."""
+    if compression == "png":
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            w, h = struct.unpack_from(">II", data, 16)
+            return h, w
+        return None
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack_from(">HH", data, pos + 5)
+            return h, w
+        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+    return None
 
 
 class SeqFile(Sequence):
@@ -266,9 +288,25 @@ class SeqFile(Sequence):
     def _table_from_idx(self) -> dict[str, np.ndarray] | None:
         idx_path = self.path + ".idx"
         try:
-            raw = np.fromfile(idx_path, dtype=np.uint8)
+            st = os.stat(idx_path)
         except OSError:
             return None
+        # one 24-byte record per frame, each frame at least 9 bytes (size prefix + payload):
+        # a FIFO or an index larger than that is not read at all
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 24 * (self._file_size // 9 + 1):
+            warnings.warn(
+                f"{self.path}: the index file {os.path.basename(idx_path)} is not a plausible "
+                f"index (a special file, or larger than the data allows); it is ignored and the "
+                f"frame offsets are rebuilt from a scan of the file",
+                SequenceWarning,
+                stacklevel=5,
+            )
+            return None
+        fd = open_regular(idx_path)
+        try:
+            raw = np.frombuffer(os.pread(fd, st.st_size, 0), dtype=np.uint8)
+        finally:
+            os.close(fd)
         rec = np.dtype(  # 24-byte records: offset, size, timestamp, 4 bytes of padding
             {
                 "names": ["offset", "size", "s", "ms", "us"],
@@ -411,6 +449,14 @@ class SeqFile(Sequence):
         if len(data) < n:
             raise FrameIndexError(
                 f"{self.path}: compressed frame {index} is cut short ({len(data)} of {n} bytes)"
+            )
+        dims = _payload_dims(data, self.compression)
+        if dims is not None and dims != self._frame_shape[:2]:
+            # checked before decoding: a damaged payload header could ask for gigabytes
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} ({self.compression.upper()}) declares "
+                f"{dims[0]} x {dims[1]} pixels but the header gives {self._frame_shape[0]} x "
+                f"{self._frame_shape[1]}; the frame is damaged"
             )
         try:
             if self.compression == "png":

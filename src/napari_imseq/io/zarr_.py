@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import warnings
 from typing import Any
 
@@ -17,6 +18,7 @@ from ._base import (
     SequenceWarning,
     _check_exists,
     check_frame_size,
+    check_path,
     dependency_errors,
 )
 from ._writer import Writer
@@ -27,6 +29,9 @@ def _is_zarr_dir(path: str) -> bool:
         os.path.exists(os.path.join(path, "zarr.json")) or os.path.exists(os.path.join(path, ".zgroup"))
         or os.path.exists(os.path.join(path, ".zarray"))
     )  # fmt: skip
+
+
+_METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
 
 
 class ZarrSequence(Sequence):
@@ -48,6 +53,11 @@ class ZarrSequence(Sequence):
         import zarr
 
         _check_exists(self.path)
+        for folder in (self.path, os.path.join(self.path, array)):
+            for name in _METADATA_FILES:  # zarr would block reading a FIFO named zarr.json
+                meta = os.path.join(folder, name)
+                if os.path.lexists(meta):
+                    check_path(meta, folder=False)
         try:
             node = zarr.open(self.path, mode="r")
             if not hasattr(node, "shape"):
@@ -86,8 +96,8 @@ class ZarrSequence(Sequence):
         # chunks per frame (a frame tiled into thousands of chunks is not stat()ed)
         per_frame = [range(-(-n // c)) for n, c in zip(self._shape[1:], grid[1:], strict=True)]
         count = int(np.prod([len(r) for r in per_frame], dtype=np.int64))
-        every = self._attrs_cache.get("every_chunk_written") is True and count <= 64
-        self._frame_chunks = list(itertools.product(*per_frame)) if every else None
+        self._every_chunk = self._attrs_cache.get("every_chunk_written") is True
+        self._frame_chunks = list(itertools.product(*per_frame)) if count <= 64 else None
         if self._shape[0] and not self._any_chunk_on_disk():
             warnings.warn(
                 f"{self.path}: the array declares {self._shape[0]} frames but no chunk is on "
@@ -98,7 +108,7 @@ class ZarrSequence(Sequence):
             )
 
     def _any_chunk_on_disk(self) -> bool:
-        meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+        meta = set(_METADATA_FILES)
         try:
             with os.scandir(self._array_dir) as entries:
                 return any(e.name not in meta for e in entries)
@@ -129,14 +139,28 @@ class ZarrSequence(Sequence):
         return dict(node.attrs)
 
     def _check_chunks(self, index: int) -> None:
-        """A missing chunk reads as the fill value (a black frame): refuse it instead."""
+        """Before zarr reads frame ``index``: a chunk that is a FIFO or a device would block
+        the read, and in a store whose every chunk is written (ours) a missing chunk would
+        read as the fill value, a blank frame: both are refused."""
         if self._frame_chunks is None:
             return
         encode = self._z.metadata.encode_chunk_key
         first = index // self._grid[0]
         for rest in self._frame_chunks:
             key = encode((first, *rest))
-            if not os.path.exists(os.path.join(self._array_dir, *key.split("/"))):
+            chunk = os.path.join(self._array_dir, *key.split("/"))
+            try:
+                mode = os.stat(chunk).st_mode
+            except FileNotFoundError:
+                mode = None
+            except OSError:
+                continue  # not a local file: zarr decides
+            if mode is not None and not stat.S_ISREG(mode):
+                raise SequenceFormatError(
+                    f"{self.path}: frame {index}: its chunk {key} is not a regular file (a FIFO, "
+                    f"a device or a folder); the store is damaged"
+                )
+            if mode is None and self._every_chunk:
                 raise FrameIndexError(
                     f"{self.path}: frame {index} is missing from the store (its chunk {key} is "
                     f"not on disk; a missing chunk would read as the fill value, a blank "
@@ -151,7 +175,9 @@ class ZarrSequence(Sequence):
         attrs = self._attrs_cache
         ts = None
         if self._group is not None and "timestamps" in self._group:
-            t = np.asarray(self._group["timestamps"][: len(self)], dtype=np.float64)
+            arr = self._group["timestamps"]
+            check_frame_size(self.path, arr.chunks, arr.dtype)  # a chunk is decoded whole
+            t = np.asarray(arr[: len(self)], dtype=np.float64)
             ts = t if len(t) == len(self) else None
         return {"fps": attrs.get("fps"), "timestamps": ts, "source": {"attrs": attrs}}
 
