@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "contrast_limits_range": [float(v) for v in layer.contrast_limits_range],
             "frame_shown": args.frames // 2,
             "frame_mean": float(np.mean(middle)),
-            "time_shown": time_display.overlay.text,
+            "time_shown": time_display.text,
             "playback_fps": time_display.playback_fps(0),
             "pipeline": [name for name, _ in transforms.steps],
             "processed_layer": processed.name,

@@ -46,13 +46,21 @@ def test_vfr_video_shows_true_times(make_napari_viewer, tmp_path):
     [layer] = viewer.open(str(path), plugin="napari-imseq")
     stamps = np.asarray(layer.metadata["timestamps"], dtype=float)
     np.testing.assert_allclose(stamps - stamps[0], np.array(pts) / 1000, atol=1e-6)
-    overlay = viewer.canvas.overlays[OVERLAY_KEY]
+    display = attach(viewer)
     fps = layer.metadata["fps"]
     for i in (0, 3, 5, 6, 2):
         viewer.dims.set_current_step(0, i)
-        assert overlay.visible
-        assert overlay.text.startswith(f"t = {format_time(pts[i] / 1000, fps)} /"), overlay.text
-        assert overlay.text.endswith(f"frame {i}")
+        text = display.label.text()  # the status bar label
+        assert display.label.isVisibleTo(viewer.window._qt_window)
+        assert text.startswith(f"t = {format_time(pts[i] / 1000, fps)} /"), text
+        assert text.endswith(f"frame {i}")
+    overlay = viewer.canvas.overlays[OVERLAY_KEY]
+    assert not overlay.visible  # the canvas overlay is opt-in (a vispy redraw per step)
+    display.show_on_canvas(True)
+    viewer.dims.set_current_step(0, 4)
+    assert overlay.visible and overlay.text == display.label.text() and "frame 4" in overlay.text
+    display.show_on_canvas(False)
+    assert not overlay.visible
     # the user's own text overlay is left alone
     assert viewer.canvas.overlays["text"].text == ""
 
@@ -61,18 +69,19 @@ def test_overlay_follows_layers_and_survives_removal(make_napari_viewer, tmp_pat
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((5, 8, 8), np.uint8), name="no time")
     display = attach(viewer)
-    assert display.overlay.visible is False  # a layer without fps or timestamps
+    assert display.text == ""  # a layer without fps or timestamps
     seqmaker.raw_seq(tmp_path / "a.seq", seqmaker.frames(6, (16, 12), np.uint8), fps=50.0)
     [layer] = viewer.open(str(tmp_path / "a.seq"), plugin="napari-imseq")
     viewer.dims.set_current_step(0, 4)
-    assert display.overlay.visible and "frame 4" in display.overlay.text
+    assert "frame 4" in display.text and display.label.text() == display.text
     viewer.layers.remove(layer)
-    assert display.overlay.visible is False
-    viewer.dims.set_current_step(0, 2)  # no error, still hidden
-    assert display.overlay.visible is False
+    assert display.text == "" and not display.label.isVisibleTo(viewer.window._qt_window)
+    viewer.dims.set_current_step(0, 2)  # no error, still empty
+    assert display.text == ""
     [layer] = viewer.open(str(tmp_path / "a.seq"), plugin="napari-imseq")
+    assert display.text
     viewer.layers.clear()
-    assert display.overlay.visible is False
+    assert display.text == ""
     assert attach(viewer) is display  # one display per viewer
 
 

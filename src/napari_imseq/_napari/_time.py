@@ -8,12 +8,15 @@ derive from them) it
   the user can still change it),
 * applies the layer's ``contrast_limits_range`` from its metadata (napari's Image layer takes
   only contrast limits when it is created, and would cap the slider at them), and
-* shows the current frame's time in a canvas text overlay of its own (the user's
-  ``viewer.text_overlay`` is left alone). The time comes from the per-frame timestamps, so a
-  variable-frame-rate file shows its true times; updating it is an array lookup, never a decode.
+* shows the current frame's time in the status bar (a label of its own, right of napari's
+  status text). The time comes from the per-frame timestamps, so a variable-frame-rate file
+  shows its true times; updating it is an array lookup and a label text, never a decode.
+  ``show_on_canvas(True)`` also writes it into a canvas text overlay of its own (napari's
+  ``viewer.text_overlay`` is left to the user): a vispy text costs a redraw of the overlay per
+  slider step (about 40-70 ms with software OpenGL), so it is off by default.
 
 The layer that decides is the active layer when it carries time, else the top-most visible one.
-Removing layers, or all of them, hides the overlay; nothing holds a layer or the viewer alive.
+Removing layers, or all of them, clears the read-out; nothing holds a layer or the viewer alive.
 """
 
 from __future__ import annotations
@@ -73,8 +76,11 @@ class TimeDisplay:
 
         self._viewer = weakref.ref(viewer)
         self._fps_for: tuple[int, int] | None = None  # (id(layer), axis) whose fps is set
+        self.text = ""
+        self.on_canvas = False
         self.overlay = TextOverlay(visible=False, position="top_left", font_size=12)
         viewer.canvas.overlays[OVERLAY_KEY] = self.overlay
+        self.label = self._status_label(viewer)
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._refresh)
         viewer.layers.events.moved.connect(self._refresh)
@@ -134,16 +140,47 @@ class TimeDisplay:
     def _refresh(self, event: Any = None) -> None:
         layer = self.reference()
         if layer is None:
-            self.overlay.visible = False
             self._fps_for = None
+            self._update_text()
             return
         self._set_playback_fps(layer)
         self._update_text()
 
     def _update_text(self, event: Any = None) -> None:
         text = self.current_text()
-        self.overlay.text = text
-        self.overlay.visible = bool(text)
+        if text == self.text:
+            return
+        self.text = text
+        if self.label is not None:
+            try:
+                self.label.setText(text)
+                self.label.setVisible(bool(text))
+            except RuntimeError:  # the window (and its status bar) is gone
+                self.label = None
+        if self.on_canvas:
+            self.overlay.text = text
+            self.overlay.visible = bool(text)
+
+    def show_on_canvas(self, on: bool = True) -> None:
+        """Also show the time in a text overlay on the canvas (it costs a redraw per step)."""
+        self.on_canvas = bool(on)
+        self.overlay.text = self.text if on else ""
+        self.overlay.visible = bool(on and self.text)
+
+    @staticmethod
+    def _status_label(viewer: Any) -> Any | None:
+        try:  # napari's status bar (a QStatusBar): a permanent label of our own
+            from qtpy.QtWidgets import QLabel
+
+            bar = viewer.window._qt_window.statusBar()
+        except (AttributeError, ImportError):  # a viewer model without Qt
+            return None
+        label = QLabel(bar)
+        label.setObjectName("napari_imseq_time")
+        label.setToolTip("time of the current frame (napari-imseq)")
+        label.setVisible(False)
+        bar.addPermanentWidget(label)
+        return label
 
     def _set_playback_fps(self, layer: Any) -> None:
         axis = self.time_axis(layer)
