@@ -184,6 +184,8 @@ def test_one_preview_layer_updated_in_place(make_napari_viewer, tmp_path):
         np.testing.assert_array_equal(preview.data, expect)
     # the user's contrast limits on the preview survive parameter changes that keep the range,
     # and the applied layer looks like the preview
+    layer.contrast_limits = (200, 3500)  # the source's display range reaches the preview
+    assert tuple(preview.contrast_limits) == (200, 3500)
     preview.contrast_limits = (500, 3000)
     preview.gamma = 0.7
     preview.colormap = "magma"
@@ -209,6 +211,19 @@ def test_preview_dropped_when_the_dock_closes(make_napari_viewer, tmp_path):
     assert len(previews(viewer)) == 1
     viewer.window.remove_dock_widget(dock)
     assert previews(viewer) == []
+
+
+def test_preview_follows_the_dock_visibility(make_napari_viewer, tmp_path, qtbot):
+    viewer = make_napari_viewer(show=True)
+    open_layer(viewer, tmp_path, "gray16")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-imseq", "Frame transforms")
+    qtbot.waitUntil(widget.isVisible)
+    widget.add_step("invert")
+    assert len(previews(viewer)) == 1
+    dock.close()  # the dock's close button
+    qtbot.waitUntil(lambda: previews(viewer) == [])
+    dock.show()
+    qtbot.waitUntil(lambda: len(previews(viewer)) == 1)
 
 
 def test_step_list_follows_edits(make_napari_viewer, tmp_path):

@@ -190,7 +190,7 @@ class TransformWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.steps: list[tuple[str, dict[str, Any]]] = []
+        self._steps: list[tuple[str, dict[str, Any]]] = []
         self._fields: dict[str, _Field] = {}
         self._param_box: Container | None = None
         self._editing = -1
@@ -204,6 +204,7 @@ class TransformWidget(QWidget):
         self._closed = False
         self._showing = False  # adding the preview layer moves dims: no re-entry
         self._detached = False  # taken out of its dock (napari's remove_dock_widget)
+        self._followed = None  # the layer whose contrast limits are followed
 
         self.layer_box = ComboBox(label="layer", choices=self._image_layer_names)
         self.step_choice = ComboBox(label="transform", choices=available())
@@ -260,6 +261,7 @@ class TransformWidget(QWidget):
         ]
         for emitter, callback in self._connections:
             emitter.connect(callback)
+        self._follow(self.layer)
 
     # ---- layers ------------------------------------------------------------------------------
     def _image_layer_names(self, *_: Any) -> list[str]:
@@ -282,7 +284,34 @@ class TransformWidget(QWidget):
         if self.layer is None:
             self._drop_preview()
 
+    def _follow(self, layer) -> None:
+        """Follow the contrast limits of the chosen layer (the preview's range derives from
+        them)."""
+        if self._followed is not None:
+            try:
+                self._followed.events.contrast_limits.disconnect(self._source_limits_changed)
+            except (RuntimeError, TypeError, ValueError):
+                pass
+        self._followed = layer
+        if layer is not None:
+            layer.events.contrast_limits.connect(self._source_limits_changed)
+
+    def _source_limits_changed(self, *_: Any) -> None:
+        layer, preview = self.layer, self._preview
+        if layer is None or preview is None or self._showing:
+            return
+        try:
+            limits, _ = self.pipeline.display_range(_limits(layer), layer.dtype)
+        except Exception:
+            return
+        limits = _valid_limits(limits, preview.dtype)
+        if limits != self._auto_limits:
+            _set_range(preview, preview.dtype, limits)
+            preview.contrast_limits = limits
+            self._auto_limits = limits
+
     def _layer_changed(self, *_: Any) -> None:
+        self._follow(self.layer)
         self._drop_preview()
         self._slow = False
         self._show_params(self._editing)
@@ -323,6 +352,17 @@ class TransformWidget(QWidget):
     @property
     def pipeline(self) -> Pipeline:
         return Pipeline(self.steps)
+
+    @property
+    def steps(self) -> list[tuple[str, dict[str, Any]]]:
+        """The pipeline's steps ``[(name, params), ...]``; assigning a new list updates the
+        step list, the controls and the preview."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: list) -> None:
+        self._steps = [(name, dict(params)) for name, params in Pipeline(steps).steps]
+        self._changed(select=0 if self._steps else -1)
 
     def _input(self, row: int) -> tuple[tuple[float, float], np.dtype] | None:
         """Display range and dtype of the frames reaching step ``row``: the layer's contrast
@@ -635,8 +675,7 @@ class TransformWidget(QWidget):
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
             self._error(f"{path}: {err}")
             return
-        self.steps = list(pipeline.steps)
-        self._changed(select=0)
+        self.steps = pipeline.steps
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
@@ -691,6 +730,7 @@ class TransformWidget(QWidget):
         for emitter, callback in self._connections:
             emitter.disconnect(callback)
         self._connections = []
+        self._follow(None)
 
 
 # ---- how a result layer looks ---------------------------------------------------------------------
