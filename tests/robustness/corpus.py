@@ -90,9 +90,14 @@ def tiff_layout(path: Path, pages_per_frame: int = 1) -> dict[str, Any]:
         for p in tif.pages:
             tags = {t.name: (t.offset, t.valueoffset, t.valuebytecount) for t in p.tags.values()}
             pages.append({"offset": p.offset, "ntags": len(p.tags), "tags": tags})
+        series = None
+        s = tif.series[0]
+        if s.dataoffset is not None and len(s.shape) >= 3:
+            dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder).str
+            series = {"offset": s.dataoffset, "shape": list(s.shape), "dtype": dtype}
         return {
             "byteorder": tif.byteorder, "bigtiff": tif.is_bigtiff, "pages": pages,
-            "pages_per_frame": pages_per_frame, "size": os.path.getsize(path),
+            "pages_per_frame": pages_per_frame, "size": os.path.getsize(path), "series": series,
         }  # fmt: skip
 
 

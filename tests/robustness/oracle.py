@@ -147,7 +147,14 @@ def tiff_series(path: Path) -> list:
         raise RefUnavailable(
             f"tifffile cannot read the series: {type(err).__name__}: {err}"
         ) from err
+    return contiguous(path, offset, shape, dtype)
+
+
+def contiguous(path: Path, offset: int, shape, dtype) -> list:
+    """Frames of a contiguous block at ``offset`` (the undamaged file's series) that the file
+    still holds entirely."""
     b = path.read_bytes()
+    dtype = np.dtype(dtype)
     count = int(np.prod(shape[1:]))
     nbytes = count * dtype.itemsize
     out = []
@@ -255,7 +262,11 @@ def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:
     if base.ref != "tiff":
         return [decode(base, path, lay)]
     out = []
-    for f in (lambda: decode(base, path, lay), lambda: hashes(tiff_series(path))):
+    s = lay.get("series")
+    decoders = [lambda: decode(base, path, lay), lambda: hashes(tiff_series(path))]
+    if s:
+        decoders.append(lambda: hashes(contiguous(path, s["offset"], s["shape"], s["dtype"])))
+    for f in decoders:
         try:
             out.append(f())
         except RefUnavailable:

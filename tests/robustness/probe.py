@@ -309,7 +309,7 @@ def references(base, applied: mutations.Applied, pristine: list[str | None] | No
     alts = []
     for k, ref in enumerate(refs):
         ref = list(ref)
-        what = "reference" if k == 0 else "tifffile series reference"
+        what = ("reference", "tifffile series reference", "undamaged layout reference")[min(k, 2)]
         for i in applied.unreadable:
             if i < len(ref):
                 ref[i] = None
