@@ -40,10 +40,10 @@ def _snapshot(root: Path, skip: set[Path]) -> dict[str, str]:
     return out
 
 
-def _imwrite(target, **kw):
+def _imwrite(target, data=None, **kw):
     import napari_imseq as imseq
 
-    return imseq.imwrite(target, FRAMES, overwrite=True, **kw)
+    return imseq.imwrite(target, FRAMES if data is None else data, overwrite=True, **kw)
 
 
 def dir_named_like_output(ext):
@@ -119,6 +119,55 @@ def symlink_to_user_file(root: Path):
     return lambda: _imwrite(root / "out.tif"), {root / "out.tif"}
 
 
+def existing_file_without_overwrite(root: Path):
+    """Without overwrite=True an existing file is never touched."""
+    _user_tree(root)
+    (root / "out.tif").write_bytes(b"a user's file, not a TIFF")
+
+    def call():
+        import napari_imseq as imseq
+
+        imseq.imwrite(root / "out.tif", FRAMES)
+
+    return call, set()
+
+
+def interrupted_write_keeps_old_file(root: Path):
+    """A write that fails half-way leaves the file it was to replace as it was."""
+    _user_tree(root)
+    (root / "out.tif").write_bytes(b"the previous results")
+
+    def frames():
+        yield FRAMES[0]
+        yield FRAMES[1]
+        raise KeyboardInterrupt("interrupted by the user")
+
+    def call():
+        try:
+            _imwrite(root / "out.tif", data=frames())
+        except KeyboardInterrupt as err:
+            raise _Expected(str(err)) from err
+
+    return call, {root / "out.tif.partial"}
+
+
+def convert_into_user_folder(root: Path):
+    _user_tree(root / "clip.mkv")
+    src = root / "src.tif"
+
+    def call():
+        import napari_imseq as imseq
+
+        imseq.imwrite(src, FRAMES)
+        imseq.convert(src, root / "clip.mkv", overwrite=True, progress=False)
+
+    return call, {src}
+
+
+class _Expected(Exception):
+    """The call failed the way the case asked it to (not a finding)."""
+
+
 def our_file_replaced(root: Path):
     """Positive control: overwrite=True must replace a file we wrote."""
     _imwrite(root / "out.mkv")
@@ -136,6 +185,7 @@ CASES = {
     **{f"misuse_{f.__name__}": f for f in (
         user_partial_dir, user_partial_dir_folder_writer, cwd_trailing_slash, cwd_dot_folder, cwd_parent,
         parent_as_folder, folder_written_again, user_zarr_store, symlink_to_user_file,
+        existing_file_without_overwrite, interrupted_write_keeps_old_file, convert_into_user_folder,
         our_file_replaced, our_zarr_replaced)},
 }  # fmt: skip
 
@@ -160,6 +210,8 @@ def run(name: str, work: Path) -> tuple[str, list[str]]:
         how = f"; the call raised {type(error).__name__}: {error}" if error else ""
         return "data_loss", [f"lost or changed: {sorted(lost)[:6]}{how}"]
     control = name in ("misuse_our_file_replaced", "misuse_our_zarr_replaced")
+    if isinstance(error, _Expected):
+        return "exact", []
     if error is not None:
         ok = isinstance(error, (SequenceError, *_REFUSALS))
         if control:
