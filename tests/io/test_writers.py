@@ -372,3 +372,12 @@ def test_imagej_description_is_rewritten_in_place(tmp_path, shape, fps):
     with imseq.open_sequence(tmp_path / "a.tif") as seq:
         assert len(seq) == 1200 and (fps is None or seq.fps == pytest.approx(fps))
         np.testing.assert_array_equal(seq[1199], frames[1199])
+
+
+def test_seq_relative_times_stay_relative_past_1e8_seconds(tmp_path):
+    times = [0.0, 5e7, 1e8, 1.5e8]  # a first time before 1973: the whole clock is relative
+    with imseq.open_writer(tmp_path / "t.seq", fps=1e-6) as w:
+        for i, t in enumerate(times):
+            w.write(np.full((4, 4), i, np.uint8), t)
+    with imseq.open_sequence(tmp_path / "t.seq") as seq:
+        np.testing.assert_allclose(np.diff(seq.timestamps), 5e7)

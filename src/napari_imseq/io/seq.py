@@ -551,8 +551,8 @@ class SeqWriter(Writer):
     """Frames to an uncompressed StreamPix SEQ file (version 5 layout).
 
     2-D uint8/uint16 frames are stored mono, (H, W, 3) uint8 frames as BGR. Timestamps are
-    seconds since the Unix epoch; relative times (a source without a camera clock) are put
-    after the moment the file was started. ``bit_depth`` sets the header's real bit depth
+    seconds since the Unix epoch; relative times (when the first is before 1973: a source
+    without a camera clock) are all put after the moment the file was started. ``bit_depth`` sets the header's real bit depth
     (12 for 12-bit cameras). The header's frame count is rewritten on close and on abort, so
     a partial file reads back with every frame written so far.
     """
@@ -589,8 +589,9 @@ class SeqWriter(Writer):
         self._f.write(self._header().ljust(8192, b"\0"))
 
     def _write(self, frame: np.ndarray, timestamp: float) -> None:
-        if timestamp < 1e8:  # relative time: anchor it at the start of the write
-            timestamp += self._epoch
+        if self.count == 0:  # relative times (a first one before 1973) start at the write's start
+            self._shift = self._epoch if timestamp < 1e8 else 0.0
+        timestamp += self._shift
         total_us = int(round(timestamp * 1e6))
         s, sub = divmod(total_us, 1_000_000)
         if not -(2**31) <= s < 2**31:
