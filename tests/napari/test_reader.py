@@ -153,3 +153,52 @@ def test_truncated_seq_warns_in_a_notification_and_has_the_readable_frames(
     shown = [str(n.message) for n in notification_manager.records[before:]]
     assert any("cut.seq" in m for m in shown), shown
     assert layer.metadata["warnings"]
+
+
+def _cut(path, fraction):
+    blob = path.read_bytes()
+    out = path.with_name("cut" + path.suffix)
+    out.write_bytes(blob[: int(len(blob) * fraction)])
+    return out
+
+
+def _open_damaged(viewer, path):
+    from napari.utils.notifications import notification_manager
+
+    before = len(notification_manager.records)
+    [layer] = viewer.open(str(path), plugin="napari-imseq")
+    shown = [str(n.message) for n in notification_manager.records[before:]]
+    return layer, shown
+
+
+def test_truncated_tiff_warns_and_has_the_readable_frames(make_napari_viewer, tmp_path):
+    import tifffile
+
+    data = (np.arange(20 * 64 * 48, dtype=np.uint32).reshape(20, 64, 48) % 60000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "full.tif", data)
+    cut = _cut(tmp_path / "full.tif", 0.6)
+    viewer = make_napari_viewer()
+    layer, shown = _open_damaged(viewer, cut)
+    n = layer.data.shape[0]
+    assert 0 < n < 20
+    assert layer.metadata["frames_declared"] == 20 and layer.metadata["truncated"]
+    np.testing.assert_array_equal(layer.data.compute(), data[:n])  # every frame it has is whole
+    assert any("cut.tif" in m and str(n) in m and "20" in m for m in shown), shown
+
+
+def test_truncated_avi_warns_and_has_the_readable_frames(make_napari_viewer, tmp_path):
+    from ..io import videomaker as vm
+
+    frames = vm.pattern(40, 64, 48)
+    vm.write(tmp_path / "full.avi", frames, codec="mjpeg", pix_fmt="yuvj420p", fmt_in="gray")
+    cut = _cut(tmp_path / "full.avi", 0.5)
+    decoded = vm.sequential(cut)  # a plain decode: the last frame may come from a cut packet
+    viewer = make_napari_viewer()
+    layer, shown = _open_damaged(viewer, cut)
+    n = layer.data.shape[0]
+    assert len(decoded) - 1 <= n <= len(decoded) < 40  # whole frames only
+    assert layer.metadata["frames_declared"] == 40 and layer.metadata["truncated"]
+    viewer.dims.set_current_step(0, n - 1)  # the last frame it claims is readable
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), decoded[n - 1])
+    np.testing.assert_array_equal(layer.data.compute(), decoded[:n])
+    assert any("cut.avi" in m and f"only {n} " in m for m in shown), shown

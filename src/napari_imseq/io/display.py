@@ -84,7 +84,7 @@ def _picks(n: int, max_frames: int) -> list[int]:
 
 
 def estimate_display_range(
-    seq: Any, *, budget: float = 0.08, max_frames: int = MAX_FRAMES
+    seq: Any, *, budget: float = 0.06, max_frames: int = MAX_FRAMES
 ) -> DisplayRange:
     """Contrast limits for ``seq`` (a :class:`~napari_imseq.io._base.Sequence`).
 
