@@ -359,3 +359,15 @@ def test_fields_follow_the_dtype_reaching_each_step(make_napari_viewer, tmp_path
     widget.step_list.setCurrentRow(0)
     lo, hi = widget.field("in_range")
     assert hi.max == 65535
+
+
+def test_showing_controls_changes_no_parameter(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).integers(300, 5000, (3, 20, 30), dtype=np.uint16)
+    viewer.add_image(data, name="u16", contrast_limits=(368.193, 5277.315))
+    widget = TransformWidget(viewer)
+    widget.add_step("rescale")
+    widget.add_step("gamma", gamma=0.8)
+    widget.step_list.setCurrentRow(0)  # controls rebuilt: values stay exact
+    assert widget.steps[0][1] == {"in_range": (368.193, 5277.315), "out_range": None}
+    assert widget.step_list.item(0).text() == "1. rescale(in_range=(368.2, 5277), out_range=auto)"

@@ -88,7 +88,7 @@ class _Field:
             self.auto = CheckBox(text="auto", value=value is None)
             self.auto.changed.connect(self._auto_changed)
             parts.append(self.auto)
-            self._auto_changed()
+            self._enable()
         for w in self.items:
             w.changed.connect(self._changed)
         if len(parts) == 1:
@@ -117,14 +117,18 @@ class _Field:
         v = 0.0 if value is None else float(value)
         step = 1.0 if whole else (0.01 if info.spec.unit else 0.1)
         w = FloatSpinBox(value=min(max(v, lo), hi), min=lo, max=hi, step=step)
-        w.native.setDecimals(2 if whole else 4)
+        w.native.setDecimals(0 if whole else 4)
+        w.native.setMinimumWidth(100)
         w.native.setKeyboardTracking(False)  # one update per typed number, not per digit
         w.value = min(max(v, lo), hi)  # again: the decimals may have rounded it
         return w
 
-    def _auto_changed(self, *_: Any) -> None:
+    def _enable(self) -> None:
         for w in self.items:
             w.enabled = not self.auto.value
+
+    def _auto_changed(self, *_: Any) -> None:
+        self._enable()
         self._changed()
 
     def _changed(self, *_: Any) -> None:
@@ -174,7 +178,7 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, np.ndarray)) and len(value) > 4:
         return f"<{len(value)} values>"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
     if isinstance(value, (tuple, list)):
         return "(" + ", ".join(_short(v) for v in value) + ")"
     return repr(value) if isinstance(value, str) else str(value)
