@@ -230,3 +230,10 @@ def test_a_source_with_a_damaged_rate_and_clock_converts_with_a_warning(tmp_path
     group["timestamps"][1] = 0.1
     with pytest.raises(imseq.UnsupportedWriteError, match="fps=0"):
         imseq.convert(tmp_path / "a.zarr", tmp_path / "c.zarr", fps=0, progress=False)
+
+
+def test_a_selection_of_no_frame_is_our_error_and_writes_nothing(tmp_path):
+    make_seq(tmp_path / "a.seq", n=5)
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"select none of its 5 frames"):
+        imseq.convert(tmp_path / "a.seq", tmp_path / "b.tif", start=10, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["a.seq"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from .io._base import Sequence, SequenceError
 from .io._registry import open_sequence
-from .io._writer import auto_display_range, open_writer, source_timing
+from .io._writer import UnsupportedWriteError, auto_display_range, open_writer, source_timing
 
 __all__ = ["ConversionCancelled", "ConversionInterrupted", "convert"]
 
@@ -215,6 +215,7 @@ def _convert(
     writer_thread = threading.Thread(target=write_worker, name="imseq-write", daemon=True)
     reader.start()
     writer_thread.start()
+
     def stop_early() -> str:
         halt.set()
         reader.join(5)
@@ -250,8 +251,9 @@ def _convert(
         raise err
     if writer.count == 0:
         writer.abort()
-        raise ValueError(
-            f"{seq.path}: frames {start}:{stop}:{step} select no frame; nothing written"
+        raise UnsupportedWriteError(
+            f"{seq.path}: frames {start}:{stop}:{step} select none of its {len(seq)} frames; "
+            f"nothing was written; choose start/stop/step inside the recording"
         )
     writer.close()
     seconds = time.perf_counter() - t0
