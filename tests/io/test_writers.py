@@ -381,3 +381,14 @@ def test_seq_relative_times_stay_relative_past_1e8_seconds(tmp_path):
             w.write(np.full((4, 4), i, np.uint8), t)
     with imseq.open_sequence(tmp_path / "t.seq") as seq:
         np.testing.assert_allclose(np.diff(seq.timestamps), 5e7)
+
+
+@pytest.mark.parametrize(("name", "options", "pattern"), [
+    ("a.zarr", {"compression": "bogus"}, r"unknown zarr compression 'bogus'.*zstd"),
+    ("a.tif", {"compression": "bogus"}, r"unknown TIFF compression 'bogus'.*zlib"),
+    ("a.tif", {"imagej": True, "compression": "zlib"}, r"ImageJ TIFF is written uncompressed"),
+])  # fmt: skip
+def test_bad_options_are_refused_before_writing(tmp_path, name, options, pattern):
+    with pytest.raises(imseq.UnsupportedWriteError, match=pattern):
+        imseq.imwrite(tmp_path / name, data((8, 8), np.uint8), **options)
+    assert os.listdir(tmp_path) == []

@@ -215,6 +215,17 @@ class ZarrWriter(Writer):
         self.compression = opts.pop("compression", "zstd")
         if opts:
             raise self._refuse(f"unknown option(s) {sorted(opts)} for zarr; known: compression")
+        if self.compression in (None, "none"):
+            return
+        from zarr.codecs import BloscCodec
+
+        try:
+            BloscCodec(cname=self.compression)
+        except (ValueError, TypeError):
+            raise self._refuse(
+                f"unknown zarr compression {self.compression!r}; use 'zstd' (default), 'lz4', "
+                f"'lz4hc', 'blosclz', 'zlib' or 'snappy' (all lossless), or None"
+            ) from None
 
     def _check(self, frame: np.ndarray) -> None:
         if frame.dtype.kind not in "uifb":
