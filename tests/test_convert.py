@@ -237,3 +237,17 @@ def test_a_selection_of_no_frame_is_our_error_and_writes_nothing(tmp_path):
     with pytest.raises(imseq.UnsupportedWriteError, match=r"select none of its 5 frames"):
         imseq.convert(tmp_path / "a.seq", tmp_path / "b.tif", start=10, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["a.seq"]
+
+
+def test_bit_depth_travels_only_when_the_frames_are_unchanged(tmp_path):
+    make_seq(tmp_path / "a.seq", n=4)  # 12-bit
+    imseq.convert(tmp_path / "a.seq", tmp_path / "same.seq", progress=False)
+    imseq.convert(
+        tmp_path / "a.seq", tmp_path / "eight.seq", progress=False,
+        transform=lambda f: (f >> 4).astype(np.uint8),
+    )  # fmt: skip
+    with (
+        imseq.open_sequence(tmp_path / "same.seq") as a,
+        imseq.open_sequence(tmp_path / "eight.seq") as b,
+    ):
+        assert a.bit_depth == 12 and b.dtype == np.uint8 and b.bit_depth == 8

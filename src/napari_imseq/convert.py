@@ -19,7 +19,13 @@ import numpy as np
 
 from .io._base import Sequence, SequenceError
 from .io._registry import open_sequence
-from .io._writer import UnsupportedWriteError, auto_display_range, open_writer, source_timing
+from .io._writer import (
+    UnsupportedWriteError,
+    auto_display_range,
+    fitting_bit_depth,
+    open_writer,
+    source_timing,
+)
 
 __all__ = ["ConversionCancelled", "ConversionInterrupted", "convert"]
 
@@ -156,7 +162,8 @@ def _convert(
     fps = options.pop("fps", None)  # given: the writer checks it (finite, positive)
     if fps is None and source_fps:  # the source's rate, thinned by the step
         fps = source_fps / abs(indices.step)
-    options.setdefault("bit_depth", seq.bit_depth)
+    if transform is None:  # a transform may change the range: its output keeps no claim
+        options.setdefault("bit_depth", fitting_bit_depth(seq.bit_depth, seq.dtype))
     writer = open_writer(dst, fps=fps, overwrite=overwrite, **options)
 
     q: queue.Queue = queue.Queue(maxsize=max(1, queue_size))

@@ -392,3 +392,14 @@ def test_bad_options_are_refused_before_writing(tmp_path, name, options, pattern
     with pytest.raises(imseq.UnsupportedWriteError, match=pattern):
         imseq.imwrite(tmp_path / name, data((8, 8), np.uint8), **options)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bit_depth", [12, 0, -1, 2.5, "x", True])
+def test_a_bit_depth_the_frames_cannot_hold_is_refused(tmp_path, bit_depth):
+    for name in ("a.seq", "a.zarr"):
+        with pytest.raises(imseq.UnsupportedWriteError, match=r"bit_depth=.* does not fit uint8"):
+            imseq.imwrite(tmp_path / name, data((8, 8), np.uint8), bit_depth=bit_depth)
+    assert os.listdir(tmp_path) == []
+    imseq.imwrite(tmp_path / "b.seq", data((8, 8), np.uint16), bit_depth=12)
+    with imseq.open_sequence(tmp_path / "b.seq") as seq:
+        assert seq.bit_depth == 12

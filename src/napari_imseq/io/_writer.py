@@ -66,6 +66,18 @@ class SequenceWriteError(SequenceError, OSError):
         return str(self.args[0]) if self.args else super().__str__()
 
 
+def fitting_bit_depth(bit_depth: Any, dtype: Any) -> int | None:
+    """``bit_depth`` as an int when integer samples of ``dtype`` can hold it, else None."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui" or isinstance(bit_depth, bool):
+        return None
+    try:
+        bits = int(bit_depth)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return bits if bits == bit_depth and 1 <= bits <= dtype.itemsize * 8 else None
+
+
 def partial_path(path: str) -> str:
     return path + ".partial"
 
@@ -302,7 +314,14 @@ class Writer:
         return UnsupportedWriteError(f"{self.path}: {why}")
 
     def _check_common(self, frame: np.ndarray) -> None:
-        """Checks every format shares: an image of at least 2-D, no empty axis, numbers."""
+        """Checks every format shares: an image of at least 2-D, no empty axis, numbers, and a
+        ``bit_depth`` the dtype can hold."""
+        if self.bit_depth is not None and fitting_bit_depth(self.bit_depth, frame.dtype) is None:
+            bits = frame.dtype.itemsize * 8
+            raise self._refuse(
+                f"bit_depth={self.bit_depth!r} does not fit {frame.dtype} frames; it is the "
+                f"number of significant bits of integer samples, 1 to {bits} here (or None)"
+            )
         if frame.ndim < 2 or 0 in frame.shape:
             raise self._refuse(
                 f"a frame of shape {frame.shape} is not an image; frames must be at least 2-D "
