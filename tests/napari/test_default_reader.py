@@ -66,8 +66,13 @@ def test_without_preference_napari_asks(profile, make_napari_viewer, tmp_path):
 
 
 def test_every_format_opens_with_our_lazy_reader(profile, make_napari_viewer, tmp_path):
+    from napari.utils.notifications import notification_manager
+
     viewer = make_napari_viewer()
+    before = len(notification_manager.records)
     _defaults.activate(None)  # what npe2 runs when napari first uses the plugin
+    told = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("*.seq" in m and "Preferences > Plugins" in m for m in told), told
     for ext, path in _files(tmp_path).items():
         assert profile.plugins.extension2reader[f"*.{ext}"] == "napari-imseq"
         [layer] = viewer.open(str(path), plugin=None)  # preference, no dialog

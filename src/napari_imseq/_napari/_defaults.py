@@ -81,8 +81,19 @@ def set_default_reader(patterns: list[str] | None = None, *, force: bool = False
 
 
 def activate(ctx: Any = None) -> None:
-    """npe2 ``on_activate`` hook: fill in reader preferences nobody has set (never raises)."""
+    """npe2 ``on_activate`` hook: fill in reader preferences nobody has set (never raises).
+
+    The user is told which patterns were set and where to change them.
+    """
     try:
-        set_default_reader()
+        added = set_default_reader()
     except Exception as err:  # activation must not fail because of a settings problem
         _log.warning("napari-imseq could not set its reader preferences: %s", err)
+        return
+    if added:
+        from napari.utils.notifications import show_info
+
+        show_info(
+            f"napari-imseq now opens {', '.join(sorted(added))} (patterns that had no reader "
+            "preference). Change this in Preferences > Plugins > File extension readers."
+        )
