@@ -74,8 +74,8 @@ def _interval(seconds):
 FORMATS = {
     "ffv1": ("a.mkv", {}, _video, _relative(1e-3)),
     "png-mov": ("a.mov", {}, _video, _relative(1e-3)),
-    "tiff": ("a.tif", {}, _tiff, None),
-    "tiff-zstd": ("a.tif", {"compression": "zstd"}, _tiff, None),
+    "tiff": ("a.tif", {}, _tiff, _relative(1e-12)),
+    "tiff-zstd": ("a.tif", {"compression": "zstd"}, _tiff, _relative(1e-12)),
     "zarr": ("a.zarr", {}, _zarr, _relative(1e-12)),
     "seq": ("a.seq", {}, _seq, _interval(1.01e-6)),  # microsecond camera timestamps
     "png-folder": ("frames/", {}, _png_folder, None),

@@ -344,6 +344,10 @@ class TiffStack(Sequence):
             fps = float(ij["fps"])
         elif interval:
             fps = 1.0 / float(interval)
+        if fps is None and self._series.kind == "shaped" and tif.shaped_metadata:
+            rate = tif.shaped_metadata[0].get("fps")  # our writer keeps the rate here
+            if isinstance(rate, (int, float)) and np.isfinite(rate) and rate > 0:
+                fps = float(rate)
         if fps and self.frame_axis in ("T", "I", "Q"):
             md["timestamps"] = np.arange(self._n, dtype=np.float64) / fps
         md["fps"] = fps
