@@ -95,3 +95,23 @@ def test_contrast_range_spans_the_bit_depth(make_napari_viewer):
     assert 0 <= lo < hi <= 4095
     gray.contrast_limits = (0, 4095)  # the user can still reach the whole 12-bit range
     assert tuple(gray.contrast_limits) == (0, 4095)
+
+
+def test_layers_without_usable_time_are_ignored(make_napari_viewer):
+    from types import SimpleNamespace
+
+    from napari_imseq._napari._time import _time_layer_info
+
+    empty = SimpleNamespace(metadata={"fps": 10.0}, ndim=3, data=np.zeros((0, 4, 4)))
+    assert _time_layer_info(empty) is None
+    viewer = make_napari_viewer()
+    display = attach(viewer)
+    viewer.add_image(np.zeros((3, 4, 4), np.uint8), metadata={"fps": None}, name="no fps")
+    viewer.add_image(np.zeros((4, 4), np.uint8), metadata={"fps": 10.0}, name="2-D")
+    assert display.text == ""
+    viewer.add_image(np.zeros((3, 4, 4), np.uint8), metadata={"fps": 4.0}, name="ok")
+    viewer.dims.set_current_step(0, 2)
+    assert display.text.startswith("t = 0.5 s / 0.5 s")
+    layers = viewer.open_sample("napari-imseq", "synthetic-12bit")
+    assert viewer.dims.axis_labels[0] == "t" and layers[0].metadata["fps"] == 30.0
+    assert display.text.endswith("frame 2")

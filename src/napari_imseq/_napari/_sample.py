@@ -47,6 +47,7 @@ def make_sample_data():
             {
                 "name": "synthetic 12-bit",
                 "contrast_limits": (0, 4095),
+                "axis_labels": ("t", "y", "x"),
                 "metadata": {"bit_depth": 12, "fps": 30.0},
             },
             "image",

@@ -58,7 +58,11 @@ def _time_layer_info(layer: Any) -> tuple[np.ndarray, float | None] | None:
     md = getattr(layer, "metadata", None)
     if not isinstance(md, dict) or getattr(layer, "ndim", 0) < 3:
         return None
-    n = int(layer.data.shape[0])
+    if not ("fps" in md or "timestamps" in md) or getattr(layer, "multiscale", False):
+        return None
+    n = int(np.shape(layer.data)[0])
+    if n == 0:
+        return None
     times = frame_times(md, n)
     if times is None:
         return None
