@@ -255,3 +255,29 @@ def test_figure_to_array():
     arr = T.figure_to_array(fig)
     plt.close(fig)
     assert arr.shape == (100, 150, 3) and arr.dtype == np.uint8
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint32, np.uint64, np.float64])
+@pytest.mark.parametrize("channels", [0, 3, 4])
+def test_every_step_on_other_dtypes(dtype, channels):
+    """Any dtype napari shows: every step runs (no overflow warnings), dtype and channels kept
+    except for the documented conversions."""
+    shape = (30, 40, channels) if channels else (30, 40)
+    f = (np.random.default_rng(0).random(shape) * 100).astype(dtype)
+    for name in T.available():
+        if name == "apply_lut":
+            continue  # unsigned integers only (an error says so)
+        out = T.REGISTRY[name](f)
+        if name == "apply_colormap":
+            assert out.dtype == np.uint8 and out.shape == (30, 40, 4 if channels == 4 else 3)
+        elif name == "convert_dtype":
+            assert out.dtype == np.uint8 and out.shape == f.shape
+        elif name == "rgb_to_gray":
+            assert out.dtype == f.dtype and out.shape == (30, 40)
+        else:
+            assert out.dtype == f.dtype and out.shape[2:] == f.shape[2:], name
+    if np.dtype(dtype).kind == "u":  # exact at every width; alpha kept
+        expect = np.iinfo(dtype).max - f
+        if channels == 4:
+            expect[..., 3] = f[..., 3]
+        np.testing.assert_array_equal(T.invert(f), expect)

@@ -71,6 +71,10 @@ def restore(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         lo, hi = dtype_range(dtype)
+        if dtype.itemsize >= 4:  # float32 cannot hold the limits of 32/64-bit integers exactly
+            values = np.asarray(values, dtype=np.float64)
+        if dtype.itemsize == 8:  # nor float64 those of 64-bit ones: stay below 2**63 (2**64)
+            hi = float(np.nextafter(hi, 0.0))
         return np.clip(np.rint(values), lo, hi).astype(dtype)
     return values.astype(dtype, copy=False)
 

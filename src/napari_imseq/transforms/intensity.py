@@ -163,5 +163,7 @@ def invert(frame: np.ndarray, *, max_value: Intensity | None = None) -> np.ndarr
     >>> invert(np.array([[0, 255]], np.uint8)).tolist()
     [[255, 0]]
     """
+    if max_value is None and frame.dtype.kind == "u":  # exact for every width (uint32/64 too)
+        return keep_alpha(frame, np.invert(frame))
     top = max_value if max_value is not None else dtype_range(frame.dtype)[1]
     return point_op(frame, lambda v: top - v)
