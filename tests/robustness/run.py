@@ -101,8 +101,24 @@ Run it: `python3 -m pytest tests/robustness` (CI size, fixed seed), `--robustnes
 """
 
 
+def _baseline(path: str | None) -> str:
+    """The table of an earlier status file (e.g. the tree before a fix), for comparison."""
+    if not path:
+        return ""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    title = lines[0].lstrip("# ") if lines else path
+    rows = [line for line in lines if line.startswith("|")]
+    return f"\n## For comparison: {title}\n\n" + "\n".join(rows) + "\n"
+
+
 def write_report(
-    path: str, results: list[dict], s: harness.Settings, elapsed: float, partial: bool
+    path: str,
+    results: list[dict],
+    s: harness.Settings,
+    elapsed: float,
+    partial: bool,
+    baseline: str | None = None,
 ) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = REPORT_HEAD.format(timeout=s.timeout, mem=s.memory >> 30)
@@ -117,6 +133,7 @@ def write_report(
         "Each line gives the case id (generator:mutation[parameters]), what was seen and the command "
         "that reproduces it.",
         failure_list(results, s, limit=15) or "\nNone.",
+        _baseline(baseline),
     ]
     with open(path, "w") as f:
         f.write("\n".join(body) + "\n")
@@ -136,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--report", help="write the markdown report (docs/robustness.md)")
     ap.add_argument("--status", help="write the failing cases grouped by format and class")
+    ap.add_argument("--baseline", help="a status file whose table the report shows for comparison")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     s = harness.Settings(seed=a.seed, long=a.long, timeout=a.timeout, memory=int(a.memory_gib * (1 << 30)),
@@ -171,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"{len(results)} cases in {elapsed:.0f} s")
     if a.report:
-        write_report(a.report, results, s, elapsed, partial)
+        write_report(a.report, results, s, elapsed, partial, a.baseline)
     if a.status:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(a.status, "w") as f:
