@@ -275,6 +275,11 @@ def test_errors_show_in_the_widget(make_napari_viewer, tmp_path):
     widget.steps = []
     widget.add_step("apply_lut", lut=[0, 1, 2])
     assert "unsigned integer" in widget.status.text()
+    widget.steps = [("gaussian", {})]
+    viewer.dims.ndisplay = 3  # a 2-D frame cannot preview a 3-D view: said, not raised
+    assert "2-D view" in widget.status.text()
+    viewer.dims.ndisplay = 2
+    assert "preview of frame" in widget.status.text()
 
 
 def test_async_preview_drops_stale_frames(make_napari_viewer, tmp_path):

@@ -262,6 +262,8 @@ class TransformWidget(QWidget):
             (self.viewer.layers.events.inserted, self._refresh_layers),
             (self.viewer.layers.events.removed, self._on_removed),
             (self.viewer.dims.events.current_step, self._on_dims),
+            (self.viewer.dims.events.ndisplay, self._on_dims),
+            (self.viewer.dims.events.order, self._on_dims),
         ]
         for emitter, callback in self._connections:
             emitter.connect(callback)
@@ -344,6 +346,13 @@ class TransformWidget(QWidget):
         """Index of the frame napari shows: the layer's leading axes at the current dims point."""
         data = self._source(layer)
         lead = data.ndim - self._frame_ndim(layer)
+        offset = self.viewer.dims.ndim - layer.ndim  # layer axes are the viewer's last ones
+        shown = {d - offset for d in self.viewer.dims.displayed}
+        if shown != {layer.ndim - 2, layer.ndim - 1}:
+            raise ValueError(
+                "the preview shows (Y, X) frames, the last two axes of the layer: switch to the "
+                "2-D view and display those axes (transpose back) to preview"
+            )
         if lead <= 0:
             return ()
         coords = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)[:lead]
@@ -514,7 +523,8 @@ class TransformWidget(QWidget):
             return
         try:
             req = self._request()
-        except Exception as err:
+        except Exception as err:  # no frame to preview (e.g. a 3-D view): no preview
+            self._drop_preview()
             self._error(err)
             return
         if req is None:
@@ -694,6 +704,7 @@ class TransformWidget(QWidget):
             self.load(path)
 
     def _error(self, err: Any) -> None:
+        self._shown_key = None  # the next update computes again and reports
         self.status.setText(f"error: {err}")
         self.status.setStyleSheet("color: #e04040")
 
