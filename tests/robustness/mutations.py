@@ -64,6 +64,9 @@ def enumerate_mutations(ref: str, name: str, rng: random.Random, long: bool) -> 
                   for _ in range(reps * 2)]  # fmt: skip
         specs += [{"kind": "zeros", "len": rng.choice([16, 256]), "seed": rng.randrange(1 << 30)}
                   for _ in range(reps)]  # fmt: skip
+        # the end of a file: an index or trailer wiped, or half a frame more than was finished
+        specs += [{"kind": "zeros_tail", "len": 256}, {"kind": "append", "len": 100},
+                  {"kind": "append", "len": 5000}]  # fmt: skip
     if ref == "rawseq":
         for fname, values in SEQ_VALUES.items():
             chosen = values if long else rng.sample(values, min(2, len(values)))
@@ -194,6 +197,18 @@ def apply(base, spec: dict, seed: int) -> Applied:
         with open(path, "r+b") as f:
             f.truncate(off)
         return Applied("bytes", lay, note=f"cut at byte {off}")
+    if kind == "zeros_tail":
+        size = os.path.getsize(path)
+        n = min(spec["len"], size // 4)
+        _patch(path, size - n, b"\0" * n)
+        positions = list(range(size - n, size))
+        return Applied(
+            "none" if _structural(base, positions) else "bytes", lay, note=f"last {n} bytes zeroed"
+        )
+    if kind == "append":
+        with open(path, "ab") as f:
+            f.write(random.Random(seed).randbytes(spec["len"]))
+        return Applied("bytes", lay, note=f"{spec['len']} random bytes appended")
     if kind in ("flip", "zeros"):
         r = random.Random(spec["seed"])
         size = os.path.getsize(path)

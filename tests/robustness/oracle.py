@@ -185,6 +185,8 @@ def pyav(path: Path) -> list[str | None]:
         if not container.streams.video:
             raise RefUnavailable("PyAV finds no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise RefUnavailable("PyAV has no decoder for the video stream")
         intra = stream.codec_context.name in INTRA_ONLY
         try:
             for packet in container.demux(stream):
