@@ -399,6 +399,54 @@ WRITER_FPS = [
 ]
 
 
+# ---- every lossless writer x frame layouts and dtypes: refused up front, or read back exactly ---
+_RT_TARGETS = {
+    "tif": ("a.tif", {}), "zarr": ("a.zarr", {}), "mkv": ("a.mkv", {}), "mov": ("a.mov", {}),
+    "rawavi": ("a.avi", {"codec": "rawvideo"}), "seq": ("a.seq", {}),
+    "pngdir": ("imgs", {"format": "folder"}), "tifdir": ("imgs", {"format": "folder", "image_format": "tif"}),
+}  # fmt: skip
+
+
+def _rt_frames(kind):
+    rng = np.random.default_rng(7)
+    shapes = {
+        "gray8": ((12, 16), np.uint8), "gray16": ((12, 16), np.uint16), "rgb8": ((12, 16, 3), np.uint8),
+        "rgba8": ((12, 16, 4), np.uint8), "rgb16": ((12, 16, 3), np.uint16),
+        "twochannel": ((12, 16, 2), np.uint8), "zstack": ((3, 12, 16), np.uint16),
+        "bool": ((12, 16), np.bool_), "float32": ((12, 16), np.float32), "int16": ((12, 16), np.int16),
+        "uint32": ((12, 16), np.uint32), "float64": ((12, 16), np.float64),
+        "tiny": ((2, 3), np.uint8), "odd": ((13, 17), np.uint8),
+    }  # fmt: skip
+    shape, dtype = shapes[kind]
+    n = 4
+    if dtype == np.bool_:
+        return rng.random((n, *shape)) > 0.5
+    if np.dtype(dtype).kind == "f":
+        return rng.standard_normal((n, *shape)).astype(dtype) * 1000
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=(n, *shape), dtype=dtype, endpoint=True)
+
+
+RT_KINDS = ["gray8", "gray16", "rgb8", "rgba8", "rgb16", "twochannel", "zstack", "bool", "float32",
+            "int16", "uint32", "float64", "tiny", "odd"]  # fmt: skip
+
+
+def _roundtrip(target, kind):
+    def gen(d):
+        import napari_imseq as imseq
+
+        name, opts = _RT_TARGETS[target]
+        data = _rt_frames(kind)
+        imseq.imwrite(d / name, data, fps=10, **opts)
+        return Base(d / name, "writer", data, {}, ours=True)
+
+    gen.__name__ = f"rt_{target}_{kind}"
+    return gen
+
+
+ROUNDTRIP = [_roundtrip(t, k) for t in _RT_TARGETS for k in RT_KINDS]
+
+
 # ---- special files: nothing to read, a clean error expected -----------------------------------
 def _special(name, make):
     def gen(d):
@@ -478,7 +526,7 @@ GENERATORS = {
         video_ffv1_same_ts, video_ffv1_backwards_ts, video_ffv1_nan_ts,
         pyav_h264_bframes, pyav_mpeg4_bframes_avi, pyav_ffv1_fps5000_mkv, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
         pil_gif, zarr_ours, zarr_plain, folder_ours_png, folder_png16, folder_tif,
-        *WRITER_FPS, *SPECIAL, *[_sample(n) for n in SAMPLE_NAMES],
+        *WRITER_FPS, *ROUNDTRIP, *SPECIAL, *[_sample(n) for n in SAMPLE_NAMES],
     ]
 }  # fmt: skip
 
@@ -487,6 +535,8 @@ def family(name: str) -> str:
     """The format family of a generator (rows of the report)."""
     if name.startswith("special_"):
         return "special files"
+    if name.startswith("rt_"):
+        return "writer round trip"
     if name.startswith(("seq_", "sample_pims_sample", "sample_celeritas")):
         return "seq"
     if name.startswith(("tif_", "tiff_", "sample_imageio_calcium", "sample_pims_tiff")):

@@ -76,7 +76,7 @@ def _ref_kind(name: str, gen) -> str:
     """The reference kind of a generator, from its name (no file is written in the parent)."""
     if name.startswith(("seq_jpeg",)):
         return "jpegseq"
-    if "_writer_fps_" in name:
+    if "_writer_fps_" in name or name.startswith("rt_"):
         return "writer"
     fam = corpus.family(name)
     return {"seq": "rawseq", "tiff": "tiff", "zarr": "zarr", "folder": "folder",

@@ -351,7 +351,8 @@ def run_case(case: dict, send) -> dict:
         return {"cls": "skipped", "details": [str(err)]}
     except Exception as err:  # noqa: BLE001
         info = describe(err, d)
-        our_writer = "napari_imseq" in info["where"] or info["ours"]
+        frames = traceback.extract_tb(err.__traceback__)
+        our_writer = info["ours"] or any("napari_imseq" in f.filename for f in frames)
         if info["ours"] and info["names_file"]:
             return {
                 "cls": "clean_error",

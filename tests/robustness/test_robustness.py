@@ -12,7 +12,17 @@ import pytest
 from . import harness, misuse, oracle, probe
 from .run import failure_list, table
 
-FAMILIES = ["seq", "tiff", "video", "gif", "zarr", "folder", "special files", "api misuse"]
+FAMILIES = [
+    "seq",
+    "tiff",
+    "video",
+    "gif",
+    "zarr",
+    "folder",
+    "special files",
+    "writer round trip",
+    "api misuse",
+]
 
 
 @pytest.fixture(scope="module")
