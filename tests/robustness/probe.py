@@ -58,9 +58,11 @@ def _read(seq, i: int, path) -> tuple[str, Any]:
         return ("err", describe(err, path))
 
 
-def read_everything(path: Path, seed: int, race: bool = False) -> dict[str, Any]:
-    """Open, metadata, indexing, iter_frames, cold random order, 4 threads, and (``race``)
-    close() while 4 threads read: every outcome."""
+def read_everything(
+    path: Path, seed: int, race: bool = False, convert: bool = False
+) -> dict[str, Any]:
+    """Open, metadata, indexing, iter_frames, cold random order, 4 threads, (``race``)
+    close() while 4 threads read, and (``convert``) ``imseq.convert`` to zarr: every outcome."""
     import napari_imseq as imseq
 
     out: dict[str, Any] = {"errors": [], "mismatch": []}
@@ -145,8 +147,33 @@ def read_everything(path: Path, seed: int, race: bool = False) -> dict[str, Any]
         if race:
             _dask_and_pickle(path, seqd, out)
             _close_race(path, seqd, seed, out)
+        if convert and n and all(v[0] == "ok" for v in seqd.values()):
+            _convert(path, seqd, n, out)
         out["warnings"] = _warnings(rec)
     return out
+
+
+def _convert(path: Path, seqd: dict, n: int, out: dict) -> None:
+    """``convert`` writes the frames the reader reads, all of them (the warnings are the
+    reader's, raised in the same process)."""
+    import zarr
+
+    import napari_imseq as imseq
+
+    dst = path.parent.parent / "converted.zarr"
+    try:
+        imseq.convert(path, dst, progress=False)
+    except Exception as err:  # noqa: BLE001
+        out["errors"].append(("convert", describe(err, path)))
+        return
+    frames = zarr.open_group(str(dst), mode="r")["frames"]
+    if frames.shape[0] != n:
+        out["mismatch"].append(f"convert wrote {frames.shape[0]} frames, the reader has {n}")
+        return
+    for i, v in seqd.items():
+        if oracle.frame_hash(frames[i]) != v[1]:
+            out["mismatch"].append(f"convert wrote another frame {i} than seq[{i}]")
+            return
 
 
 def _dask_and_pickle(path: Path, seqd: dict, out: dict) -> None:
@@ -394,7 +421,12 @@ def run_case(case: dict, send) -> dict:
     send("reference")
     alts = references(base, applied, pristine)
     send("read")
-    outcome = read_everything(Path(base.path), case["seed"], race=spec["kind"] == "none")
+    outcome = read_everything(
+        Path(base.path),
+        case["seed"],
+        race=spec["kind"] == "none",
+        convert=spec["kind"] in ("truncate", "idx", "seq_field", "append"),
+    )
     problems = compare(outcome, alts)
     if spec["kind"] == "none" and "open_error" in outcome:
         e = outcome["open_error"]
