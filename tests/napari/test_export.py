@@ -51,6 +51,40 @@ def test_rendered_export_matches_napari_screenshot(make_napari_viewer, tmp_path,
             assert diff.max() <= 8 / 255
 
 
+def test_labels_layer_matches_napari_screenshot(make_napari_viewer, tmp_path):
+    rng = np.random.default_rng(5)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(rng.integers(0, 256, (T, H, W), dtype=np.uint8), name="base")
+    blobs = np.zeros((T, H, W), np.int32)
+    blobs[:, 20:60, 30:90] = 1
+    blobs[:, 50:100, 70:140] = 7
+    viewer.add_labels(blobs, opacity=0.7)
+    imseq.export(viewer, tmp_path / "l.mkv", progress=False)
+    with imseq.open_sequence(tmp_path / "l.mkv") as seq:
+        diff = np.abs(seq[2].astype(int) - screenshot(viewer, 2).astype(int)) / 255
+    assert diff.mean(axis=(0, 1)).max() <= 2 / 255 and diff.max() <= 8 / 255
+
+
+def test_region_and_size(make_napari_viewer, tmp_path):
+    viewer = three_layer_viewer(make_napari_viewer)
+    summary = imseq.export(viewer, tmp_path / "a.mkv", region=(10, 50, 20, 100), progress=False)
+    assert summary["size"] == [40, 80]
+    with imseq.open_sequence(tmp_path / "a.mkv") as seq:
+        full = imseq.export(viewer, tmp_path / "b.mkv", progress=False)
+        assert full["size"] == [H, W]
+        with imseq.open_sequence(tmp_path / "b.mkv") as whole:
+            np.testing.assert_array_equal(seq[2], whole[2][10:50, 20:100])
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    ch, cw = viewer.canvas.size
+    camera.zoom = max(ch, cw) / 40  # the view spans about 40 data pixels
+    camera.center = (0, H / 2, W / 2)
+    view = imseq.export(viewer, tmp_path / "v.mkv", region="view", progress=False)
+    expected = [round(ch / camera.zoom), round(cw / camera.zoom)]
+    assert all(abs(a - b) <= 1 for a, b in zip(view["size"], expected, strict=True)), expected
+    small = imseq.export(viewer, tmp_path / "s.mkv", size=(60, 80), progress=False)
+    assert small["size"] == [60, 80]
+
+
 def test_other_dims_held_at_the_viewer_position(make_napari_viewer, tmp_path):
     data = np.arange(3 * 4 * 8 * 10, dtype=np.uint16).reshape(3, 4, 8, 10)
     viewer = make_napari_viewer()

@@ -263,7 +263,8 @@ def _view_region(viewer: Any, scene: Scene) -> tuple[int, int, int, int]:
     camera = _camera(viewer)
     cy, cx = (float(c) for c in camera.center[-2:])
     zoom = float(camera.zoom)
-    ch, cw = viewer._canvas_size  # screen pixels
+    canvas = getattr(viewer, "canvas", None)  # napari >= 0.9; viewer._canvas_size before
+    ch, cw = canvas.size if hasattr(canvas, "size") else viewer._canvas_size  # screen pixels
     hy, hx = ch / zoom / 2, cw / zoom / 2
     y0 = int(np.floor((cy - hy - ya.start) / ya.step + 0.5))
     x0 = int(np.floor((cx - hx - xa.start) / xa.step + 0.5))
