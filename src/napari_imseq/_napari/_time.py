@@ -222,7 +222,8 @@ def attach(viewer: Any) -> TimeDisplay:
 
 
 def attach_open_viewers() -> None:
-    """Attach every open napari viewer (the reader cannot know which one it is reading for)."""
+    """Attach the time read-out and the video read-ahead to every open napari viewer (the
+    reader cannot know which one it is reading for)."""
     try:
         from napari._qt.qt_main_window import _QtMainWindow
 
@@ -231,6 +232,9 @@ def attach_open_viewers() -> None:
         return
     viewers = [napari.current_viewer()]
     viewers += [w._qt_viewer.viewer for w in list(getattr(_QtMainWindow, "_instances", []))]
+    from ._prefetch import attach_prefetch
+
     for viewer in viewers:
         if viewer is not None:
             attach(viewer)
+            attach_prefetch(viewer)
