@@ -293,3 +293,50 @@ def test_truncated_imagej_hyperstack_keeps_its_axes(tmp_path):
         assert 0 < len(seq) < 10
         np.testing.assert_array_equal(seq[:], data[: len(seq)])
         assert seq.fps == pytest.approx(2.0)
+
+
+def test_a_page_whose_data_cannot_be_located_is_an_error_not_a_black_frame(tmp_path):
+    path = tmp_path / "z.tif"
+    data = seqmaker.frames(4, (10, 12), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib")
+    _set_tag_on_page(path, 2, "StripByteCounts", 0)
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[1], data[1])
+        with pytest.raises(imseq.FrameIndexError, match=r"z\.tif: frame 2: page 2 lists 0 bytes"):
+            seq[2]
+
+
+def _set_tag_on_page(path, index, name, value):
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[index].tags[name]
+        struct.pack_into("<H" if tag.dtype == 3 else "<I", raw, tag.valueoffset, value)
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_first_page_that_splits_the_series_is_reported(tmp_path):
+    path = tmp_path / "s.tif"
+    data = seqmaker.frames(5, (10, 12), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", metadata=None)
+    _set_tag_on_page(path, 0, "ImageWidth", 6331)
+    with pytest.warns(imseq.SequenceWarning, match=r"s\.tif: the file's 5 pages form 2 series"):
+        try:
+            imseq.open_sequence(path).close()
+        except imseq.SequenceFormatError:
+            pass  # refusing the damaged page is fine too; losing the others silently is not
+
+
+def test_a_shaped_description_the_pages_do_not_match_is_reported(tmp_path):
+    path = tmp_path / "d.tif"
+    data = seqmaker.frames(6, (10, 12), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib")
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        nxt = _next_ifd_pointer(raw, tif.pages[1].offset, False)
+    struct.pack_into("<I", raw, nxt, 0)  # the chain now ends after page 1
+    path.write_bytes(bytes(raw))
+    with pytest.warns(imseq.SequenceWarning, match=r"d\.tif: the header declares 6 frames"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert seq.metadata["truncated"] and seq.metadata["frames_declared"] == 6
+        np.testing.assert_array_equal(seq[0], data[0])

@@ -52,12 +52,18 @@ def test_a_foreign_array_without_any_chunk_says_so(tmp_path):
         assert len(seq) == 4
 
 
-def test_a_foreign_array_with_unwritten_chunks_reads_its_fill_value(tmp_path):
+def test_a_foreign_array_with_unwritten_chunks(tmp_path):
     path = tmp_path / "f.zarr"
     z = zarr.open_array(path, mode="w", shape=(3, 6, 7), chunks=(1, 6, 7), dtype="u1")
     z[0] = 5
-    with imseq.open_sequence(path) as seq:  # zarr semantics: an unwritten chunk is fill
+    with imseq.open_sequence(path) as seq:
+        assert (seq[0] == 5).all()
+        with pytest.raises(imseq.FrameIndexError, match=r"frame 2 is missing.*missing='fill'"):
+            seq[2]
+    with imseq.open_sequence(path, missing="fill") as seq:  # zarr's rule: unwritten is fill
         assert (seq[0] == 5).all() and (seq[2] == 0).all()
+    with pytest.raises(ValueError, match="missing"):
+        imseq.open_sequence(path, missing="zero")
 
 
 def _edit_json(path, edit):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._base import (
     FileHandle,
+    FrameIndexError,
     Sequence,
     SequenceFormatError,
     SequenceWarning,
@@ -167,8 +168,10 @@ class TiffStack(Sequence):
         self._offset = offset if contiguous else None
         self._fh = FileHandle(path) if self._offset is not None else None
         self._zarr = None
+        self._pages_per_frame = 0
         self._check_imagej(tif, s)
         self._check_readable(s)
+        self._check_other_series(tif, series_index)
 
     @staticmethod
     def _imagej_layout(tif, s) -> tuple[str, tuple[int, ...], int] | None:
@@ -199,6 +202,24 @@ class TiffStack(Sequence):
         page_axes = "YXS" if len(page.shape) == 3 else "YX"
         axes = "".join(a for a, _ in dims) + page_axes
         return axes, tuple(n for _, n in dims) + tuple(page.shape), int(offsets[0])
+
+    def _check_other_series(self, tif, series_index: int) -> None:
+        """Plain pages that tifffile split into several series (a page that differs from the
+        others, often a damaged one) would silently lose the other pages: say so."""
+        s = tif.series[series_index]
+        if len(tif.series) < 2 or s.kind not in ("generic", "uniform"):
+            return
+        others = [k for k, o in enumerate(tif.series) if k != series_index]
+        if all(tif.series[k].kind not in ("generic", "uniform") for k in others):
+            return
+        warnings.warn(
+            f"{self.path}: the file's {self._page_count} pages form {len(tif.series)} series of "
+            f"different shapes (one page may be damaged); series {series_index} "
+            f"({len(s.pages)} pages, {s.axes} {tuple(s.shape)}) is read and the others are not; "
+            f"pass series= to read another",
+            SequenceWarning,
+            stacklevel=5,
+        )
 
     def _check_imagej(self, tif, s) -> None:
         """An ImageJ description whose image count contradicts its own axes gives frames
@@ -231,6 +252,13 @@ class TiffStack(Sequence):
         damaged_ij = s.kind != "imagej" and not self._recovered
         if damaged_ij and isinstance(ij.get("images"), int) and ij["images"] > n:
             declared = ij["images"]  # tifffile gave up on a damaged ImageJ file: its count
+        shaped = (self._tif.shaped_metadata or ({},))[0] if self._faxis in (0, None) else {}
+        described = shaped.get("shape") if isinstance(shaped, dict) else None
+        if (
+            isinstance(described, list) and described and isinstance(described[0], int)
+            and len(described) > len(s.keyframe.shape) and described[0] > max(n, 1)
+        ):  # fmt: skip
+            declared = described[0]  # tifffile gave up on the shape its description gives
         if self._faxis is None:
             page = s.keyframe
             ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
@@ -241,6 +269,7 @@ class TiffStack(Sequence):
         else:
             pages = s.pages
             per = len(pages) // n if n else 0
+            self._pages_per_frame = per
             if per == 0:
                 per, n = 1, 0  # no page per frame: nothing to check
 
@@ -315,6 +344,33 @@ class TiffStack(Sequence):
     def rgb(self) -> bool:
         return self._rgb
 
+    def _check_pages(self, index: int) -> None:
+        """Every strip or tile of frame ``index`` lies in the file and holds bytes; tifffile
+        would read a strip at offset 0 from the header, or fill a strip of 0 bytes with zeros
+        (a silent black frame)."""
+        pages = self._series.pages
+        per = self._pages_per_frame if self._faxis == 0 else len(pages)
+        if not per or self._faxis not in (0, None):
+            return
+        first = 0 if self._faxis is None else index * per
+        size = self._stat.st_size
+        for k in range(first, first + per):
+            page = pages[k]
+            if page is None:
+                raise FrameIndexError(f"{self.path}: frame {index}: page {k} is missing")
+            if not page.dataoffsets or len(page.dataoffsets) != len(page.databytecounts):
+                raise FrameIndexError(
+                    f"{self.path}: frame {index}: page {k} lists {len(page.dataoffsets)} strip "
+                    f"or tile offsets and {len(page.databytecounts)} byte counts; its data "
+                    f"cannot be located (the page is damaged)"
+                )
+            for o, c in zip(page.dataoffsets, page.databytecounts, strict=False):
+                if o <= 0 or c <= 0 or o + c > size:
+                    raise FrameIndexError(
+                        f"{self.path}: frame {index}: page {k} lists {c} bytes of image data at "
+                        f"byte {o}, which is not in the file ({size} bytes); the page is damaged"
+                    )
+
     def _read(self, index: int) -> np.ndarray:
         if self._offset is not None:
             nbytes = int(np.prod(self._frame_shape)) * self._file_dtype.itemsize
@@ -323,6 +379,7 @@ class TiffStack(Sequence):
                 self._frame_shape, self._file_dtype, offset, f"frame {index}"
             )
         else:
+            self._check_pages(index)
             z = self._zarr_array()
             if self._faxis is None:
                 buf = np.asarray(z[...])

@@ -35,7 +35,13 @@ _METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
 
 
 class ZarrSequence(Sequence):
-    """A zarr array (or the ``frames`` array of a group), read frame by frame along axis 0."""
+    """A zarr array (or the ``frames`` array of a group), read frame by frame along axis 0.
+
+    A frame whose chunk is not on disk is a :class:`FrameIndexError` (a lost chunk must not
+    read as a blank frame). Stores written by other programs with zarr's default of skipping
+    chunks that hold only the fill value can be read with ``missing="fill"`` (zarr's rule: a
+    missing chunk is the fill value); stores written by napari-imseq store every chunk.
+    """
 
     format_name = "zarr"
     extensions = (".zarr",)
@@ -48,9 +54,12 @@ class ZarrSequence(Sequence):
         except OSError:
             return False
 
-    def __init__(self, path: str | os.PathLike, *, array: str = "frames"):
-        super().__init__(path, array=array)
+    def __init__(self, path: str | os.PathLike, *, array: str = "frames", missing: str = "error"):
+        super().__init__(path, array=array, missing=missing)
         import zarr
+
+        if missing not in ("error", "fill"):
+            raise ValueError(f"missing must be 'error' or 'fill', not {missing!r}")
 
         _check_exists(self.path)
         for folder in (self.path, os.path.join(self.path, array)):
@@ -96,7 +105,8 @@ class ZarrSequence(Sequence):
         # chunks per frame (a frame tiled into thousands of chunks is not stat()ed)
         per_frame = [range(-(-n // c)) for n, c in zip(self._shape[1:], grid[1:], strict=True)]
         count = int(np.prod([len(r) for r in per_frame], dtype=np.int64))
-        self._every_chunk = self._attrs_cache.get("every_chunk_written") is True
+        every = self._attrs_cache.get("every_chunk_written") is True
+        self._missing_is_error = every or self._options["missing"] == "error"
         self._frame_chunks = list(itertools.product(*per_frame)) if count <= 64 else None
         if self._shape[0] and not self._any_chunk_on_disk():
             warnings.warn(
@@ -160,11 +170,16 @@ class ZarrSequence(Sequence):
                     f"{self.path}: frame {index}: its chunk {key} is not a regular file (a FIFO, "
                     f"a device or a folder); the store is damaged"
                 )
-            if mode is None and self._every_chunk:
+            if mode is None and self._missing_is_error:
+                hint = (
+                    "the store is incomplete or damaged"
+                    if self._attrs_cache.get("every_chunk_written") is True
+                    else "the store is incomplete or damaged, or its writer skipped chunks that "
+                    "hold only the fill value: then open it with missing='fill'"
+                )
                 raise FrameIndexError(
                     f"{self.path}: frame {index} is missing from the store (its chunk {key} is "
-                    f"not on disk; a missing chunk would read as the fill value, a blank "
-                    f"frame); the store is incomplete or damaged"
+                    f"not on disk; it would read as the fill value, a blank frame); {hint}"
                 )
 
     def _read(self, index: int) -> np.ndarray:
