@@ -134,3 +134,32 @@ def test_close_while_threads_read_never_returns_another_files_bytes(tmp_path, ki
             h.close()
         assert bad == []
         assert all("closed" in str(e) for e in errors)
+
+
+def test_sequence_close_is_deferred_until_the_read_in_flight_ends(tmp_path, monkeypatch):
+    from napari_imseq.io.seq import SeqFile
+
+    data = seqmaker.frames(3, (16, 16), np.uint8)
+    seqmaker.raw_seq(tmp_path / "a.seq", data)
+    seq = imseq.open_sequence(tmp_path / "a.seq")
+    entered, release = threading.Event(), threading.Event()
+    original = SeqFile._read
+
+    def slow_read(self, index):
+        entered.set()
+        release.wait(10)
+        return original(self, index)
+
+    monkeypatch.setattr(SeqFile, "_read", slow_read)
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("frame", seq[1]))
+    reader.start()
+    assert entered.wait(10)
+    seq.close()
+    assert seq.closed and not seq._fh.closed  # released only when the read ends
+    with pytest.raises(SequenceClosedError, match=r"a\.seq.*closed"):
+        seq[0]
+    release.set()
+    reader.join()
+    np.testing.assert_array_equal(got["frame"], data[1])
+    assert seq._fh.closed
