@@ -783,6 +783,8 @@ def _set_range(layer, dtype: np.dtype, limits: tuple[float, float]) -> None:
     else:
         r = layer.contrast_limits_range
         lo, hi = min(lo, float(r[0])), max(hi, float(r[1]))
+    if tuple(float(v) for v in layer.contrast_limits_range) == (lo, hi):
+        return  # (every frame of a preview lands here: no events)
     current = tuple(layer.contrast_limits)
     layer.contrast_limits_range = (lo, hi)
     layer.contrast_limits = current
