@@ -9,6 +9,7 @@ goes through tifffile's zarr store, which decodes only the tiles/strips a frame 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from typing import Any
 
@@ -28,6 +29,8 @@ _MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _SPATIAL = set("YXS")
 #: more tags than this in one IFD means a damaged file (tifffile gives up there too)
 _MAX_TAGS = 4096
+#: bytes read at each IFD while walking the chain (the tag count, the tags, the next offset)
+_IFD_READ = 1024
 
 
 def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
@@ -36,8 +39,9 @@ def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
 
     tifffile detects a loop in the chain only at its 100th page, so a chain that loops later
     makes it walk forever. Here every IFD offset is remembered: a loop, an IFD outside the
-    file or a damaged tag count is a :class:`SequenceFormatError`. The walk costs two small
-    reads per page and ends after ``size / 18`` pages at most (the smallest possible IFD).
+    file or a damaged tag count is a :class:`SequenceFormatError`. The walk costs one small
+    read per page (two for pages of more than 85 tags) and ends after ``size / 18`` pages at
+    most (the smallest possible IFD).
     """
     path = fh.path
     head = fh.read(16, 0)
@@ -51,6 +55,7 @@ def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
         first = int(np.frombuffer(head[4:8], order + "u4")[0]) if len(head) >= 8 else 0
     seen: dict[int, int] = {}
     offset = first
+    count_fmt, next_fmt = order + cnt_fmt, order + off_fmt
     while offset:
         if offset in seen:
             raise SequenceFormatError(
@@ -66,18 +71,19 @@ def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
                 )
             return len(seen), offset  # a cut chain: the pages before it are what is there
         seen[offset] = len(seen)
-        raw = fh.read(cnt_len, offset)
-        count = int(np.frombuffer(raw, order + cnt_fmt)[0])
+        raw = fh.read(_IFD_READ, offset)  # most IFDs fit: one read per page
+        count = struct.unpack_from(count_fmt, raw)[0]
         if count > _MAX_TAGS or count == 0:
             if len(seen) == 1:
                 raise SequenceFormatError(
                     f"{path}: the first TIFF page has {count} tags; the file is damaged"
                 )
             break
-        nxt = fh.read(off_len, offset + cnt_len + count * tag_len)
+        at = cnt_len + count * tag_len
+        nxt = raw[at : at + off_len] if at + off_len <= len(raw) else fh.read(off_len, offset + at)
         if len(nxt) < off_len:
             break
-        offset = int(np.frombuffer(nxt, order + off_fmt)[0])
+        offset = struct.unpack(next_fmt, nxt)[0]
         if offset >= size:
             return len(seen), offset
     return len(seen), None
