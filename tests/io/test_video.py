@@ -214,14 +214,12 @@ def test_truncated_video_reads_up_to_the_cut(tmp_path):
     vm.write(path, frames, codec="ffv1", pix_fmt="gray", fmt_in="gray", gop=1)
     raw = path.read_bytes()
     path.write_bytes(raw[: int(len(raw) * 0.6)])
-    with imseq.open_sequence(path) as seq:
-        readable = len(vm.sequential(path))
-        assert 0 < readable < 20
-        for i in range(readable):
+    with pytest.warns(imseq.SequenceWarning, match=r"cut\.mkv: the header declares 20 frames"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert 0 < len(seq) < 20
+        for i in range(len(seq)):
             np.testing.assert_array_equal(seq[i], frames[i])
-        if len(seq) > readable:  # the index saw a packet the decoder cannot finish
-            with pytest.raises((imseq.FrameIndexError, imseq.SequenceFormatError), match="cut.mkv"):
-                seq[len(seq) - 1]
 
 
 def test_no_video_stream(tmp_path):

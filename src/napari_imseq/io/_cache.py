@@ -6,7 +6,7 @@ name, then rename); a missing, stale or unreadable entry is simply rebuilt by th
 Set ``NAPARI_IMSEQ_CACHE_DIR`` to move the cache, or to an empty string to disable it.
 
 **Decoded frames** of every open file share one in-memory LRU, :data:`frames`, bounded in bytes
-(default 128 MiB for the whole process, whatever the number of open files). Set
+(default 64 MiB for the whole process, whatever the number of open files). Set
 ``NAPARI_IMSEQ_FRAME_CACHE_MB`` before import, or call :func:`set_frame_cache_budget`.
 """
 
@@ -88,9 +88,9 @@ def entry_path(path: str, kind: str) -> str | None:
 # ---- decoded frames in memory ------------------------------------------------------------------
 def _default_budget() -> int:
     try:
-        return max(0, int(float(os.environ.get("NAPARI_IMSEQ_FRAME_CACHE_MB", "128")) * 2**20))
+        return max(0, int(float(os.environ.get("NAPARI_IMSEQ_FRAME_CACHE_MB", "64")) * 2**20))
     except ValueError:
-        return 128 << 20
+        return 64 << 20
 
 
 class FrameCache:

@@ -43,6 +43,7 @@ from ._base import (
 
 _NO_TS = np.iinfo(np.int64).min
 _INDEX_KIND = "video-index-v2"
+_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "corrupt")
 #: containers whose packet "pts" may be decode stamps (monotone even when frames reorder)
 _DECODE_STAMP_CONTAINERS = ("avi",)
 #: seeks that land after the target (or somewhere unknown) before a read starts from the top
@@ -628,9 +629,14 @@ class VideoFile(Sequence):
         try:
             container = av.open(path, metadata_errors="ignore")
         except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as err:
+            hint = "check the file, or that it is a video at all"
+            if path.lower().endswith((".mp4", ".mov", ".m4v", ".3gp", ".mj2")):
+                hint = (
+                    "an MP4/MOV cut off before its index (the 'moov' box written at the end of "
+                    "a recording) cannot be read; " + hint
+                )
             raise SequenceFormatError(
-                f"{path}: not a video FFmpeg can open ({err}); check the file, or that it is a "
-                f"video at all"
+                f"{path}: not a video FFmpeg can open ({err}); {hint}"
             ) from err
         try:
             videos = container.streams.video
@@ -647,6 +653,11 @@ class VideoFile(Sequence):
             s = videos[stream]
             self._stream_index = stream
             cc = s.codec_context
+            if cc is None or cc.codec is None:
+                raise UnsupportedFormatError(
+                    f"{path}: the video stream's codec is unknown to this FFmpeg build (or its "
+                    f"header is damaged); no frame can be decoded"
+                )
             codec = cc.codec
             self._info = {
                 "container": container.format.name,
@@ -666,9 +677,10 @@ class VideoFile(Sequence):
                 "streams": [st.type for st in container.streams],
             }
             arrays = _cache.load(path, _INDEX_KIND)
-            if arrays is None or not {"pts", "dts", "key", "pos"} <= set(arrays):
+            if arrays is None or not set(_INDEX_ARRAYS) <= set(arrays):
                 arrays = self._scan(container, s)
                 _cache.save(path, _INDEX_KIND, arrays)
+            declared = self._declared(container, s)
             pix_fmt = cc.pix_fmt
             if pix_fmt is None or not cc.width or not cc.height:
                 # the container does not say: decode the first frame once to find out
@@ -687,11 +699,12 @@ class VideoFile(Sequence):
             ) from err
         finally:
             container.close()
+        n = self._readable(arrays, declared)
         self._index = _Index(
-            arrays["pts"],
-            arrays["dts"],
-            arrays["key"].astype(bool),
-            arrays["pos"],
+            arrays["pts"][:n],
+            arrays["dts"][:n],
+            arrays["key"][:n].astype(bool),
+            arrays["pos"][:n],
             container=self._info["container"],
             delay=delay,
             reorder=reorder,
@@ -711,8 +724,67 @@ class VideoFile(Sequence):
         self._cache_owner = object()  # this file's entries in the shared frame cache
 
     @staticmethod
+    def _declared(container, stream) -> tuple[int | None, float | None]:
+        """(frames, seconds) the headers declare for the stream, where they say."""
+        if stream.frames:
+            return int(stream.frames), None
+        seconds = None
+        tag = (stream.metadata or {}).get("DURATION")  # Matroska: per track
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                seconds = None
+        elif len(container.streams) == 1 and container.duration:
+            seconds = container.duration / 1e6
+        rate = stream.average_rate or stream.guessed_rate
+        if seconds is None or not rate:
+            return None, None
+        return int(round(seconds * float(rate))), seconds
+
+    def _readable(self, arrays: dict[str, np.ndarray], declared) -> int:
+        """Frames whose packets the file holds whole; a cut-off file is reported."""
+        corrupt = arrays["corrupt"]
+        n = len(corrupt)
+        while n and corrupt[n - 1]:
+            n -= 1  # a last packet cut short by the end of the file
+        frames, seconds = declared
+        truncated = n < len(corrupt)
+        if frames is not None and n < frames and n:
+            # the data stops at the end of the file (no trailer, index or cues after it)
+            last = arrays["pos"][n - 1] + arrays["size"][n - 1]
+            tail = os.path.getsize(self.path) - last
+            at_end = arrays["pos"][n - 1] >= 0 and tail < 2 * int(arrays["size"].max()) + 65536
+            if seconds is not None:  # declared by duration: more than a frame and a half off
+                tb = self._info["time_base"]
+                ts = arrays["pts"][:n]
+                ts = ts[ts != _NO_TS]
+                if tb and len(ts) > 1:
+                    step = float(np.median(np.diff(np.sort(ts)))) * float(tb)
+                    at_end = at_end and float(ts.max()) * float(tb) + 2.5 * step < seconds
+            truncated = truncated or at_end
+        self._truncated = truncated
+        self._frames_declared = frames if truncated else None
+        if truncated and frames is not None and n < frames:
+            warnings.warn(
+                f"{self.path}: the header declares {frames} frames but only {n} are readable "
+                f"(the file is probably truncated); {n} frames are read",
+                SequenceWarning,
+                stacklevel=4,
+            )
+        elif truncated:
+            warnings.warn(
+                f"{self.path}: the last frame is cut short (the file is probably truncated); "
+                f"{n} frames are read",
+                SequenceWarning,
+                stacklevel=4,
+            )
+        return n
+
+    @staticmethod
     def _scan(container, stream) -> dict[str, np.ndarray]:
-        pts, dts, key, pos = [], [], [], []
+        pts, dts, key, pos, size, corrupt = [], [], [], [], [], []
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's flush packet
@@ -720,11 +792,15 @@ class VideoFile(Sequence):
             dts.append(_NO_TS if packet.dts is None else packet.dts)
             key.append(packet.is_keyframe)
             pos.append(-1 if packet.pos is None else packet.pos)
+            size.append(packet.size)
+            corrupt.append(packet.is_corrupt)
         return {
             "pts": np.asarray(pts, np.int64),
             "dts": np.asarray(dts, np.int64),
             "key": np.asarray(key, bool),
             "pos": np.asarray(pos, np.int64),
+            "size": np.asarray(size, np.int64),
+            "corrupt": np.asarray(corrupt, bool),
         }
 
     # ---- decoder pool ----------------------------------------------------------------
@@ -897,14 +973,13 @@ class VideoFile(Sequence):
             version = self._index.version
             dec = self._new_decoder("AUTO")
             try:
-                with dec.lock:
-                    while k < len(wanted):
+                while k < len(wanted):
+                    # the lock is never held across a yield: close() may run between frames
+                    with dec.lock:
                         self._check_decoder(dec)
-                        frame = self._decode(dec, wanted[k])
-                        arr = self._plan.to_array(frame)
-                        del frame
-                        yield arr
-                        k += 1
+                        arr = self._plan.to_array(self._decode(dec, wanted[k]))
+                    yield arr
+                    k += 1
             except _Renumber as why:
                 self._renumber(str(why), version)
             finally:
@@ -946,6 +1021,8 @@ class VideoFile(Sequence):
             "container": info["container"],
             "duration": duration,
             "frame_count": len(idx),
+            "frames_declared": self._frames_declared,
+            "truncated": self._truncated,
             "converted_to": None if not self._plan.converted else self._plan.target,
             "source": {
                 "codec_long_name": info["codec_long_name"],
