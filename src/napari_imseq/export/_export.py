@@ -65,7 +65,12 @@ class _LayerReader:
             return None
         if self.seq is not None:
             return self.seq[key[0]]
-        block = self.layer.data[key]
+        data = self.layer.data
+        if hasattr(data, "dask") and isinstance(key[0], int):
+            # a graph of our own: napari's opportunistic dask cache tracks tasks by key and
+            # fails (KeyError) when the GUI slices the same key in another thread at that time
+            return np.asarray(data[(slice(key[0], key[0] + 1), *key[1:])].compute())[0]
+        block = data[key]
         if hasattr(block, "compute"):
             block = block.compute()
         return np.asarray(block)
