@@ -142,6 +142,7 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
     running: dict = {}
     results: list[dict | None] = [None] * len(cases)
     works: dict[int, str] = {}
+    started: dict[int, float] = {}
     while pending or running:
         while pending and len(running) < s.jobs:
             k, case = pending.pop(0)
@@ -153,6 +154,7 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
             child.close()
             running[k] = (p, parent, time.monotonic() + _limit(case, s), ["start"], None)
             works[k] = work
+            started[k] = time.monotonic()
         time.sleep(0.005)
         for k in list(running):
             p, conn, deadline, phase, result = running[k]
@@ -198,7 +200,8 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
             del running[k]
             shutil.rmtree(works.pop(k), ignore_errors=True)
             case = cases[k]
-            results[k] = {**case, "family": family_of(case), **result}
+            seconds = round(time.monotonic() - started.pop(k), 2)
+            results[k] = {**case, "family": family_of(case), "seconds": seconds, **result}
             if progress:
                 progress(results[k])
     return results  # type: ignore[return-value]

@@ -188,6 +188,8 @@ def pyav(path: Path) -> list[str | None]:
         if stream.codec_context is None:
             raise RefUnavailable("PyAV has no decoder for the video stream")
         intra = stream.codec_context.name in INTRA_ONLY
+        gif = stream.codec_context.name == "gif"
+        rgb: list[str | None] = []
         try:
             for packet in container.demux(stream):
                 try:
@@ -199,6 +201,8 @@ def pyav(path: Path) -> list[str | None]:
                 if intra and packet.size and not decoded:
                     out.append(None)
                 out += [frame_hash(to_array(f)) for f in decoded]
+                rgb += [None] * (len(out) - len(rgb) - len(decoded))  # lost packets
+                rgb += [_opaque_rgb_hash(to_array(f)) for f in decoded]
                 if len(out) >= MAX_FRAMES:
                     break
         except av.FFmpegError:
@@ -206,7 +210,17 @@ def pyav(path: Path) -> list[str | None]:
                 out += [frame_hash(to_array(f)) for f in stream.codec_context.decode(None)]
             except Exception:
                 pass
+    if gif and len(rgb) == len(out):  # a GIF of opaque frames reads as RGB
+        if all(r is not None for h, r in zip(out, rgb, strict=True) if h is not None):
+            out = [h if h is None else rgb[k] for k, h in enumerate(out)]
     return out[:MAX_FRAMES]
+
+
+def _opaque_rgb_hash(arr) -> str | None:
+    """The hash of an RGBA frame without its alpha when every pixel is opaque, else None."""
+    if arr.ndim != 3 or arr.shape[2] != 4 or arr[..., 3].min() < 255:
+        return None
+    return frame_hash(np.ascontiguousarray(arr[..., :3]))
 
 
 def zarr_frames(path: Path, lay: dict) -> list:

@@ -147,7 +147,7 @@ def read_everything(
         if race:
             _dask_and_pickle(path, seqd, out)
             _close_race(path, seqd, seed, out)
-        if convert and n and all(v[0] == "ok" for v in seqd.values()):
+        if convert and 0 < n <= 200 and all(v[0] == "ok" for v in seqd.values()):
             _convert(path, seqd, n, out)
         out["warnings"] = _warnings(rec)
     return out

@@ -188,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - t0
     print(table(results))
     print(f"{len(results)} cases in {elapsed:.0f} s")
+    if a.verbose:
+        by_base: dict[str, float] = defaultdict(float)
+        for r in results:
+            by_base[r["base"]] += r["seconds"]
+        slow = sorted(by_base.items(), key=lambda kv: -kv[1])[:10]
+        print("slowest generators (s):", ", ".join(f"{b} {t:.0f}" for b, t in slow))
     if a.report:
         write_report(a.report, results, s, elapsed, partial, a.baseline)
     if a.status:
