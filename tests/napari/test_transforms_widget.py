@@ -197,8 +197,10 @@ def test_one_preview_layer_updated_in_place(make_napari_viewer, tmp_path):
     assert tuple(new.contrast_limits) == (500, 3000)
     assert new.gamma == 0.7 and new.colormap.name == "magma"
     assert previews(viewer) == [] and not widget.preview_button.isChecked()
-    widget.preview_button.setChecked(True)
-    assert len(previews(viewer)) == 1
+    viewer.dims.set_current_step(0, 3)
+    assert previews(viewer) == [], "moving through frames does not bring it back"
+    widget.field("sigma").value = 1.5  # editing the pipeline again previews it again
+    assert len(previews(viewer)) == 1 and widget.preview_button.isChecked()
     widget.close()
     assert previews(viewer) == [], "closing the widget removes the preview"
     viewer.dims.set_current_step(0, 2)
@@ -378,3 +380,25 @@ def test_showing_controls_changes_no_parameter(make_napari_viewer):
     widget.step_list.setCurrentRow(0)  # controls rebuilt: values stay exact
     assert widget.steps[0][1] == {"in_range": (368.193, 5277.315), "out_range": None}
     assert widget.step_list.item(0).text() == "1. rescale(in_range=(368.2, 5277), out_range=auto)"
+
+
+def test_lookup_tables_in_the_widget(make_napari_viewer, tmp_path):
+    viewer, layer, widget, data = setup(make_napari_viewer, tmp_path)
+    widget.add_step("apply_lut")  # starts as the identity of the layer's dtype
+    assert len(widget.steps[0][1]["lut"]) == 65536
+    np.testing.assert_array_equal(preview_data(viewer), data[viewer.dims.current_step[0]])
+    widget._fields["lut"]._estimate()  # "Equalise (from layer)": a LUT from a subsample
+    lut = np.asarray(widget.steps[0][1]["lut"])
+    assert lut.shape == (65536,) and lut.max() == 65535
+    assert widget.step_list.item(0).text() == "1. apply_lut(lut=<65536 values>)"
+    short = np.arange(4096, dtype=np.uint16) * 16  # shorter than the layer's contrast range
+    widget.set_param(0, lut=short)
+    t = viewer.dims.current_step[0]
+    np.testing.assert_array_equal(preview_data(viewer), short[data[t]])
+    new = widget.apply()
+    np.testing.assert_array_equal(shown(new), short[data[t]])
+    viewer.add_image(np.zeros((2, 8, 8), np.float32), name="float")
+    widget.layer_box.value = "float"
+    widget.steps = []
+    widget.add_step("apply_lut")
+    assert "unsigned integer" in widget.status.text()

@@ -209,6 +209,7 @@ class TransformWidget(QWidget):
         self._showing = False  # adding the preview layer moves dims: no re-entry
         self._detached = False  # taken out of its dock (napari's remove_dock_widget)
         self._followed = None  # the layer whose contrast limits are followed
+        self._resume_preview = False  # set by apply: the next edit turns the preview back on
 
         self.layer_box = ComboBox(label="layer", choices=self._image_layer_names)
         self.step_choice = ComboBox(label="transform", choices=available())
@@ -253,7 +254,7 @@ class TransformWidget(QWidget):
         self.up_button.clicked.connect(lambda: self.move_step(self.step_list.currentRow(), -1))
         self.down_button.clicked.connect(lambda: self.move_step(self.step_list.currentRow(), 1))
         self.step_list.currentRowChanged.connect(self._show_params)
-        self.preview_button.toggled.connect(lambda _: self.update_preview())
+        self.preview_button.toggled.connect(self._preview_toggled)
         self.apply_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button.clicked.connect(self._load_dialog)
@@ -397,10 +398,9 @@ class TransformWidget(QWidget):
             value = info.default
             if state is not None and info.name == "in_range" and info.spec.unit == "intensity":
                 value = state[0]
-            if info.kind == "array" and value is None:  # a table: identity to start with
-                if state is None or state[1] not in (np.uint8, np.uint16):
-                    continue  # (the step then says what it needs)
-                value = np.arange(np.iinfo(state[1]).max + 1, dtype=state[1])
+            if info.kind == "array" and value is None and state is not None:
+                if state[1] in (np.uint8, np.uint16):  # a table: identity to start with
+                    value = np.arange(np.iinfo(state[1]).max + 1, dtype=state[1])
             out[info.name] = value
         return out
 
@@ -450,6 +450,11 @@ class TransformWidget(QWidget):
     def _changed(self, select: int, rebuild: bool = True) -> None:
         """After any edit: the list shows the pipeline, the controls the selected step."""
         self._version += 1
+        if self._resume_preview:  # applied, then edited again: preview the new pipeline
+            self._resume_preview = False
+            self.preview_button.blockSignals(True)
+            self.preview_button.setChecked(True)
+            self.preview_button.blockSignals(False)
         self._sync_list(select)
         if rebuild or select != self._editing:
             self._show_params(select)
@@ -597,8 +602,7 @@ class TransformWidget(QWidget):
         if out.ndim != (3 if rgb else 2):
             self._error(f"the pipeline made a frame of shape {out.shape}, not an image")
             return
-        limits, _ = req["pipeline"].display_range(_limits(layer), layer.dtype)
-        limits = _valid_limits(limits, out.dtype)
+        limits = _display_limits(req["pipeline"], layer, out.dtype)
         preview = self._preview
         if preview is not None and preview not in self.viewer.layers:
             preview = self._preview = None
@@ -630,6 +634,10 @@ class TransformWidget(QWidget):
         if preview is not None and preview in self.viewer.layers:
             self.viewer.layers.remove(preview)
 
+    def _preview_toggled(self, *_: Any) -> None:
+        self._resume_preview = False  # the user decides
+        self.update_preview()
+
     def _on_dims(self, *_: Any) -> None:
         if self._preview is not None or self.steps:
             self.update_preview()
@@ -651,13 +659,12 @@ class TransformWidget(QWidget):
                 self._source(layer), frame_ndim=self._frame_ndim(layer),
                 timestamps=md.get("timestamps"),
             )  # fmt: skip
-            limits, _ = pipeline.display_range(_limits(layer), layer.dtype)
         except Exception as err:
             self._error(err)
             return None
         lead = self._source(layer).ndim - self._frame_ndim(layer)
         rgb = data.ndim - lead == 3 and data.shape[-1] in (3, 4)
-        look = _look(layer, rgb, _valid_limits(limits, data.dtype))
+        look = _look(layer, rgb, _display_limits(pipeline, layer, data.dtype))
         if self._preview is not None and self._preview.rgb == rgb:
             look = _look(self._preview, rgb, tuple(self._preview.contrast_limits))
         md["pipeline"] = pipeline.to_json()
@@ -667,7 +674,8 @@ class TransformWidget(QWidget):
         )  # fmt: skip
         _set_range(new, data.dtype, look["contrast_limits"])
         self._drop_preview()
-        self.preview_button.setChecked(False)  # applied: no preview until asked again
+        self.preview_button.setChecked(False)  # applied: no preview until the next edit
+        self._resume_preview = True
         self.status.setText(f"added lazy layer {new.name!r}")
         self.status.setStyleSheet("")
         return new
@@ -751,6 +759,16 @@ class TransformWidget(QWidget):
 # ---- how a result layer looks ---------------------------------------------------------------------
 def _limits(layer) -> tuple[float, float]:
     return float(layer.contrast_limits[0]), float(layer.contrast_limits[1])
+
+
+def _display_limits(pipeline: Pipeline, layer, dtype: np.dtype) -> tuple[float, float]:
+    """Contrast limits for the pipeline's output: the layer's carried through the steps, or
+    the output dtype's range when a step cannot map them (e.g. a LUT shorter than the range)."""
+    try:
+        limits, _ = pipeline.display_range(_limits(layer), layer.dtype)
+    except Exception:
+        limits = dtype_range(dtype) if np.dtype(dtype).kind in "uib" else (0.0, 1.0)
+    return _valid_limits(limits, dtype)
 
 
 def _valid_limits(limits: tuple[float, float], dtype: np.dtype) -> tuple[float, float]:

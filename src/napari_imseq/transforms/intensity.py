@@ -90,9 +90,11 @@ def apply_lut(frame: np.ndarray, *, lut: np.ndarray | list) -> np.ndarray:
     >>> apply_lut(np.array([[0, 1, 2]], np.uint8), lut=np.array([5, 6, 7], np.uint8)).tolist()
     [[5, 6, 7]]
     """
-    lut = np.asarray(lut)
     if frame.dtype.kind not in "u":
         raise ValueError(f"apply_lut needs an unsigned integer frame, not {frame.dtype}")
+    if lut is None:
+        raise ValueError("apply_lut needs a look-up table: lut=[...] with one entry per value")
+    lut = np.asarray(lut)
     colour = frame[..., :3] if has_alpha(frame) else frame  # alpha is kept, not looked up
     top = int(colour.max()) if colour.size else 0
     if top >= len(lut):
