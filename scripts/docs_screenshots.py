@@ -72,6 +72,7 @@ def shoot(out: Path, frames: int = 120) -> list[tuple[str, int]]:
 
     out.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, int]] = []
+    failed: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="imseq-shots-"))
     rec = work / "recording_12bit.seq"
     write_seq(
@@ -106,8 +107,13 @@ def shoot(out: Path, frames: int = 120) -> list[tuple[str, int]]:
     # 2. every widget the manifest declares, docked next to that recording
     for display_name, _ in manifest_widgets():
         viewer.layers.selection.active = layer
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-imseq", display_name)
-        prepare(display_name, widget, viewer)
+        try:
+            dock, widget = viewer.window.add_plugin_dock_widget("napari-imseq", display_name)
+            prepare(display_name, widget, viewer)
+        except Exception as err:  # one broken widget must not cost the other pictures
+            print(f"widget {display_name!r} failed, its picture is not updated: {err!r}")
+            failed.append(display_name)
+            continue
         settle(viewer)
         path = out / f"napari_widget_{slug(display_name)}.png"
         made.append((path.name, save_small(dock.grab(), path)))
@@ -139,6 +145,8 @@ def shoot(out: Path, frames: int = 120) -> list[tuple[str, int]]:
     for p in work.iterdir():
         p.unlink()
     work.rmdir()
+    if failed:
+        raise SystemExit(f"widgets without a new picture: {failed}")
     return made
 
 
