@@ -175,6 +175,19 @@ class TiffStack(Sequence):
         self._fh = FileHandle(path) if self._offset is not None else None
         self._zarr = None
         self._pages_per_frame = 0
+        self._pages_ok: set[int] = set()
+        tif.filehandle.set_lock(True)  # page checks and tifffile's reads share the cursor
+        import tifffile
+
+        self._tifffile = tifffile
+        first = self._own_page(s.pages[0]) if s.pages and s.pages[0] is not None else None
+        self._page_layout = (tuple(page.shape), page.dtype)
+        if first is not None and (tuple(first.shape), first.dtype) != self._page_layout:
+            raise SequenceFormatError(
+                f"{path}: the series' first page is {first.shape} {first.dtype} but tifffile "
+                f"reads the series as {page.shape} {page.dtype} pages; a page is damaged, so "
+                f"no frame can be trusted"
+            )
         self._check_imagej(tif, s)
         self._check_readable(s)
         self._check_other_series(tif, series_index)
@@ -327,6 +340,13 @@ class TiffStack(Sequence):
             z = zarr.open(store, mode="r")
             if not hasattr(z, "shape"):  # a multiscale group: level 0
                 z = z["0"]
+            if np.dtype(z.dtype).newbyteorder("=") != self._native:
+                store.close()
+                raise SequenceFormatError(
+                    f"{self.path}: the pages of the series disagree on the sample type (the "
+                    f"first page gives {self._native}, tifffile decodes {np.dtype(z.dtype)}); a "
+                    f"page is damaged, so no frame can be trusted"
+                )
             self._store, self._zarr = store, z
         return self._zarr
 
@@ -350,6 +370,16 @@ class TiffStack(Sequence):
     def rgb(self) -> bool:
         return self._rgb
 
+    def _own_page(self, page):
+        """``page`` parsed from its own tags (tifffile reads the pages of a series as frames
+        that borrow the first page's tags), or None when its tags cannot be parsed."""
+        try:
+            if isinstance(page, self._tifffile.TiffPage):
+                return page
+            return self._tif.pages.get(page.index, cache=False, aspage=True)
+        except Exception:
+            return None
+
     def _check_pages(self, index: int) -> None:
         """Every strip or tile of frame ``index`` lies in the file and holds bytes; tifffile
         would read a strip at offset 0 from the header, or fill a strip of 0 bytes with zeros
@@ -361,9 +391,20 @@ class TiffStack(Sequence):
         first = 0 if self._faxis is None else index * per
         size = self._stat.st_size
         for k in range(first, first + per):
-            page = pages[k]
+            if k in self._pages_ok:  # each page is checked once
+                continue
+            with self._tif.filehandle.lock:  # tifffile parses pages through one file cursor
+                page = pages[k]
+                own = None if page is None else self._own_page(page)
             if page is None:
                 raise FrameIndexError(f"{self.path}: frame {index}: page {k} is missing")
+            # its own tags, not those of tifffile's keyframe
+            if own is None or (own.shape, own.dtype) != self._page_layout:
+                what = "cannot be parsed" if own is None else f"is {own.shape} {own.dtype}"
+                raise FrameIndexError(
+                    f"{self.path}: frame {index}: page {k} {what} but the series is made of "
+                    f"{self._page_layout[0]} {self._page_layout[1]} pages; the page is damaged"
+                )
             if not page.dataoffsets or len(page.dataoffsets) != len(page.databytecounts):
                 raise FrameIndexError(
                     f"{self.path}: frame {index}: page {k} lists {len(page.dataoffsets)} strip "
@@ -376,6 +417,7 @@ class TiffStack(Sequence):
                         f"{self.path}: frame {index}: page {k} lists {c} bytes of image data at "
                         f"byte {o}, which is not in the file ({size} bytes); the page is damaged"
                     )
+            self._pages_ok.add(k)
 
     def _read(self, index: int) -> np.ndarray:
         if self._offset is not None:
