@@ -545,6 +545,6 @@ def family(name: str) -> str:
         return "zarr"
     if name.startswith("folder_"):
         return "folder"
-    if "gif" in name:
+    if "gif" in name or name == "sample_imageio_newtonscradle":
         return "gif"
     return "video"

@@ -170,8 +170,15 @@ INTRA_ONLY = ("ffv1", "png", "mjpeg", "rawvideo", "gif", "qtrle", "prores")
 
 
 def pyav(path: Path) -> list[str | None]:
-    """Hashes of a plain sequential PyAV decode in file order; a packet that fails to decode is
-    skipped (as the ffmpeg command line does) and a demuxing error ends the stream."""
+    """Hashes of a plain sequential PyAV decode in file order (see :func:`pyav_alternatives`)."""
+    return pyav_alternatives(path)[0]
+
+
+def pyav_alternatives(path: Path) -> list[list[str | None]]:
+    """Hashes of a plain sequential PyAV decode in file order; a packet that fails to decode
+    stands for one lost frame (as the ffmpeg command line skips it) and a demuxing error ends the
+    stream. For a GIF a second alternative: RGB frames (what a GIF whose headers declare no
+    transparency reads as), where a frame with transparent pixels cannot be read as RGB."""
     import av
 
     from tests.io.videomaker import to_array
@@ -181,6 +188,7 @@ def pyav(path: Path) -> list[str | None]:
     except Exception as err:
         raise RefUnavailable(f"PyAV cannot open it: {type(err).__name__}: {err}") from err
     out: list[str | None] = []
+    rgb: list[str | None] = []
     with container:
         if not container.streams.video:
             raise RefUnavailable("PyAV finds no video stream")
@@ -189,31 +197,35 @@ def pyav(path: Path) -> list[str | None]:
             raise RefUnavailable("PyAV has no decoder for the video stream")
         intra = stream.codec_context.name in INTRA_ONLY
         gif = stream.codec_context.name == "gif"
-        rgb: list[str | None] = []
+
+        def add(frames) -> None:
+            arrays = [to_array(f) for f in frames]
+            out.extend(frame_hash(a) for a in arrays)
+            rgb.extend(_opaque_rgb_hash(a) for a in arrays)
+
         try:
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
-                    if packet.size:
-                        out.append(None)  # the frame of this packet is lost, not the next one
+                    if packet.size:  # the frame of this packet is lost, not the next one
+                        out.append(None)
+                        rgb.append(None)
                     continue
                 if intra and packet.size and not decoded:
                     out.append(None)
-                out += [frame_hash(to_array(f)) for f in decoded]
-                rgb += [None] * (len(out) - len(rgb) - len(decoded))  # lost packets
-                rgb += [_opaque_rgb_hash(to_array(f)) for f in decoded]
+                    rgb.append(None)
+                add(decoded)
                 if len(out) >= MAX_FRAMES:
                     break
         except av.FFmpegError:
             try:
-                out += [frame_hash(to_array(f)) for f in stream.codec_context.decode(None)]
+                add(stream.codec_context.decode(None))
             except Exception:
                 pass
-    if gif and len(rgb) == len(out):  # a GIF of opaque frames reads as RGB
-        if all(r is not None for h, r in zip(out, rgb, strict=True) if h is not None):
-            out = [h if h is None else rgb[k] for k, h in enumerate(out)]
-    return out[:MAX_FRAMES]
+    if gif:
+        return [out[:MAX_FRAMES], rgb[:MAX_FRAMES]]
+    return [out[:MAX_FRAMES]]
 
 
 def _opaque_rgb_hash(arr) -> str | None:
@@ -275,6 +287,8 @@ def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:
         # fewer may also be obeyed
         full = decode(base, path, lay)
         return [full, full[: lay["allocated_override"]]]
+    if base.ref == "pyav":
+        return pyav_alternatives(path)
     if base.ref != "tiff":
         return [decode(base, path, lay)]
     out = []

@@ -323,11 +323,20 @@ def classify(outcome: dict, problems: list[str]) -> tuple[str, list[str]]:
     return "exact", []
 
 
-def references(base, applied: mutations.Applied, pristine: list[str | None] | None) -> list | None:
+#: what each alternative of ``oracle.decode_all`` is, by reference kind
+_ALT_NAMES = {
+    "tiff": ("page-by-page reference", "tifffile series reference", "undamaged layout reference"),
+    "pyav": ("reference", "RGB reference (GIF without declared transparency)"),
+    "jpegseq": ("reference", "reference cut at the header's frame count"),
+}
+
+
+def references(base, applied: mutations.Applied, pristine: list | None) -> list | None:
+    """The acceptable outcomes; ``pristine`` holds those of the undamaged file."""
     if applied.mode == "none":
         return None
     if applied.mode == "pristine":
-        refs = [pristine]
+        refs = pristine
     else:
         try:
             refs = oracle.decode_all(base, Path(base.path), applied.layout)
@@ -336,7 +345,8 @@ def references(base, applied: mutations.Applied, pristine: list[str | None] | No
     alts = []
     for k, ref in enumerate(refs):
         ref = list(ref)
-        what = ("reference", "tifffile series reference", "undamaged layout reference")[min(k, 2)]
+        names = _ALT_NAMES.get(base.ref, ())
+        what = names[k] if applied.mode != "pristine" and k < len(names) else "reference"
         for i in applied.unreadable:
             if i < len(ref):
                 ref[i] = None
@@ -405,10 +415,10 @@ def run_case(case: dict, send) -> dict:
     pristine = None
     if spec["kind"] == "none" or spec["kind"] in ("seq_field", "zarr_ts", "folder"):
         if base.truth is not None:
-            pristine = oracle.hashes(list(base.truth))
+            pristine = [oracle.hashes(list(base.truth))]
         else:
             try:
-                pristine = oracle.decode(base, Path(base.path), base.layout)
+                pristine = oracle.decode_all(base, Path(base.path), base.layout)
             except oracle.RefUnavailable as err:
                 return {
                     "cls": "harness_error",
@@ -463,7 +473,7 @@ def _selftest(case: dict, work: Path, send) -> dict:
         d = work / "data"
         d.mkdir()
         base = corpus.seq_raw8(d)
-        pristine = oracle.hashes(list(base.truth))
+        pristine = [oracle.hashes(list(base.truth))]
         with open(base.path, "r+b") as f:
             f.seek(base.layout["start"] + base.layout["stride"] + 5)
             f.write(b"\x01")
