@@ -291,6 +291,24 @@ def pyav_h264_bframes(d):
     return Base(d / "a.mp4", "pyav")
 
 
+def pyav_hevc_bframes_mkv(d):
+    _pyav(d / "a.mkv", video_frames(20, 16, 32), "libx265", "yuv420p", gop=8,
+          options={"x265-params": "bframes=3:log-level=none"})  # fmt: skip
+    return Base(d / "a.mkv", "pyav")
+
+
+def pyav_h264_in_avi(d):
+    """H.264 with B-frames in AVI: no timestamps to order frames by, only the packets."""
+    _pyav(d / "a.avi", video_frames(20, 16, 32), "libx264", "yuv420p", gop=6,
+          options={"bf": "2"}, bframes=2)  # fmt: skip
+    return Base(d / "a.avi", "pyav")
+
+
+def pyav_prores_mov(d):
+    _pyav(d / "a.mov", video_frames(6, 16, 32), "prores_ks", "yuv422p10le")
+    return Base(d / "a.mov", "pyav")
+
+
 def pyav_mpeg4_bframes_avi(d):
     _pyav(d / "a.avi", video_frames(20, 16, 32), "mpeg4", "yuv420p", gop=6, bframes=2)
     return Base(d / "a.avi", "pyav")
@@ -524,7 +542,7 @@ GENERATORS = {
         video_ffv1_mkv, video_ffv1_avi, video_png_mov, video_rawvideo_avi, video_h264_mp4,
         video_vp9_webm, video_mjpeg_avi, video_gif_ours, video_ffv1_fps5000, video_ffv1_fps_neg,
         video_ffv1_same_ts, video_ffv1_backwards_ts, video_ffv1_nan_ts,
-        pyav_h264_bframes, pyav_mpeg4_bframes_avi, pyav_ffv1_fps5000_mkv, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
+        pyav_h264_bframes, pyav_hevc_bframes_mkv, pyav_h264_in_avi, pyav_prores_mov, pyav_mpeg4_bframes_avi, pyav_ffv1_fps5000_mkv, pyav_ffv1_repeat_pts, pyav_ffv1_pts_jump,
         pil_gif, zarr_ours, zarr_plain, folder_ours_png, folder_png16, folder_tif,
         *WRITER_FPS, *ROUNDTRIP, *SPECIAL, *[_sample(n) for n in SAMPLE_NAMES],
     ]
