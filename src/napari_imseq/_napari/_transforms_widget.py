@@ -117,7 +117,7 @@ class _Field:
         v = 0.0 if value is None else float(value)
         step = 1.0 if whole else (0.01 if info.spec.unit else 0.1)
         w = FloatSpinBox(value=min(max(v, lo), hi), min=lo, max=hi, step=step)
-        w.native.setDecimals(0 if whole else 4)
+        w.native.setDecimals(0 if whole else (4 if info.spec.unit else 3))
         w.native.setMinimumWidth(100)
         w.native.setKeyboardTracking(False)  # one update per typed number, not per digit
         w.value = min(max(v, lo), hi)  # again: the decimals may have rounded it
@@ -308,10 +308,9 @@ class TransformWidget(QWidget):
         if layer is None or preview is None or self._showing:
             return
         try:
-            limits, _ = self.pipeline.display_range(_limits(layer), layer.dtype)
-        except Exception:
+            limits = _display_limits(self.pipeline, layer, preview.dtype)
+        except Exception:  # a broken step: its error is shown by the preview
             return
-        limits = _valid_limits(limits, preview.dtype)
         if limits != self._auto_limits:
             _set_range(preview, preview.dtype, limits)
             preview.contrast_limits = limits
