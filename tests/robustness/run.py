@@ -63,41 +63,66 @@ def failure_list(results: list[dict], s: harness.Settings, limit: int | None = N
 
 REPORT_HEAD = """# Robustness
 
-The robustness suite (`tests/robustness/`) generates small files for every reader, with our own
-writers and with third-party tools (tifffile, PyAV, PIL, zarr, imagecodecs, byte-exact SEQ
-files from `tests/io/seqmaker.py`), adds the real samples of `../shared/samples`, damages them
-with seeded mutations (truncations at the header, the first frame, the middle, the last frame
-and the last byte; byte flips; zeroed blocks; extreme SEQ header fields; TIFF tags, offsets and
-IFD loops; lying ImageJ descriptions; lying or broken `.seq.idx` files; repeated, backward and
-overflowing timestamps; deleted, cut or garbage zarr chunks and `zarr.json`; foreign,
-odd-shaped, cut or empty images in folders) and reads each result in a fresh subprocess with a
-{timeout:.0f} s timeout and an address-space cap of {mem} GiB over its start. API-misuse cases
-aim writers with `overwrite=True` at users' folders (a folder named like the output, the
-working folder, a parent folder, a user folder named `NAME.partial`, a user's zarr store, a
-symlink) and check that every pre-existing file is still there byte for byte.
+Users bring files damaged by full disks, cut-off recordings and other tools' bugs, and point
+writers at folders they care about. The robustness suite (`tests/robustness/`) measures what
+napari-imseq does then.
 
-Each case is classified:
+**Corpus.** Small files (a few frames of tens of pixels) for every reader, written by our own
+writers and by third-party tools: byte-exact SEQ files (`tests/io/seqmaker.py`: 8/16-bit, BGR,
+version 3 and 5, JPEG with and without `.seq.idx`) and our SEQ writer with and without
+timestamps; TIFF, BigTIFF, zlib big-endian, ImageJ TZCYX and OME-TIFF from tifffile and our
+TIFF writer; every video our writer writes (FFV1 `.mkv`/`.avi`, PNG `.mov`, rawvideo, H.264
+`.mp4`, VP9 `.webm`, MJPEG `.avi`, GIF) and PyAV-written H.264/HEVC/MPEG-4 with B-frames,
+ProRes, FFV1 with repeated, jumping or millisecond-colliding timestamps; PIL GIFs; zarr from our
+writer and from zarr directly; image folders; and the real samples of `../shared/samples`.
+
+**Mutations** (seeded, reproducible by case id): truncation at the header, the first frame, the
+middle, the last frame and the last byte (plus random points in the long run); byte flips;
+zeroed blocks; a wiped trailer; appended partial data; extreme SEQ header fields (width, height,
+bit depth, image size, true image size, allocated frames, format, version, fps); repeated,
+backward, zero and overflowing SEQ timestamps; TIFF tags (dimensions, offsets, byte counts,
+samples), IFD loops and entry counts; lying ImageJ descriptions; truncated, shifted, garbage,
+swapped, empty or out-of-file `.seq.idx`; deleted, cut, empty or garbage zarr chunks and
+garbage, truncated, huge-shape or wrong-dtype `zarr.json`; folders with notes, `.DS_Store`,
+subfolders, symlink loops, odd-shaped, other-dtype, cut, empty or fake images. Special files
+(FIFO, a link to `/dev/zero`, empty files, folders and broken links named like our formats),
+writers given fps they cannot store, and a round trip of every lossless writer over 14 frame
+layouts and dtypes. API misuse aims writers with `overwrite=True` at users' folders (a folder
+named like the output, the working folder and its parent, a parent folder, a user's
+`NAME.partial`, a user's zarr store, a symlink, a write interrupted over an existing file,
+`convert` into a user folder) and checks that every pre-existing file is still there, byte for
+byte.
+
+**Each case** runs in a fresh process (forked from a forkserver that imported the libraries
+once) with a {timeout:.0f} s timeout (x6 for real samples) and an address-space cap of {mem} GiB
+over its start. It reads the file by index, with `iter_frames()`, with a cold reader in random
+order and with a reader shared by 4 threads; undamaged files also through `imread` (dask on
+threads), a pickled copy, and `close()` while 4 threads read (the freed descriptors reused by
+another file); damaged files that read are also converted, and the conversion must hold exactly
+the frames read. The outcome is classified:
 
 | class | meaning |
 |---|---|
-| exact | every frame returned equals the independent reference (the frames written, for undamaged lossless files; plain raw-byte / imagecodecs / tifffile / sequential PyAV / zarr decode of the damaged bytes); fewer frames only with a `SequenceWarning` |
+| exact | every frame returned equals the independent reference (the frames written, for undamaged lossless files; else a plain decode of the damaged bytes: raw bytes at the undamaged header's offsets, imagecodecs per JPEG record, tifffile page by page or its series, sequential PyAV in file order, zarr chunk by chunk, one image file at a time); fewer frames only with a `SequenceWarning` |
 | clean_error | one of napari-imseq's error classes, naming the file |
-| wrong | a frame differs from the reference, frames that cannot be decoded are returned, frames are missing without a warning, or indexing, `iter_frames()`, a cold random-order reader and 4 threads disagree |
+| wrong | a frame differs from the reference, a frame no decoder can read is returned, frames are missing without a warning, or indexing, `iter_frames()`, random order, threads, dask, pickling or `convert` disagree, or metadata is invalid (fps not finite and positive, timestamps not one per frame) |
 | hang | no result within the timeout |
 | crash | the process died (signal, or exit without a Python exception) |
 | memory | `MemoryError` under the cap |
 | raw_error | any other exception (a dependency's error leaking through, or ours without the file name) |
 | data_loss | a user's file or folder was deleted or changed |
-| harness_error | a third-party generator or the reference decoder failed (not counted against the readers) |
+| harness_error | a third-party generator or the reference decoder failed (not counted against napari-imseq) |
 | skipped | the sample is absent or the mutation does not apply to this file |
 
 Where a mutation hits a field the whole layout depends on (SEQ width/height/bit depth/stride,
 a JPEG record's size prefix, an ImageJ description's `slices=`), no independent decoder can say
-what the frames are: those cases only check internal consistency and error hygiene.
+what the frames are: those cases check internal consistency and error hygiene only.
 
-Run it: `python3 -m pytest tests/robustness` (CI size, fixed seed), `--robustness-long` or
-`IMSEQ_ROBUSTNESS=long` for the long run, and
-`python3 -m tests.robustness.run --long --report docs/robustness.md` to rewrite this page.
+Run it: `python3 -m pytest tests/robustness` (the CI size, fixed seed; one test per format
+family fails listing every case that is not exact or a clean error, with the command that
+reproduces it); `IMSEQ_ROBUSTNESS=long` (or `--robustness-long` when `tests/robustness` is
+named on the command line) for the long run; `python3 -m tests.robustness.run --long --budget 10
+--report docs/robustness.md` rewrites this page.
 """
 
 
