@@ -79,7 +79,7 @@ def test_sample_metadata():
     with imseq.open_sequence(sample("rustav_ffv1_v3_gbrp16le.mkv")) as seq:
         assert seq.dtype == np.uint16 and seq.shape == (1, 360, 640, 3) and seq.bit_depth == 16
     with imseq.open_sequence(sample("imageio_newtonscradle.gif")) as seq:
-        assert seq.shape[-1] == 4 and seq.rgb  # GIF keeps its transparency as RGBA
+        assert seq.shape[-1] == 3 and seq.rgb  # every frame opaque: RGB
 
 
 def test_gbrp16le_is_unconverted_rgb():

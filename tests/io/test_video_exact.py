@@ -110,3 +110,37 @@ def test_repeated_timestamps_never_hang(tmp_path, codec, pix_fmt, stamps):
         md = seq.metadata
         assert md["source"]["numbering_reason"] is not None
         assert len(md["timestamps"]) == n
+
+
+# ---- GIF channels --------------------------------------------------------------------------
+
+
+def test_opaque_gifs_are_rgb_even_with_a_transparent_colour_for_unchanged_pixels(tmp_path):
+    # our writer (FFmpeg's GIF encoder) marks unchanged pixels transparent in later frames: the
+    # decoded frames stay opaque, so the file reads as RGB, decided from the block headers
+    path = tmp_path / "w.gif"
+    imseq.imwrite(path, np.stack(rgb_frames(12)), fps=20)
+    truth = check_every_frame(path, threads=4)
+    assert truth.shape[-1] == 3
+    with imseq.open_sequence(path) as seq:
+        assert seq.shape[-1] == 3 and seq.rgb
+    with imseq.open_sequence(path, gif_alpha=True) as seq:
+        assert seq.shape[-1] == 4 and np.all(seq[:][..., 3] == 255)
+
+
+def test_gifs_that_show_transparency_are_rgba(tmp_path):
+    frames = [np.full((16, 20), 1 + (i % 3), np.uint8) for i in range(6)]
+    frames[0][:4, :4] = 0  # palette index 0 is transparent: a hole in the first frame
+    from PIL import Image
+
+    path = tmp_path / "t.gif"
+    images = [Image.fromarray(f, mode="P") for f in frames]
+    for im in images:
+        im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (768 - 12))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0,
+                   transparency=0, disposal=2)  # fmt: skip
+    truth = vm.sequential(path)
+    assert truth.shape[-1] == 4 and truth[0][..., 3].min() == 0
+    with imseq.open_sequence(path) as seq:
+        assert seq.shape[-1] == 4
+        np.testing.assert_array_equal(seq[:], truth)

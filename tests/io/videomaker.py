@@ -76,6 +76,10 @@ def to_array(frame):
 
 
 def sequential(path):
-    """Every frame of a plain sequential decode, in order."""
+    """Every frame of a plain sequential decode, in order. A GIF whose frames are all opaque
+    is RGB (what the reader promises); one with any transparent pixel keeps RGBA."""
     with av.open(str(path)) as c:
-        return np.stack([np.array(to_array(f)) for f in c.decode(video=0)])
+        frames = np.stack([np.array(to_array(f)) for f in c.decode(video=0)])
+    if str(path).lower().endswith(".gif") and np.all(frames[..., 3] == 255):
+        frames = np.ascontiguousarray(frames[..., :3])
+    return frames

@@ -3,21 +3,25 @@
 Frame ``i`` is the ``i``-th frame a plain sequential decode of the file yields.
 
 * **Index.** On open the packets of the video stream are demuxed, not decoded: their
-  timestamps and keyframe flags make the index (cached on disk, keyed by path, size and
-  modification time). Frames are numbered by presentation time. In containers whose packet
-  timestamps are only decode stamps (AVI) a frame is numbered by its decode position, which is
-  its presentation position at every keyframe of a closed GOP.
+  timestamps, keyframe flags and byte positions make the index (cached on disk, keyed by path,
+  size and modification time). How a decoded frame is recognised is chosen per file and
+  checked while decoding (:class:`_Index`): by presentation stamp, by the packet it came from
+  (codecs without delay, whatever the stamps), by counting outputs from keyframes whose GOP
+  proves closed (AVI decode stamps), or by counting from the start. Decoding loops consume a
+  packet per step, so every read ends.
 * **Random access.** A read takes an idle decoder state (its own container), preferring one
   that is already positioned earlier in the same GOP as the target so that it decodes forward
   without seeking; otherwise it seeks to the keyframe at or before the target, decodes forward,
   and checks which frame came out first (re-seeking earlier on an overshoot). Decoder states
   are never shared between threads at the same time. Random access uses slice threading only,
-  so a jump pays no frame-threading latency; recent frames stay in a small LRU cache.
+  so a jump pays no frame-threading latency; recent frames stay in the frame cache that all
+  open files share (:data:`napari_imseq.io._cache.frames`, bounded in bytes).
 * **Sequential reads** (:meth:`VideoFile.iter_frames`) use a fresh decoder with frame and
   slice threading.
 * **Pixels.** Gray stays gray in its own depth (``gray`` -> uint8, ``gray10/12/16`` -> uint16
-  with unscaled samples); planar 16-bit RGB (``gbrp16le``) -> uint16 RGB; alpha is kept (GIF
-  -> RGBA); 8-bit YUV -> uint8 RGB; YUV above 8 bits -> uint16 RGB (``rgb48``).
+  with unscaled samples); planar 16-bit RGB (``gbrp16le``) -> uint16 RGB; alpha is kept (a GIF
+  is RGBA only when its headers allow transparency); 8-bit YUV -> uint8 RGB; YUV above 8 bits
+  -> uint16 RGB (``rgb48``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from ._base import (
 
 _NO_TS = np.iinfo(np.int64).min
 _INDEX_KIND = "video-index-v2"
-_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "corrupt")
+_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha")
 #: containers whose packet "pts" may be decode stamps (monotone even when frames reorder)
 _DECODE_STAMP_CONTAINERS = ("avi",)
 #: seeks that land after the target (or somewhere unknown) before a read starts from the top
@@ -167,8 +171,22 @@ class _Plan:
         rows = arr[: p.height * (p.line_size // dtype.itemsize)].reshape(p.height, -1)
         return rows[:, : p.width]
 
+    def opaque(self, path: str) -> None:
+        """Frames known to be opaque (a GIF without transparency): RGB, alpha checked."""
+        if self.shape_tail == (4,) and self.dtype == np.uint8:
+            self.kind, self.target, self.shape_tail = "opaque", "rgba", (3,)
+            self.path = path
+
     def to_array(self, frame) -> np.ndarray:
         """A new array (never a view on the decoder's buffers)."""
+        if self.kind == "opaque":
+            rgba = frame.to_ndarray(format="rgba")
+            if rgba[..., 3].min() < 255:
+                raise SequenceFormatError(
+                    f"{self.path}: a frame has transparent pixels although the GIF's headers "
+                    f"declare none; open it with gif_alpha=True to keep the alpha channel"
+                )
+            return np.ascontiguousarray(rgba[..., :3])
         if self.kind == "gray8":
             return np.array(self._plane(frame, 0, self.dtype))
         if self.kind == "gray16":
@@ -181,6 +199,67 @@ class _Plan:
         arr = frame.to_ndarray(format=self.target)
         # a converted frame is a new buffer already; an unconverted one is the decoder's
         return arr.copy() if frame.format.name == self.target else arr
+
+
+class _GifAlpha:
+    """Whether a GIF's decoded frames can show transparency, from its block headers only.
+
+    FFmpeg's GIF decoder paints each frame over the previous one; pixels become transparent
+    only where the canvas starts transparent (the first frame declares a transparent colour,
+    or there is no global palette and the first image leaves part of the screen uncovered) or
+    where a frame with a transparent colour is disposed to the background. Packets are the
+    demuxer's (one frame each, the first one with the file header).
+    """
+
+    def __init__(self):
+        self.alpha = False
+        self.first = True
+        self.screen = None
+
+    def packet(self, data: bytes) -> None:
+        if self.alpha:
+            return
+        try:
+            self._parse(data)
+        except IndexError:  # a damaged block: keep alpha, never drop it wrongly
+            self.alpha = True
+        self.first = False
+
+    def _parse(self, data: bytes) -> None:
+        k = 0
+        no_global = False
+        if data[:3] == b"GIF":
+            self.screen = (data[6] | data[7] << 8, data[8] | data[9] << 8)
+            flags = data[10]
+            no_global = not flags & 0x80
+            k = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        transparent, disposal = False, 0
+        while k < len(data):
+            block = data[k]
+            if block == 0x21:  # extension: label, then sub-blocks
+                if data[k + 1] == 0xF9:
+                    transparent = bool(data[k + 3] & 1)
+                    disposal = (data[k + 3] >> 2) & 7
+                k += 2
+                while data[k]:
+                    k += data[k] + 1
+                k += 1
+            elif block == 0x2C:  # image descriptor
+                x, y = data[k + 1] | data[k + 2] << 8, data[k + 3] | data[k + 4] << 8
+                w, h = data[k + 5] | data[k + 6] << 8, data[k + 7] | data[k + 8] << 8
+                covers = (
+                    self.screen is not None
+                    and (x, y) == (0, 0)
+                    and w >= self.screen[0]
+                    and h >= self.screen[1]
+                )
+                if self.first and (transparent or (no_global and not covers)):
+                    self.alpha = True
+                if transparent and disposal == 2:
+                    self.alpha = True
+                return
+            else:
+                return
 
 
 class _Renumber(Exception):
@@ -618,8 +697,15 @@ class VideoFile(Sequence):
     def sniff(cls, head: bytes) -> bool:
         return _sniff_video(head)
 
-    def __init__(self, path: str | os.PathLike, *, stream: int = 0, cache_bytes: int | None = None):
-        super().__init__(path, stream=stream)
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        stream: int = 0,
+        cache_bytes: int | None = None,
+        gif_alpha: bool | None = None,
+    ):
+        super().__init__(path, stream=stream, gif_alpha=gif_alpha)
         import av
 
         path = self.path
@@ -713,6 +799,9 @@ class VideoFile(Sequence):
             raise SequenceFormatError(f"{path}: the video stream holds no frames")
         try:
             self._plan = _Plan(pix_fmt)
+            alpha = bool(arrays["alpha"][0]) if gif_alpha is None else gif_alpha
+            if self._info["container"] == "gif" and not alpha:
+                self._plan.opaque(path)
         except Exception as err:
             raise UnsupportedFormatError(
                 f"{path}: pixel format {pix_fmt!r} is not supported: {err}"
@@ -751,18 +840,24 @@ class VideoFile(Sequence):
             n -= 1  # a last packet cut short by the end of the file
         frames, seconds = declared
         truncated = n < len(corrupt)
-        if frames is not None and n < frames and n:
+        if frames is not None and n < frames and n and len(arrays["pos"]):
             # the data stops at the end of the file (no trailer, index or cues after it)
             last = arrays["pos"][n - 1] + arrays["size"][n - 1]
             tail = os.path.getsize(self.path) - last
             at_end = arrays["pos"][n - 1] >= 0 and tail < 2 * int(arrays["size"].max()) + 65536
-            if seconds is not None:  # declared by duration: more than a frame and a half off
-                tb = self._info["time_base"]
-                ts = arrays["pts"][:n]
-                ts = ts[ts != _NO_TS]
-                if tb and len(ts) > 1:
-                    step = float(np.median(np.diff(np.sort(ts)))) * float(tb)
-                    at_end = at_end and float(ts.max()) * float(tb) + 2.5 * step < seconds
+            if seconds is not None:  # declared by duration: the frames must reach its end
+                tb = float(self._info["time_base"] or 0)
+                ts, dur = arrays["pts"][:n], arrays["dur"][:n]
+                ok = ts != _NO_TS
+                steps = dur[ok & (dur > 0)]
+                if tb and ok.any() and len(steps):
+                    end = float(np.max(ts[ok] + np.maximum(dur[ok], 0))) * tb
+                    step = float(np.median(steps)) * tb
+                    missing = seconds - end
+                    at_end = at_end and missing > max(step / 2, 0.002)
+                    frames = n + max(1, round(missing / step)) if at_end else None
+                else:
+                    at_end = False
             truncated = truncated or at_end
         self._truncated = truncated
         self._frames_declared = frames if truncated else None
@@ -784,7 +879,8 @@ class VideoFile(Sequence):
 
     @staticmethod
     def _scan(container, stream) -> dict[str, np.ndarray]:
-        pts, dts, key, pos, size, corrupt = [], [], [], [], [], []
+        pts, dts, key, pos, size, dur, corrupt = [], [], [], [], [], [], []
+        gif = _GifAlpha() if container.format.name == "gif" else None
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's flush packet
@@ -793,13 +889,18 @@ class VideoFile(Sequence):
             key.append(packet.is_keyframe)
             pos.append(-1 if packet.pos is None else packet.pos)
             size.append(packet.size)
+            dur.append(packet.duration or 0)
             corrupt.append(packet.is_corrupt)
+            if gif is not None:
+                gif.packet(bytes(packet))
         return {
+            "alpha": np.asarray([gif is None or gif.alpha], bool),
             "pts": np.asarray(pts, np.int64),
             "dts": np.asarray(dts, np.int64),
             "key": np.asarray(key, bool),
             "pos": np.asarray(pos, np.int64),
             "size": np.asarray(size, np.int64),
+            "dur": np.asarray(dur, np.int64),
             "corrupt": np.asarray(corrupt, bool),
         }
 
