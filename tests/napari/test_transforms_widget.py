@@ -250,6 +250,8 @@ def test_step_list_follows_edits(make_napari_viewer, tmp_path):
     assert widget.step_list.currentRow() == 1 and "colormap" in widget._fields
     widget.remove_step(1)
     assert listed() == ["1. gaussian(sigma=1)", "2. crop(y=(5, 25), x=(0, 30))"]
+    layer.name = "renamed"  # the widget stays on the same layer
+    assert widget.layer_box.value == "renamed" and widget.layer is layer
     assert len(previews(viewer)) == 1 and not previews(viewer)[0].rgb
     widget.step_list.setCurrentRow(0)  # selecting a step shows its controls
     assert set(widget._fields) == {"sigma"}

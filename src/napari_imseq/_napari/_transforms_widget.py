@@ -260,7 +260,7 @@ class TransformWidget(QWidget):
         self.load_button.clicked.connect(self._load_dialog)
         self.layer_box.changed.connect(self._layer_changed)
         self._connections = [
-            (self.viewer.layers.events.inserted, self._refresh_layers),
+            (self.viewer.layers.events.inserted, self._on_inserted),
             (self.viewer.layers.events.removed, self._on_removed),
             (self.viewer.dims.events.current_step, self._on_dims),
             (self.viewer.dims.events.ndisplay, self._on_dims),
@@ -268,6 +268,8 @@ class TransformWidget(QWidget):
         ]
         for emitter, callback in self._connections:
             emitter.connect(callback)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._on_renamed)
         self._follow(self.layer)
 
     # ---- layers ------------------------------------------------------------------------------
@@ -282,6 +284,19 @@ class TransformWidget(QWidget):
 
     def _refresh_layers(self, *_: Any) -> None:
         self.layer_box.reset_choices()
+
+    def _on_inserted(self, event: Any = None) -> None:
+        if event is not None:
+            event.value.events.name.connect(self._on_renamed)
+        self._refresh_layers()
+
+    def _on_renamed(self, *_: Any) -> None:
+        """A layer was renamed: the choice stays on the same layer object."""
+        chosen = self._followed
+        self.layer_box.reset_choices()
+        if chosen is not None and chosen in self.viewer.layers and chosen is not self._preview:
+            if self.layer_box.value != chosen.name:
+                self.layer_box.value = chosen.name
 
     def _on_removed(self, event: Any = None) -> None:
         if event is not None and event.value is self._preview:
@@ -752,6 +767,8 @@ class TransformWidget(QWidget):
         for emitter, callback in self._connections:
             emitter.disconnect(callback)
         self._connections = []
+        for layer in self.viewer.layers:
+            layer.events.name.disconnect(self._on_renamed)
         self._follow(None)
 
 
