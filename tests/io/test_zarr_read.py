@@ -142,3 +142,12 @@ def test_special_files_inside_a_store_never_block(tmp_path):
     os.mkfifo(meta)
     with pytest.raises(imseq.SequenceFormatError, match=r"zarr\.json: this is a FIFO"):
         imseq.open_sequence(path)
+
+
+def test_bool_frames(tmp_path):
+    data = np.random.default_rng(0).random((3, 5, 7)) > 0.5
+    path = tmp_path / "b.zarr"
+    imseq.imwrite(path, data)
+    with imseq.open_sequence(path) as seq:
+        assert seq.dtype == bool and seq.bit_depth == 1
+        np.testing.assert_array_equal(seq[:], data)

@@ -98,7 +98,7 @@ class ZarrSequence(Sequence):
         self._grid = grid
         self._attrs_cache = self._attrs()
         bits = self._attrs_cache.get("bit_depth")
-        full = self._dtype.itemsize * 8
+        full = 1 if self._dtype.kind == "b" else self._dtype.itemsize * 8
         self._bits = int(bits) if isinstance(bits, int) and 0 < bits <= full else full
         self._array_dir = os.path.join(self.path, *z.path.split("/")) if z.path else self.path
         # chunks on disk are checked per frame only for local stores with at most this many
