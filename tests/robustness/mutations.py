@@ -52,7 +52,7 @@ class Applied:
 # ---- enumeration (parent side) ---------------------------------------------------------------
 def enumerate_mutations(ref: str, name: str, rng: random.Random, long: bool) -> list[dict]:
     """The mutation specs for one base. ``long`` multiplies the random ones."""
-    reps = 8 if long else 2
+    reps = 5 if long else 2
     specs: list[dict] = [{"kind": "none"}]
     single_file = ref in ("rawseq", "jpegseq", "tiff", "pyav")
     if single_file:
@@ -61,7 +61,7 @@ def enumerate_mutations(ref: str, name: str, rng: random.Random, long: bool) -> 
             points += [round(rng.random(), 4) for _ in range(reps)]
         specs += [{"kind": "truncate", "at": p} for p in points]
         specs += [{"kind": "flip", "n": rng.choice([1, 1, 4]), "seed": rng.randrange(1 << 30)}
-                  for _ in range(reps * 2)]  # fmt: skip
+                  for _ in range(reps * 2 if long else 3)]  # fmt: skip
         specs += [{"kind": "zeros", "len": rng.choice([16, 256]), "seed": rng.randrange(1 << 30)}
                   for _ in range(reps)]  # fmt: skip
         # the end of a file: an index or trailer wiped, or half a frame more than was finished
@@ -90,7 +90,7 @@ def enumerate_mutations(ref: str, name: str, rng: random.Random, long: bool) -> 
             for value in ("huge", "zero", "beyond"):
                 for page in (0, -1):
                     tags.append({"kind": "tiff_tag", "tag": tag, "value": value, "page": page})
-        specs += tags if long else rng.sample(tags, 8)
+        specs += rng.sample(tags, 24 if long else 8)
         specs += [
             {"kind": "tiff_loop", "how": h}
             for h in ("last_to_first", "first_to_self", "mid_to_first")
@@ -354,6 +354,7 @@ def _tiff_loop(base, spec, lay, rng) -> Applied:
     src, dst = {"last_to_first": (pages[-1], pages[0]), "first_to_self": (pages[0], pages[0]),
                 "mid_to_first": (pages[len(pages) // 2], pages[0])}[spec["how"]]  # fmt: skip
     _patch(Path(base.path), next_ptr(src), struct.pack(bo + ("Q" if big else "I"), dst["offset"]))
+    lay["ifd_loop"] = True
     return Applied("bytes", lay, note=spec["how"])
 
 

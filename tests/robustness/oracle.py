@@ -107,7 +107,8 @@ def tiff(path: Path, lay: dict, frame_shape: tuple | None) -> list:
         tif.pages.useframes = False
         pages = []
         try:
-            for i in range(min(len(tif.pages), MAX_FRAMES * lay["pages_per_frame"])):
+            # no more pages than the undamaged file had (a looping IFD chain never ends)
+            for i in range(min(len(lay["pages"]), MAX_FRAMES * lay["pages_per_frame"])):
                 pages.append(tif.pages[i])
         except Exception:
             pass
@@ -293,7 +294,9 @@ def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:
         return [decode(base, path, lay)]
     out = []
     s = lay.get("series")
-    decoders = [lambda: decode(base, path, lay), lambda: hashes(tiff_series(path))]
+    decoders = [lambda: decode(base, path, lay)]
+    if not lay.get("ifd_loop"):  # tifffile's series walks the whole (endless) chain
+        decoders.append(lambda: hashes(tiff_series(path)))
     if s:
         decoders.append(lambda: hashes(contiguous(path, s["offset"], s["shape"], s["dtype"])))
     for f in decoders:

@@ -429,7 +429,10 @@ def run_case(case: dict, send) -> dict:
     if applied.mode == "skip":
         return {"cls": "skipped", "details": [applied.note]}
     send("reference")
-    alts = references(base, applied, pristine)
+    try:
+        alts = references(base, applied, pristine)
+    except BaseException as err:  # noqa: BLE001 - a reference decoder's failure is not ours
+        return {"cls": "harness_error", "details": [f"reference: {type(err).__name__}: {err}"]}
     send("read")
     outcome = read_everything(
         Path(base.path),
