@@ -12,10 +12,11 @@ import argparse
 import datetime
 import fnmatch
 import random
+import re
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from . import harness
 
@@ -44,6 +45,21 @@ def table(results: list[dict]) -> str:
         f"| **all** | **{len(results)}** | " + " | ".join(f"**{total[c]}**" for c in cols) + " |"
     )
     return "\n".join(lines)
+
+
+def patterns(results: list[dict], top: int = 12) -> str:
+    """The most common kinds of failure (numbers and hashes blanked), to see causes at a glance."""
+    counts: Counter = Counter()
+    for r in harness.failures(results):
+        first = r["details"][0] if r["details"] else ""
+        first = re.sub(r"/\S+", "PATH", first)
+        first = re.sub(r"\b[0-9a-f]{16}\b", "H", first)
+        first = re.sub(r"\d+", "N", first)[:140]
+        counts[(r["family"], r["cls"], first)] += 1
+    lines = ["| count | format | class | what (first detail) |", "|---:|---|---|---|"]
+    for (fam, cls, what), n in counts.most_common(top):
+        lines.append(f"| {n} | {fam} | {cls} | {what.replace('|', '/')} |")
+    return "\n".join(lines) if counts else ""
 
 
 def failure_list(results: list[dict], s: harness.Settings, limit: int | None = None) -> str:
@@ -154,6 +170,8 @@ def write_report(
         + (" (stopped at the time budget: the cases after it were not run)" if partial else "")
         + ".\n",
         table(results),
+        "\n## Most common failures\n",
+        patterns(results) or "None.",
         "\n## Failing cases\n",
         "Each line gives the case id (generator:mutation[parameters]), what was seen and the command "
         "that reproduces it.",
@@ -227,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             f.write(
                 f"# Robustness status {now} (commit {_rev()}, tree may hold uncommitted work)\n\n"
             )
-            f.write(table(results) + "\n" + failure_list(results, s) + "\n")
+            f.write(table(results) + "\n\n## Most common failures\n\n" + patterns(results) + "\n")
+            f.write(
+                "\n## Every failing case, by format and class\n" + failure_list(results, s) + "\n"
+            )
     return 1 if harness.failures(results) else 0
 
 
