@@ -172,3 +172,91 @@ def test_mutated_videos_give_frames_or_our_errors(tmp_path):
     results = json.loads(run.stdout.strip().splitlines()[-1])
     raw = [(m, r) for m, r in zip(mutants, results, strict=True) if r.startswith("raw")]
     assert not raw
+
+
+def _damage_packet(path, k, flip):
+    """Change bytes inside the data of packet ``k`` (found in the file by its content)."""
+    with av.open(str(path)) as c:
+        data = [bytes(p) for p in c.demux(video=0) if p.size][k]
+    raw = bytearray(path.read_bytes())
+    at = raw.find(data)
+    assert at > 0 and raw.find(data, at + 1) < 0
+    flip(raw, at, len(data))
+    path.write_bytes(bytes(raw))
+
+
+def _every_read_path(path, n):
+    """Frame or error per index: sequential indexing, random order, 4 threads, iter_frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(seq, i):
+        try:
+            return seq[i]
+        except imseq.SequenceFormatError as err:
+            return err
+
+    with imseq.open_sequence(path) as seq:
+        sequential = [read(seq, i) for i in range(n)]
+    with imseq.open_sequence(path) as seq:
+        order = random.Random(3).sample(range(n), n)
+        shuffled = {i: read(seq, i) for i in order}
+        shuffled = [shuffled[i] for i in range(n)]
+    with imseq.open_sequence(path) as seq:
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(lambda i: read(seq, i), range(n)))
+    with imseq.open_sequence(path) as seq:
+        iterated = []
+        try:
+            iterated.extend(seq.iter_frames())
+        except imseq.SequenceFormatError as err:
+            iterated.append(err)
+    return sequential, shuffled, threaded, iterated
+
+
+@pytest.mark.parametrize("name", ["g.mkv", "g.avi"])
+def test_an_ffv1_slice_crc_mismatch_is_a_damaged_frame_in_every_read_path(tmp_path, name):
+    # FFmpeg conceals a slice whose CRC fails with the picture decoded before it, so its
+    # pixels depend on the decode history: the frame must be an error, never those pixels
+    from napari_imseq.io.video import _ffv1_slices_intact
+
+    truth = vm.pattern(8, 24, 32, 3)
+    truth = np.stack(truth).astype(np.uint16) * 251
+    path = tmp_path / name
+    imseq.imwrite(path, truth, fps=10)
+    with av.open(str(path)) as c:
+        assert all(_ffv1_slices_intact(bytes(p)) for p in c.demux(video=0) if p.size)
+
+    def flip(raw, at, size):
+        raw[at + size // 3] ^= 0x5A
+
+    _damage_packet(path, 5, flip)
+    with av.open(str(path)) as c:
+        intact = [_ffv1_slices_intact(bytes(p)) for p in c.demux(video=0) if p.size]
+    assert intact == [True] * 5 + [False] + [True] * 2
+    for answers in _every_read_path(path, 8):
+        for i, got in enumerate(answers):
+            if i != 5:
+                np.testing.assert_array_equal(got, truth[i], err_msg=f"frame {i}")
+        err = answers[5]
+        assert isinstance(err, imseq.SequenceFormatError), type(err)
+        assert name in str(err) and "frame 5 is damaged" in str(err) and "CRC" in str(err)
+    # iteration stops at the damaged frame, with the frames before it exact
+    assert len(answers) == 6
+
+
+def test_a_png_mov_error_under_frame_threads_loses_no_earlier_frame(tmp_path):
+    # frame threads report a decode error with frames of earlier packets still in flight;
+    # iteration (frame-threaded) must still yield every frame before the damaged one
+    truth = np.stack(rgb_frames(8, 24, 32))
+    path = tmp_path / "p.mov"
+    imseq.imwrite(path, truth, fps=10)
+
+    def zero(raw, at, size):
+        raw[at + size // 2 : at + size // 2 + 16] = bytes(16)
+
+    _damage_packet(path, 6, zero)
+    for answers in _every_read_path(path, 8):
+        for i in range(6):
+            np.testing.assert_array_equal(answers[i], truth[i], err_msg=f"frame {i}")
+        assert isinstance(answers[6], imseq.SequenceFormatError)
+        assert "p.mov" in str(answers[6]) and "frame 6" in str(answers[6])

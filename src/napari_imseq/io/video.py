@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+import zlib
 from collections import deque
 from fractions import Fraction
 from typing import Any
@@ -46,8 +47,8 @@ from ._base import (
 )
 
 _NO_TS = np.iinfo(np.int64).min
-_INDEX_KIND = "video-index-v2"
-_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha")
+_INDEX_KIND = "video-index-v3"
+_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc")
 #: containers whose packet "pts" may be decode stamps (monotone even when frames reorder)
 _DECODE_STAMP_CONTAINERS = ("avi",)
 #: seeks that land after the target (or somewhere unknown) before a read starts from the top
@@ -56,6 +57,8 @@ _SEEK_ATTEMPTS = 3
 #: the packet going in and the frame coming out (H.264/HEVC reorder up to 16 frames, plus one
 #: frame per frame-decoding thread; FFmpeg starts at most 16)
 _SKIP_MARGIN = 16 + min(16, os.cpu_count() or 1) + 4
+#: decoders told to check their codec's own CRCs and fail on a mismatch
+_CRC_CHECKED = ("png", "apng")
 #: a seek followed by a longer decode run than this uses frame threading
 _FRAME_THREADED_RUN = 8
 
@@ -80,6 +83,39 @@ def _sniff_video(head: bytes) -> bool:
             b"YUV4MPEG2",
         )
     )
+
+
+#: bytes reversed bit by bit: an MSB-first CRC computed with zlib's LSB-first CRC-32
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+#: FFV1 version 3 slice trailer: 3 bytes slice size, 1 byte error status, 4 bytes CRC
+_FFV1_TRAILER = 8
+#: packets the index scan checks for FFV1 slice CRCs before concluding the file has none
+_CRC_PROBE_PACKETS = 8
+
+
+def _ffv1_slices_intact(data: bytes) -> bool:
+    """True when ``data`` (one FFV1 version 3 packet) splits into slices whose CRCs all match.
+
+    Each slice ends with its size and a CRC-32 (polynomial 0x04C11DB7, MSB first, initial
+    value 0) chosen so that the CRC over the slice including it is 0; the slices are found
+    from the end of the packet backwards. FFmpeg's decoder, on a mismatch, conceals the slice
+    with the previously decoded picture, so the pixels depend on what was decoded before.
+    """
+    end = len(data)
+    if not end:
+        return False
+    while end > 0:
+        if end < _FFV1_TRAILER:
+            return False
+        size = int.from_bytes(data[end - _FFV1_TRAILER : end - 5], "big") + _FFV1_TRAILER
+        if size > end:
+            return False
+        # zlib's CRC-32 of the bit-reversed bytes, started from 0 and not inverted at the end,
+        # is the bit-reversed MSB-first CRC: 0 exactly when the MSB-first CRC is 0
+        if zlib.crc32(data[end - size : end].translate(_BIT_REVERSED), 0xFFFFFFFF) != 0xFFFFFFFF:
+            return False
+        end -= size
+    return True
 
 
 def _nbytes(item) -> int:
@@ -266,6 +302,10 @@ class _Renumber(Exception):
     """The decoder's output contradicts the frame numbering: the index must fall back."""
 
 
+class _Reslice(Exception):
+    """A frame-threaded decoder failed: the read is done again with slice threads only."""
+
+
 class _Index:
     """Packets of the video stream in decode order, and how frames are numbered and found.
 
@@ -400,6 +440,9 @@ class _Decoder:
         cc = self.stream.codec_context
         cc.thread_type = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
         cc.thread_count = 0
+        if cc.name in _CRC_CHECKED:
+            # a chunk whose CRC does not match is an error, not pixels decoded from bad bytes
+            cc.options = {"err_detect": "crccheck+explode"}
         self.skipping = "DEFAULT"
         self.version = self.owner._index.version
         self._run(0)
@@ -493,10 +536,16 @@ class _Decoder:
             packet = None  # drain the decoder
         elif p is not None and p < self.feed_from:
             return True
+        if packet is not None and self.owner._slice_crc:
+            self._check_slices(packet, p)
         try:
             frames = self.stream.decode(packet)
         except av.FFmpegError as err:
             self.error = err
+            if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+                # frame threads report an error late, with frames of other packets still in
+                # flight that are then lost: which frame failed is only known without them
+                raise _Reslice(str(err)) from err
             if idx.mode in ("count", "sequential"):  # outputs can no longer be counted
                 raise SequenceFormatError(
                     f"{self.owner.path}: the video cannot be decoded past packet {p}: {err}; "
@@ -508,6 +557,20 @@ class _Decoder:
         for frame in frames:
             self._out(frame, p if packet is not None else None)
         return True
+
+    def _check_slices(self, packet, p: int | None) -> None:
+        """FFV1 with slice CRCs: a packet that fails them marks its frame, and the frames up
+        to the next keyframe that carry its coder state on, as damaged (never returned)."""
+        if _ffv1_slices_intact(bytes(packet)):
+            return
+        idx = self.owner._index
+        i = p if idx.mode == "packet" or packet.pts is None else idx.lookup.get(packet.pts, p)
+        if i is None:
+            raise SequenceFormatError(
+                f"{self.owner.path}: a damaged FFV1 packet (slice CRC mismatch) could not be "
+                f"placed in the frame index; the file is damaged"
+            )
+        self.owner._damaged[i] = idx.next_keyframe(i) if not idx.key[i] else i + 1
 
     def _out(self, frame, p: int | None) -> None:
         idx = self.owner._index
@@ -524,6 +587,8 @@ class _Decoder:
             self.count_next += 1
             if self.verify is not None:
                 self._check_gop(i, frame.pts)
+        if self.owner._damaged and self.owner._damaged_at(i) is not None:
+            frame = None  # concealed by the decoder from other frames: not this frame's pixels
         self.pending.append((i, frame))
 
     def _check_gop(self, i: int, tag) -> None:
@@ -661,8 +726,10 @@ class _Decoder:
             self.last = i
             if i == target:
                 self._finish_gop()
+                if frame is None:
+                    raise self.owner._damage_error(i)
                 return frame
-            if self.keep is not None:
+            if self.keep is not None and frame is not None:
                 self.keep(i, frame)
 
     def _finish_gop(self) -> None:
@@ -673,7 +740,7 @@ class _Decoder:
             while self.pending:
                 i, frame = self.pending.popleft()
                 self.last = i
-                if self.keep is not None:
+                if self.keep is not None and frame is not None:
                     self.keep(i, frame)
 
 
@@ -807,6 +874,9 @@ class VideoFile(Sequence):
                 f"{path}: pixel format {pix_fmt!r} is not supported: {err}"
             ) from err
         self._frame_shape = (self._info["height"], self._info["width"], *self._plan.shape_tail)
+        self._slice_crc = bool(arrays["slice_crc"][0])
+        #: FFV1 frames found damaged while decoding: first frame -> end of the frames it spoils
+        self._damaged: dict[int, int] = {}
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
@@ -881,9 +951,14 @@ class VideoFile(Sequence):
     def _scan(container, stream) -> dict[str, np.ndarray]:
         pts, dts, key, pos, size, dur, corrupt = [], [], [], [], [], [], []
         gif = _GifAlpha() if container.format.name == "gif" else None
+        # FFV1 version 3 with slice CRCs: known from the first packets that check out whole
+        probe = _CRC_PROBE_PACKETS if stream.codec_context.name == "ffv1" else 0
+        slice_crc = False
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's flush packet
+            if len(pts) < probe and not slice_crc:
+                slice_crc = _ffv1_slices_intact(bytes(packet))
             pts.append(_NO_TS if packet.pts is None else packet.pts)
             dts.append(_NO_TS if packet.dts is None else packet.dts)
             key.append(packet.is_keyframe)
@@ -895,6 +970,7 @@ class VideoFile(Sequence):
                 gif.packet(bytes(packet))
         return {
             "alpha": np.asarray([gif is None or gif.alpha], bool),
+            "slice_crc": np.asarray([slice_crc], bool),
             "pts": np.asarray(pts, np.int64),
             "dts": np.asarray(dts, np.int64),
             "key": np.asarray(key, bool),
@@ -904,22 +980,46 @@ class VideoFile(Sequence):
             "corrupt": np.asarray(corrupt, bool),
         }
 
+    # ---- damage ----------------------------------------------------------------------
+    def _damaged_at(self, i: int) -> int | None:
+        """The damaged frame that spoils frame ``i`` (itself or an earlier one in its GOP)."""
+        for start, end in list(self._damaged.items()):
+            if start <= i < end:
+                return start
+        return None
+
+    def _damage_error(self, i: int) -> SequenceFormatError:
+        start = self._damaged_at(i)
+        why = (
+            "its FFV1 slice CRC does not match"
+            if start == i
+            else f"it continues the coder state of damaged frame {start}"
+        )
+        return SequenceFormatError(
+            f"{self.path}: frame {i} is damaged ({why}); the decoder would show pixels "
+            f"concealed from other frames. The other frames are read normally"
+        )
+
     # ---- decoder pool ----------------------------------------------------------------
-    def _acquire(self, target: int) -> _Decoder:
+    def _acquire(self, target: int, slices_only: bool = False) -> _Decoder:
         """An idle decoder for ``target``: one that can decode on without seeking if any;
-        otherwise one whose threading suits the run from the keyframe to the target."""
+        otherwise one whose threading suits the run from the keyframe to the target.
+        ``slices_only``: a decoder without frame threads (after a frame-threaded one failed)."""
         with self._pool_lock:
             self._check_open()
             keyframe = self._index.keyframe_at_or_before(target)
             best, best_pos = None, -1
             for dec in self._idle:
                 pos = dec.position
+                if slices_only and dec.thread_type != "SLICE":
+                    continue
                 if pos is not None and keyframe <= pos <= target and pos > best_pos:
                     best, best_pos = dec, pos
+            # a short run pays no frame-threading latency with slice threads; a long run
+            # (a long GOP) decodes much faster with frame threads on every core
+            long_run = target - keyframe > _FRAME_THREADED_RUN and not slices_only
+            kind = "AUTO" if long_run else "SLICE"
             if best is None:
-                # a short run pays no frame-threading latency with slice threads; a long run
-                # (a long GOP) decodes much faster with frame threads on every core
-                kind = "AUTO" if target - keyframe > _FRAME_THREADED_RUN else "SLICE"
                 best = next((d for d in self._idle if d.thread_type == kind), None)
             if best is not None:
                 self._idle.remove(best)
@@ -1023,8 +1123,9 @@ class VideoFile(Sequence):
             _cache.frames.pop(self._cache_owner, key)
             arr = self._plan.to_array(hit)
         else:
-            for _ in range(2):
-                dec = self._acquire(index)
+            slices_only = False
+            for _ in range(3):
+                dec = self._acquire(index, slices_only)
                 broken = True
                 try:
                     with dec.lock:
@@ -1037,10 +1138,12 @@ class VideoFile(Sequence):
                 except _Renumber as why:
                     self._renumber(str(why), version)
                     version = self._index.version
+                except _Reslice:
+                    slices_only = True
                 finally:
                     dec.keep = None
                     self._release(dec, broken)
-            else:  # pragma: no cover - a second renumbering cannot happen
+            else:  # pragma: no cover - a second renumbering or reslicing cannot happen
                 raise SequenceFormatError(f"{self.path}: frame {index} cannot be identified")
         # the caller gets its own array; the cache keeps the original
         return arr.copy() if self._remember(index, arr, version) else arr
@@ -1070,9 +1173,10 @@ class VideoFile(Sequence):
                 yield self._read(i)
             return
         k = 0
+        kind = "AUTO"
         while k < len(wanted):
             version = self._index.version
-            dec = self._new_decoder("AUTO")
+            dec = self._new_decoder(kind)
             try:
                 while k < len(wanted):
                     # the lock is never held across a yield: close() may run between frames
@@ -1083,6 +1187,8 @@ class VideoFile(Sequence):
                     k += 1
             except _Renumber as why:
                 self._renumber(str(why), version)
+            except _Reslice:
+                kind = "SLICE"  # on from frame wanted[k] without frame threads
             finally:
                 with self._pool_lock:
                     self._busy.discard(dec)
