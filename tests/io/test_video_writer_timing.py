@@ -84,3 +84,23 @@ def test_ffv1_takes_frames_of_any_size(tmp_path, shape, dtype):
     imseq.imwrite(tmp_path / "tiny.mkv", data)
     with imseq.open_sequence(tmp_path / "tiny.mkv") as seq:
         np.testing.assert_array_equal(seq[:], data)
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (12, 16, 3)])
+def test_sixteen_bit_rawvideo_is_refused_before_any_byte(tmp_path, shape):
+    # an AVI header says "16 bits, BI_RGB" for RGB555: gray16 frames would read back as other
+    # pixels, and 48-bit RGB has no raw AVI form
+    data = np.random.default_rng(1).integers(0, 65536, (4, *shape), dtype=np.uint16)
+    path = tmp_path / "r.avi"
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"r\.avi.*8-bit.*FFV1 \(\.mkv"):
+        imseq.imwrite(path, data, fps=10, codec="rawvideo")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (12, 16, 3)])
+def test_eight_bit_rawvideo_reads_back_exactly(tmp_path, shape):
+    data = np.random.default_rng(2).integers(0, 256, (4, *shape), dtype=np.uint8)
+    path = tmp_path / "r.avi"
+    imseq.imwrite(path, data, fps=10, codec="rawvideo")
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[:], data)

@@ -1389,6 +1389,13 @@ class VideoWriter(Writer):
             )
         if codec == "rawvideo" and channels == 4:
             raise self._refuse("rawvideo here stores gray or RGB; drop alpha or use FFV1 (.mkv)")
+        if codec == "rawvideo" and frame.dtype != np.uint8 and self.display_range is None:
+            # an AVI header describes 16-bit raw frames only as RGB555 (bit count 16, BI_RGB):
+            # gray16 would read back as other pixels, and 48-bit RGB has no raw AVI form
+            raise self._refuse(
+                f"rawvideo stores 8-bit frames only, but these are {dtype}; write FFV1 (.mkv, "
+                f"the default, lossless at 16 bits), PNG in .mov, .tif or .zarr to keep every bit"
+            )
         if codec in ("libx264", "libx265", "libvpx-vp9", "mjpeg") and channels == 4:
             raise self._refuse(
                 f"{codec} cannot store 4 channels (alpha); drop the alpha channel, or write FFV1 "
@@ -1425,7 +1432,7 @@ class VideoWriter(Writer):
             else:  # FFV1 codes 8-bit RGB as packed bgr0/bgra (a byte shuffle, lossless)
                 self.in_fmt, pix_fmt = ("rgba", "bgra") if alpha else ("rgb24", "bgr0")
         elif self.codec == "rawvideo":
-            self.in_fmt = ("gray16le" if wide else "gray") if gray else "rgb24"
+            self.in_fmt = "gray" if gray else "rgb24"  # 8-bit only (_check)
             pix_fmt = self.in_fmt if gray else "bgr24"
         elif self.codec == "gif":
             self.in_fmt, pix_fmt = "pal8", "pal8"
