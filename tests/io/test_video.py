@@ -214,7 +214,9 @@ def test_truncated_video_reads_up_to_the_cut(tmp_path):
     vm.write(path, frames, codec="ffv1", pix_fmt="gray", fmt_in="gray", gop=1)
     raw = path.read_bytes()
     path.write_bytes(raw[: int(len(raw) * 0.6)])
-    with pytest.warns(imseq.SequenceWarning, match=r"cut\.mkv: the header declares 20 frames"):
+    with pytest.warns(
+        imseq.SequenceWarning, match=r"cut\.mkv: the header declares [\d.]+ s but the \d+ readable"
+    ):
         seq = imseq.open_sequence(path)
     with seq:
         assert 0 < len(seq) < 20

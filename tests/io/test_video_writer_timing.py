@@ -1,6 +1,7 @@
 """The video writer stores a distinct, increasing stamp for every frame or refuses the rate;
 whatever it changes (rounded GIF delays, repeated input times, AVI's constant rate) it says."""
 
+import av
 import numpy as np
 import pytest
 
@@ -104,3 +105,49 @@ def test_eight_bit_rawvideo_reads_back_exactly(tmp_path, shape):
     imseq.imwrite(path, data, fps=10, codec="rawvideo")
     with imseq.open_sequence(path) as seq:
         np.testing.assert_array_equal(seq[:], data)
+
+
+@pytest.mark.parametrize(
+    "times, fps",
+    [([0, 0.5, 0.2, 0.2, 0.9, 0.1], 10), ([0, 0.1, 0.2, 5.0, 5.01, 9.0], 10),
+     (list(np.cumsum(np.random.default_rng(3).uniform(0.01, 2, 30))), 30),
+     (list(np.arange(60) / 997), 997)],
+)  # fmt: skip
+def test_matroska_truncation_is_judged_by_time_and_bytes_never_by_duration_times_fps(
+    tmp_path, times, fps
+):
+    # Matroska declares a duration, not a frame count: irregular stamps make duration x fps
+    # meaningless. A whole file never warns; a cut one does, even when only its last frame
+    # (1 ms long here) is lost, and says so in seconds (frames_declared stays unknown)
+    import warnings
+
+    path = tmp_path / "v.mkv"
+    data = np.random.default_rng(4).integers(0, 256, (len(times), 12, 16), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # repeated/backwards stamps are reported at writing
+        with imseq.open_writer(path, fps=fps) as w:
+            for frame, t in zip(data, times, strict=True):
+                w.write(frame, t)
+    with imseq.open_sequence(path) as seq:  # a warning here fails the test
+        assert len(seq) == len(times) and seq.metadata["truncated"] is False
+    raw = path.read_bytes()
+    with imseq.open_sequence(path) as seq:
+        last = seq.metadata["duration"]
+    for keep in (0.5, 0.93):
+        cut = tmp_path / f"cut{keep}.mkv"
+        cut.write_bytes(raw[: int(len(raw) * keep)])
+        with pytest.warns(
+            imseq.SequenceWarning, match=rf"declares {last:.6g} s but the \d+ readable frames"
+        ):
+            seq = imseq.open_sequence(cut)
+        with seq:
+            assert len(seq) < len(times)
+            assert seq.metadata["truncated"] is True and seq.metadata["frames_declared"] is None
+            np.testing.assert_array_equal(seq[:], data[: len(seq)])
+    # cut after the last frame (the cues and tags at the end are lost): every frame is there
+    with av.open(str(path)) as c:
+        last_packet = [p for p in c.demux(video=0) if p.size][-1]
+        end = raw.find(bytes(last_packet)) + last_packet.size
+    (tmp_path / "cues.mkv").write_bytes(raw[:end])
+    with imseq.open_sequence(tmp_path / "cues.mkv") as seq:
+        assert len(seq) == len(times) and seq.metadata["truncated"] is False

@@ -118,6 +118,43 @@ def _ffv1_slices_intact(data: bytes) -> bool:
     return True
 
 
+def _ebml_vint(b: bytes, at: int, keep_marker: bool) -> tuple[int, int] | None:
+    """(value, length) of the EBML variable-length integer at ``b[at]``; an element size
+    whose value bits are all 1 (unknown size) is -1."""
+    if at >= len(b) or not b[at]:
+        return None
+    length = 9 - b[at].bit_length()
+    if at + length > len(b):
+        return None
+    value = int.from_bytes(b[at : at + length], "big")
+    if keep_marker:
+        return value, length
+    value &= (1 << (7 * length)) - 1
+    return (-1 if value == (1 << (7 * length)) - 1 else value), length
+
+
+def _matroska_segment_end(path: str) -> int | None:
+    """The byte where the Matroska/WebM Segment declares its end, or None (another format,
+    or a segment of unknown size, as live recordings write it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    at = 0
+    for expected in (0x1A45DFA3, 0x18538067):  # the EBML header, then the Segment
+        ident = _ebml_vint(head, at, keep_marker=True)
+        if ident is None or ident[0] != expected:
+            return None
+        size = _ebml_vint(head, at + ident[1], keep_marker=False)
+        if size is None or size[0] < 0:
+            return None
+        at += ident[1] + size[1]
+        if expected == 0x1A45DFA3:
+            at += size[0]
+    return at + size[0]
+
+
 def _nbytes(item) -> int:
     if isinstance(item, np.ndarray):
         return item.nbytes
@@ -884,7 +921,8 @@ class VideoFile(Sequence):
 
     @staticmethod
     def _declared(container, stream) -> tuple[int | None, float | None]:
-        """(frames, seconds) the headers declare for the stream, where they say."""
+        """(frames, seconds) the headers declare for the stream: a frame count (AVI, MP4/MOV)
+        or else a duration (Matroska's per-track DURATION, a single stream's duration)."""
         if stream.frames:
             return int(stream.frames), None
         seconds = None
@@ -897,44 +935,49 @@ class VideoFile(Sequence):
                 seconds = None
         elif len(container.streams) == 1 and container.duration:
             seconds = container.duration / 1e6
-        rate = stream.average_rate or stream.guessed_rate
-        if seconds is None or not rate:
-            return None, None
-        return int(round(seconds * float(rate))), seconds
+        return None, seconds
 
     def _readable(self, arrays: dict[str, np.ndarray], declared) -> int:
-        """Frames whose packets the file holds whole; a cut-off file is reported."""
+        """Frames whose packets the file holds whole; a cut-off file is reported.
+
+        A frame count in the header is compared with the frames found. A duration (Matroska)
+        is compared with the time the readable frames cover (stamp plus duration of the last):
+        when the Matroska segment declares its size, frames are missing only if bytes are
+        missing too and the frames end before the duration (by more than half a tick); with
+        a segment of unknown size (a live recording) the data must run to the end of the file
+        and the frames end more than a frame before the duration. Durations are never turned
+        into frame counts (stamps may be irregular): ``frames_declared`` stays None then."""
         corrupt = arrays["corrupt"]
         n = len(corrupt)
         while n and corrupt[n - 1]:
             n -= 1  # a last packet cut short by the end of the file
         frames, seconds = declared
         truncated = n < len(corrupt)
-        if frames is not None and n < frames and n and len(arrays["pos"]):
+        size = os.path.getsize(self.path)
+        at_end = False
+        if n and len(arrays["pos"]) and arrays["pos"][n - 1] >= 0:
             # the data stops at the end of the file (no trailer, index or cues after it)
-            last = arrays["pos"][n - 1] + arrays["size"][n - 1]
-            tail = os.path.getsize(self.path) - last
-            at_end = arrays["pos"][n - 1] >= 0 and tail < 2 * int(arrays["size"].max()) + 65536
-            if seconds is not None:  # declared by duration: the frames must reach its end
-                tb = float(self._info["time_base"] or 0)
-                ts, dur = arrays["pts"][:n], arrays["dur"][:n]
-                ok = ts != _NO_TS
-                steps = dur[ok & (dur > 0)]
-                if tb and ok.any() and len(steps):
-                    end = float(np.max(ts[ok] + np.maximum(dur[ok], 0))) * tb
-                    step = float(np.median(steps)) * tb
-                    missing = seconds - end
-                    at_end = at_end and missing > max(step / 2, 0.002)
-                    frames = n + max(1, round(missing / step)) if at_end else None
-                else:
-                    at_end = False
-            truncated = truncated or at_end
+            tail = size - (arrays["pos"][n - 1] + arrays["size"][n - 1])
+            at_end = tail < 2 * int(arrays["size"].max()) + 65536
+        end = None
+        if frames is not None:
+            truncated = truncated or (n < frames and at_end)
+        elif seconds is not None and n:
+            cut, end = self._coverage(arrays, n, seconds, size, at_end)
+            truncated = truncated or cut
         self._truncated = truncated
         self._frames_declared = frames if truncated else None
         if truncated and frames is not None and n < frames:
             warnings.warn(
                 f"{self.path}: the header declares {frames} frames but only {n} are readable "
                 f"(the file is probably truncated); {n} frames are read",
+                SequenceWarning,
+                stacklevel=4,
+            )
+        elif truncated and end is not None:
+            warnings.warn(
+                f"{self.path}: the header declares {seconds:.6g} s but the {n} readable frames "
+                f"end at {end:.6g} s (the file is probably truncated); {n} frames are read",
                 SequenceWarning,
                 stacklevel=4,
             )
@@ -946,6 +989,24 @@ class VideoFile(Sequence):
                 stacklevel=4,
             )
         return n
+
+    def _coverage(self, arrays, n: int, seconds: float, size: int, at_end: bool):
+        """(cut, end in seconds) for a stream that declares a duration, not a frame count."""
+        tb = float(self._info["time_base"] or 0)
+        ts, dur = arrays["pts"][:n], arrays["dur"][:n]
+        ok = ts != _NO_TS
+        if not tb or not ok.any():
+            return False, None
+        ts, dur = ts[ok], dur[ok]
+        end = float(np.max(ts + np.maximum(dur, 0))) * tb
+        missing = seconds - end
+        segment_end = _matroska_segment_end(self.path)
+        if segment_end is not None:  # the bytes say whether the file is whole
+            return bool(segment_end > size and missing > tb / 2), end
+        # the last frame's duration may be unknown: it can be as long as any gap
+        gaps = np.diff(np.unique(ts))
+        frame = tb if np.all(dur > 0) else float(gaps.max() if len(gaps) else 0) * tb
+        return bool(at_end and missing > max(frame, tb / 2)), end
 
     @staticmethod
     def _scan(container, stream) -> dict[str, np.ndarray]:
