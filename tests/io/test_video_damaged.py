@@ -267,3 +267,24 @@ def test_a_png_mov_error_under_frame_threads_loses_no_earlier_frame(tmp_path):
             np.testing.assert_array_equal(answers[i], truth[i], err_msg=f"frame {i}")
         assert isinstance(answers[6], imseq.SequenceFormatError)
         assert "p.mov" in str(answers[6]) and "frame 6" in str(answers[6])
+
+
+def test_a_renumbering_by_another_thread_restarts_a_read_in_progress(tmp_path):
+    # a decoder in the middle of a run when another thread changes the numbering must not go
+    # on numbering with the old scheme (it raised a TypeError counting from an unknown start)
+    from napari_imseq.io.video import _Renumber
+
+    truth = np.stack(rgb_frames(6, 16, 24))
+    path = tmp_path / "r.mkv"
+    imseq.imwrite(path, truth, fps=10)
+    with imseq.open_sequence(path) as seq:
+        dec = seq._acquire(2)
+        np.testing.assert_array_equal(seq._plan.to_array(dec.decode_to(1)), truth[1])
+        with pytest.warns(imseq.SequenceWarning, match="numbered in the decoder's output"):
+            seq._renumber("a test renumbering", seq._index.version)
+        with pytest.raises(_Renumber):
+            while dec._feed():
+                pass
+        seq._release(dec, broken=True)
+        for i in (4, 2, 5):
+            np.testing.assert_array_equal(seq[i], truth[i])

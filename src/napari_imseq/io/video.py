@@ -611,6 +611,8 @@ class _Decoder:
 
     def _out(self, frame, p: int | None) -> None:
         idx = self.owner._index
+        if self.version != idx.version:  # another thread renumbered the file during this run
+            raise _Renumber("the frame numbering changed during the read")
         if idx.mode == "pts":
             i = idx.lookup.get(frame.pts) if frame.pts is not None else None
             if i is None:
