@@ -724,7 +724,12 @@ class _Decoder:
             self.stream.codec_context.skip_frame = want
             self.skipping = want
 
-    def _missing(self, target: int, why: str) -> SequenceFormatError:
+    def _missing(self, target: int, why: str) -> Exception:
+        import av
+
+        if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+            # a frame-threaded decoder may drop frames of other packets when one fails
+            return _Reslice(f"frame {target} is missing: {why}")
         err = SequenceFormatError(
             f"{self.owner.path}: frame {target} cannot be decoded: {why} (the index lists "
             f"{self.owner._index.n} frames; the file is damaged or truncated there)"
