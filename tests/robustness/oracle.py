@@ -198,20 +198,30 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
             raise RefUnavailable("PyAV has no decoder for the video stream")
         intra = stream.codec_context.name in INTRA_ONLY
         gif = stream.codec_context.name == "gif"
+        avi = "avi" in container.format.name
+
+        frame_pts: list[int | None] = []
 
         def add(frames) -> None:
             arrays = [to_array(f) for f in frames]
+            frame_pts.extend(f.pts for f in frames)
             out.extend(frame_hash(a) for a in arrays)
             rgb.extend(_opaque_rgb_hash(a) for a in arrays)
 
+        pts: list[int | None] = []  # of every packet with data, in file order
+        lost: list[int] = []  # packets whose decode failed (non-intra codecs)
         try:
             for packet in container.demux(stream):
+                if packet.size:
+                    pts.append(packet.pts)
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
-                    if packet.size:  # the frame of this packet is lost, not the next one
+                    if packet.size and intra:  # the frame of this packet is lost, not the next
                         out.append(None)
                         rgb.append(None)
+                    elif packet.size:
+                        lost.append(len(pts) - 1)
                     continue
                 if intra and packet.size and not decoded:
                     out.append(None)
@@ -224,9 +234,53 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
                 add(stream.codec_context.decode(None))
             except Exception:
                 pass
+    # AVI stamps are decode order, not presentation: only output order identifies its frames
+    placed = None if intra or avi else _by_timestamp(out, frame_pts, pts)
+    if placed is not None:
+        out, rgb = placed, _by_timestamp(rgb, frame_pts, pts)
+    elif lost:
+        out, rgb = _place_lost(out, pts, lost), _place_lost(rgb, pts, lost)
     if gif:
         return [out[:MAX_FRAMES], rgb[:MAX_FRAMES]]
     return [out[:MAX_FRAMES]]
+
+
+#: a frame whose identity no plain decode can establish: not compared
+UNKNOWN = "?"
+
+
+def _by_timestamp(frames: list, frame_pts: list, packet_pts: list) -> list | None:
+    """Frames put at their presentation rank among the packets' distinct timestamps (a frame
+    the decoder dropped, with or without an error, leaves ``None``); ``None`` when timestamps
+    cannot identify frames (missing, repeated, or a frame stamp no packet has)."""
+    known = [p for p in packet_pts if p is not None]
+    if len(known) != len(packet_pts) or len(set(known)) != len(known):
+        return None
+    if (
+        None in frame_pts
+        or not set(frame_pts) <= set(known)
+        or len(set(frame_pts)) != len(frame_pts)
+    ):
+        return None
+    rank = {p: r for r, p in enumerate(sorted(known))}
+    placed: list = [None] * len(known)
+    for p, h in zip(frame_pts, frames, strict=True):
+        placed[rank[p]] = h
+    return placed
+
+
+def _place_lost(frames: list, pts: list, lost: list[int]) -> list:
+    """Where the frames of packets that failed to decode belong in presentation order (a codec
+    with reordering outputs frames later than their packets): by the rank of their packets'
+    timestamps when every packet has one and the counts add up; otherwise every frame from the
+    first failure on is unknown (not compared)."""
+    if None not in pts and len(frames) + len(lost) == len(pts) and len(set(pts)) == len(pts):
+        rank = {k: r for r, k in enumerate(sorted(range(len(pts)), key=lambda k: pts[k]))}
+        gone = {rank[k] for k in lost}
+        rest = iter(frames)
+        return [None if r in gone else next(rest) for r in range(len(pts))]
+    first = min(lost)
+    return frames[:first] + [UNKNOWN] * (len(frames) - first)
 
 
 def _opaque_rgb_hash(arr) -> str | None:

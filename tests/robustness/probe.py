@@ -283,11 +283,13 @@ def compare(outcome: dict, alternatives: list[oracle.Alternative] | None) -> lis
                 continue  # beyond what a reference decodes
             if i >= len(ref):
                 probs.append(f"frame {i} returned but the {alt.what} has only {len(ref)} frames")
+            elif ref[i] == oracle.UNKNOWN:
+                continue
             elif ref[i] is None:
                 probs.append(f"frame {i} returned but its data is not readable ({alt.what})")
             elif ref[i] != val:
                 probs.append(f"frame {i} differs from the {alt.what}")
-        readable = [i for i, h in enumerate(ref) if h is not None]
+        readable = [i for i, h in enumerate(ref) if h is not None and h != oracle.UNKNOWN]
         if n < (readable[-1] + 1 if readable else 0) and not warned:
             probs.append(f"{n} frames without a SequenceWarning; the {alt.what} reads {len(readable)} "
                          f"of {len(ref)}")  # fmt: skip
