@@ -22,11 +22,15 @@ from . import harness
 
 
 def _rev() -> str:
+    """HEAD's short hash, and whether the library had uncommitted changes when the run began."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=False).stdout.strip()  # fmt: skip
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=False).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True, check=False).stdout.strip()  # fmt: skip
     except OSError:
         return "?"
+    return head + (" + uncommitted changes in src/" if dirty else "")
 
 
 def table(results: list[dict]) -> str:
