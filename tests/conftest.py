@@ -1,10 +1,18 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "samples"
+
+# napari's settings (reader preferences, the record of the ones our plugin filled in) go to a
+# private profile, never to the profile of the user running the tests; set before napari is
+# imported, because napari reads NAPARI_CONFIG once
+os.environ.setdefault(
+    "NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="imseq-napari-profile-"), "settings.yaml")
+)
 
 
 @pytest.fixture(autouse=True)
