@@ -210,6 +210,27 @@ def test_progress_reaches_the_total(tmp_path):
     assert seen[-1].fraction == 1.0 and seen[-1].remaining == 0 and seen[-1].rate > 0
 
 
+class _Gated:
+    """Frames from ``hold`` on are readable only once ``gate`` is set (or after 30 s), so a
+    cancel asked for at frame 3 is seen before the export can run to the end, however fast
+    the machine."""
+
+    def __init__(self, data, gate, hold):
+        self._data, self._gate, self._hold = data, gate, hold
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+
+    def __len__(self):
+        return len(self._data)
+
+    def __getitem__(self, key):
+        t = key[0] if isinstance(key, tuple) else key
+        if isinstance(t, slice):
+            t = t.stop - 1 if t.stop is not None else len(self._data) - 1
+        if isinstance(t, (int, np.integer)) and t >= self._hold:
+            self._gate.wait(30)
+        return self._data[key]
+
+
 def test_cancel_mid_way_leaves_no_complete_looking_file(tmp_path):
     cancel = threading.Event()
 
@@ -220,7 +241,7 @@ def test_cancel_mid_way_leaves_no_complete_looking_file(tmp_path):
     data = np.random.default_rng(3).integers(0, 256, (200, 32, 32), dtype=np.uint8)
     out = tmp_path / "c.mkv"
     with pytest.raises(imseq.ExportCancelled, match="cancelled.*partial"):
-        imseq.export(layer(data), out, progress=progress, cancel=cancel)
+        imseq.export(layer(_Gated(data, cancel, hold=20)), out, progress=progress, cancel=cancel)
     assert not out.exists()
     with imseq.open_sequence(str(out) + ".partial") as seq:
         assert 3 <= len(seq) < 200  # every frame written so far, readable
