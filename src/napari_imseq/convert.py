@@ -213,6 +213,9 @@ def _convert(
                     bar.update(1)
                 if report is not None:
                     report(writer.count, n)
+                if _cancel_requested(cancel):  # no frame is written after a cancel is seen
+                    halt.set()
+                    return
         except BaseException as err:
             errors.append(err)
             halt.set()
@@ -235,11 +238,16 @@ def _convert(
         return "nothing was written"
 
     try:
-        while writer_thread.is_alive():
+        while True:
             writer_thread.join(0.05)  # short joins keep Ctrl-C and cancel responsive
-            if _cancel_requested(cancel):
+            # the writing thread also stops by itself after the frame during which the cancel
+            # came: a cancelled job never reaches close(), so nothing looks complete
+            stopped = not writer_thread.is_alive()
+            if _cancel_requested(cancel) and (not stopped or writer.count < n):
                 where = stop_early()
                 raise ConversionCancelled(f"conversion to {writer.path} cancelled; {where}")
+            if stopped:
+                break
     except KeyboardInterrupt:
         where = stop_early()
         raise ConversionInterrupted(f"conversion to {writer.path} interrupted; {where}") from None
