@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._viewers import per_viewer
+
 
 class Prefetcher:
     """One read-ahead thread for one viewer, started on first use."""
@@ -82,11 +84,4 @@ _ATTACHED: dict[int, Prefetcher] = {}
 
 def attach_prefetch(viewer: Any) -> Prefetcher:
     """The viewer's :class:`Prefetcher`, created on first use."""
-    key = id(viewer)
-    pre = _ATTACHED.get(key)
-    if pre is not None and pre._viewer() is viewer:
-        return pre
-    pre = Prefetcher(viewer)
-    _ATTACHED[key] = pre
-    weakref.finalize(viewer, _ATTACHED.pop, key, None)
-    return pre
+    return per_viewer(_ATTACHED, viewer, Prefetcher)

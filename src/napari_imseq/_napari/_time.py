@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ._viewers import per_viewer
+
 OVERLAY_KEY = "napari_imseq_time"
 _ATTACHED: dict[int, TimeDisplay] = {}
 
@@ -211,14 +213,7 @@ class TimeDisplay:
 
 def attach(viewer: Any) -> TimeDisplay:
     """The viewer's :class:`TimeDisplay`, created on first use."""
-    key = id(viewer)
-    display = _ATTACHED.get(key)
-    if display is not None and display._viewer() is viewer:
-        return display
-    display = TimeDisplay(viewer)
-    _ATTACHED[key] = display
-    weakref.finalize(viewer, _ATTACHED.pop, key, None)
-    return display
+    return per_viewer(_ATTACHED, viewer, TimeDisplay)
 
 
 def attach_open_viewers() -> None:
