@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _cache
-from ._base import (
+from .. import _cache
+from .._base import (
     Sequence,
     SequenceClosedError,
     SequenceFormatError,
@@ -1321,7 +1321,7 @@ class VideoFile(Sequence):
 
 
 # ---- writing -------------------------------------------------------------------------------
-from ._writer import UnsupportedWriteError, Writer, to_uint8  # noqa: E402
+from .._writer import UnsupportedWriteError, Writer, to_uint8  # noqa: E402
 
 _CONTAINERS = {
     ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4",
