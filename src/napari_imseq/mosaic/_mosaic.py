@@ -1,0 +1,679 @@
+"""Mosaics: several sequences side by side in one lazy Sequence, synchronised in time."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..io._base import Sequence, SequenceError
+from ..io.array import ArraySequence, init_sequence_state
+from ..transforms._registry import dtype_range, restore
+from ..transforms.pipeline import Pipeline
+from . import _layout
+from ._cache import FrameCache
+from ._timeline import MosaicError, Timeline, build_timeline
+
+__all__ = ["MosaicSequence", "mosaic"]
+
+#: composed frames kept in memory (the newest few: a preview shown again, napari re-slicing)
+RECENT_FRAMES = 4
+#: bumped when the composition changes, so old cache stores are not reused
+_CACHE_VERSION = 1
+
+
+# ---- sources -------------------------------------------------------------------------------------
+def _open_source(src: Any, fps: Any) -> tuple[Sequence, bool]:
+    """(Sequence, owned) for a path, an opened Sequence or an array."""
+    if isinstance(src, Sequence):
+        return src, False
+    if isinstance(src, (str, os.PathLike)):
+        from ..io._registry import open_sequence
+
+        return open_sequence(src), True
+    if hasattr(src, "shape") and hasattr(src, "dtype"):
+        return ArraySequence(src, fps=fps), True
+    raise MosaicError(
+        f"mosaic: a source must be a path, an opened Sequence or a numpy/dask array, not "
+        f"{type(src).__name__}"
+    )
+
+
+def _name(seq: Sequence, k: int) -> str:
+    if isinstance(seq, ArraySequence) and seq.path.startswith("<array"):
+        return f"array {k}"
+    return os.path.basename(os.path.normpath(seq.path)) or seq.path
+
+
+def _identity(seq: Sequence) -> Any:
+    """What makes a source's frames what they are, for the cache key and dask names."""
+    if isinstance(seq, MosaicSequence):
+        return ("mosaic", seq.fingerprint)
+    if isinstance(seq, ArraySequence):
+        from dask.base import tokenize
+
+        return ("array", tokenize(seq.array), seq.fps, seq.timestamps)
+    st = getattr(seq, "_stat", None)
+    try:
+        st = os.stat(seq.path)
+    except (OSError, TypeError, ValueError):
+        pass
+    stamp = (st.st_size, st.st_mtime_ns) if st is not None else id(seq)
+    return (type(seq).__name__, seq.path, stamp, getattr(seq, "_options", None))
+
+
+def _per_source(value: Any, names: list[str], what: str, default: Any) -> list[Any]:
+    """A per-source list from None, a list (one per source) or a dict by name or position."""
+    n = len(names)
+    if value is None:
+        return [default] * n
+    if isinstance(value, dict):
+        out = [default] * n
+        for key, v in value.items():
+            if isinstance(key, int) and 0 <= key < n:
+                out[key] = v
+            elif key in names:
+                out[names.index(key)] = v
+            else:
+                raise MosaicError(f"mosaic: {what} names {key!r}, which is not a source {names}")
+        return out
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise MosaicError(f"mosaic: {what} takes one entry per source (a list) or a dict")
+    if len(value) != n:
+        raise MosaicError(f"mosaic: {len(value)} {what} for {n} sources; give one per source")
+    return list(value)
+
+
+def _pipeline(value: Any) -> Pipeline | None:
+    if value is None or isinstance(value, Pipeline):
+        return value if value is None or len(value) else None
+    try:
+        p = Pipeline.from_json(value) if isinstance(value, str) else Pipeline(value)
+    except (KeyError, TypeError, ValueError) as err:
+        raise MosaicError(f"mosaic: a tile pipeline is not valid: {err}") from err
+    return p if len(p) else None
+
+
+# ---- promotion -----------------------------------------------------------------------------------
+def _channels(shape: tuple[int, ...], name: str) -> int:
+    """0 for gray (Y, X) or (Y, X, 1) frames, 3 or 4 for colour."""
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        return 0
+    if len(shape) == 3 and shape[2] in (3, 4):
+        return shape[2]
+    raise MosaicError(
+        f"{name}: its frames have shape {shape}; mosaic tiles are gray (Y, X) or colour "
+        f"(Y, X, 3|4) frames (use a tile pipeline to make them so)"
+    )
+
+
+def _pipeline_bits(pipe: Pipeline, in_dtype: np.dtype, bits: int, out_dtype: np.dtype) -> int:
+    """Significant bits of what a tile pipeline makes from data of ``bits`` bits."""
+    full = out_dtype.itemsize * 8
+    if out_dtype.kind not in "u":
+        return full
+    try:
+        (_, hi), _ = pipe.display_range((0.0, _top(np.dtype(in_dtype), bits)), in_dtype)
+    except Exception:
+        return full
+    return int(min(full, max(1, math.ceil(math.log2(max(hi, 1.0) + 1)))))
+
+
+def _top(dtype: np.dtype, bits: int) -> float:
+    """The value white has in ``dtype`` data of ``bits`` significant bits."""
+    if dtype.kind in "ui":
+        return float(min(2**bits - 1, np.iinfo(dtype).max))
+    return 1.0
+
+
+class _Tile:
+    """One source and everything needed to turn its frame ``j`` into its pixels of the output."""
+
+    def __init__(self, seq, name, pipeline, in_shape, in_dtype, bits):
+        self.seq, self.name, self.pipeline = seq, name, pipeline
+        self.shape, self.dtype, self.bits = in_shape, np.dtype(in_dtype), bits
+        self.channels = _channels(in_shape, name)
+        self.gray = None  # "replicate" or a colormap name, when gray goes into colour output
+        self.out_channels = self.channels
+        self.scale: tuple[float, float, float] | None = None  # (in lo, in hi, out hi)
+        self.out_dtype = self.dtype
+        self.placement: _layout.Placement | None = None
+        self.interpolation = "area"
+        self.timestamps = seq.timestamps
+
+    def frame(self, j: int) -> np.ndarray:
+        frame = self.seq[j]
+        if self.pipeline is not None:
+            t = float(self.timestamps[j]) if self.timestamps is not None else None
+            frame = self.pipeline(frame, index=j, timestamp=t)
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
+        frame = self._colour(frame)
+        frame = self._convert(frame)
+        return self._fit(frame)
+
+    def _colour(self, frame: np.ndarray) -> np.ndarray:
+        if self.out_channels == self.channels:
+            return frame
+        if self.channels == 0:
+            if self.gray not in (None, "replicate"):
+                from ..transforms.colour import apply_colormap
+
+                hi = _top(frame.dtype, self.bits)
+                frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, hi))
+            else:
+                frame = np.repeat(frame[..., None], 3, axis=2)
+        if self.out_channels == 4 and frame.shape[2] == 3:  # opaque alpha
+            alpha = np.full(frame.shape[:2] + (1,), _top(frame.dtype, 64), frame.dtype)
+            frame = np.concatenate([frame, alpha], axis=2)
+        return frame
+
+    def _convert(self, frame: np.ndarray) -> np.ndarray:
+        if frame.dtype == self.out_dtype:
+            return frame
+        if self.scale is None:
+            return frame.astype(self.out_dtype)
+        lo, hi, top = self.scale
+        values = (frame.astype(np.float64) - lo) * (top / (hi - lo))
+        return restore(np.clip(values, 0, top), self.out_dtype)
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        p = self.placement
+        frame = frame[p.crop]
+        if p.resize is not None:
+            from ..transforms.geometry import resize
+
+            frame = resize(frame, shape=p.resize, interpolation=self.interpolation)
+        return frame
+
+
+# ---- the sequence --------------------------------------------------------------------------------
+def _rebuild(sources, kwargs):
+    return MosaicSequence(sources, _owned=True, **kwargs)
+
+
+class MosaicSequence(Sequence):
+    """Several sequences side by side, synchronised in time; made by :func:`mosaic`.
+
+    A lazy :class:`~napari_imseq.Sequence`: ``len``, ``shape``, ``dtype``, ``fps`` and
+    ``metadata`` (with ``"timestamps"`` and ``"tiles"``) come from the sources' headers; a
+    frame is composed when it is read, its tiles read in parallel threads.
+    """
+
+    format_name = "mosaic"
+
+    def __init__(
+        self,
+        sources,
+        *,
+        grid: Any = None,
+        positions: Any = None,
+        cell: Any = None,
+        gap: int = 0,
+        fit: str = "resize",
+        interpolation: str = "area",
+        sync: str = "timestamps",
+        fps: float | None = None,
+        offsets: Any = None,
+        span: str = "union",
+        outside: str = "background",
+        absolute: bool = False,
+        labels: Any = False,
+        time_labels: bool = False,
+        background: Any = 0,
+        gray: str = "replicate",
+        dtype: Any = None,
+        pipelines: Any = None,
+        cache: str | os.PathLike | None = None,
+        threads: int | None = None,
+        source_fps: Any = None,
+        _owned: bool = False,
+    ):
+        if isinstance(sources, (str, os.PathLike, Sequence)) or (
+            hasattr(sources, "shape") and hasattr(sources, "dtype")
+        ):
+            sources = [sources]
+        sources = list(sources)
+        init_sequence_state(self, "mosaic", {})
+        self._seqs: list[Sequence] = []
+        self._owned: list[bool] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
+        if not sources:
+            raise MosaicError("mosaic: no sources; give at least one path, Sequence or array")
+        try:
+            rates = _per_source(
+                source_fps, [str(k) for k in range(len(sources))], "source_fps", None
+            )
+            for src, rate in zip(sources, rates, strict=True):
+                seq, owned = _open_source(src, rate)
+                self._seqs.append(seq)
+                self._owned.append(owned or _owned)
+            self._setup(locals())
+        except BaseException:
+            self._close()
+            raise
+
+    def _setup(self, args: dict[str, Any]) -> None:
+        names = [_name(s, k) for k, s in enumerate(self._seqs)]
+        self.names = names
+        self.path = "mosaic of " + ", ".join(names)
+        self._kwargs = {k: args[k] for k in (
+            "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
+            "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
+            "dtype", "pipelines", "cache", "threads")}  # fmt: skip
+        a = self._kwargs
+        if a["fit"] not in _layout.FITS:
+            raise MosaicError(f"mosaic: fit must be one of {_layout.FITS}, not {a['fit']!r}")
+        if a["interpolation"] not in _layout.INTERPOLATIONS:
+            raise MosaicError(
+                f"mosaic: interpolation must be one of {_layout.INTERPOLATIONS}, not "
+                f"{a['interpolation']!r}"
+            )
+        offsets = _per_source(a["offsets"], names, "offsets", 0.0)
+        try:
+            offsets = [float(o) for o in offsets]
+        except (TypeError, ValueError):
+            raise MosaicError(
+                f"mosaic: offsets are seconds (numbers), not {a['offsets']!r}"
+            ) from None
+        self.timeline: Timeline = build_timeline(
+            self._seqs, names, sync=a["sync"], fps=a["fps"], offsets=offsets, span=a["span"],
+            outside=a["outside"], absolute=bool(a["absolute"]),
+        )  # fmt: skip
+        self._offsets = offsets
+
+        # tiles: what each pipeline makes (computed on a blank frame: no pixel is read)
+        pipes = [_pipeline(p) for p in _per_source(a["pipelines"], names, "pipelines", None)]
+        self._tiles: list[_Tile] = []
+        for seq, name, pipe in zip(self._seqs, names, pipes, strict=True):
+            shape, dt, bits = tuple(seq.frame_shape), np.dtype(seq.dtype), int(seq.bit_depth)
+            if pipe is not None:
+                try:
+                    shape, dt = pipe.output_spec(shape, dt)
+                except Exception as err:
+                    raise MosaicError(f"{name}: its tile pipeline fails: {err}") from err
+                bits = _pipeline_bits(pipe, seq.dtype, bits, dt)
+            tile = _Tile(seq, name, pipe, tuple(shape), dt, bits)
+            tile.interpolation = a["interpolation"]
+            self._tiles.append(tile)
+        self._promote(a["gray"], a["dtype"])
+        self._layout(a)
+        self._background_frame(a["background"])
+        self._labels = self._label_texts(a["labels"], names)
+        self._time_labels = bool(a["time_labels"])
+        threads = a["threads"]
+        if threads is not None and (int(threads) != threads or threads < 1):
+            raise MosaicError(f"mosaic: threads must be a positive whole number, not {threads!r}")
+        self._threads = int(threads) if threads else min(len(self._tiles), 8)
+        self._fingerprint: str | None = None
+        self._cache = None
+        if a["cache"] is not None:
+            self._cache = FrameCache(
+                a["cache"], self.fingerprint, self.shape, self.dtype,
+                times=self.timeline.times, fps=self.timeline.fps, bit_depth=self.bit_depth,
+            )  # fmt: skip
+
+    # ---- promotion and layout -----------------------------------------------------------------
+    def _promote(self, gray: str, dtype: Any) -> None:
+        tiles = self._tiles
+        channels = max(t.channels for t in tiles)
+        if gray != "replicate":
+            from ..transforms.colour import colormap_names
+
+            if gray not in colormap_names():
+                raise MosaicError(
+                    f"mosaic: gray must be 'replicate' or a colormap name, not {gray!r}"
+                )
+        for t in tiles:
+            t.out_channels = channels
+            if channels and not t.channels:
+                t.gray = gray
+        # a colormap makes 8-bit colour (asked for by choosing one)
+        mapped = [bool(channels and not t.channels and gray != "replicate") for t in tiles]
+        kinds = [np.dtype(np.uint8) if m else t.dtype for t, m in zip(tiles, mapped, strict=True)]
+        tile_bits = [8 if m else t.bits for t, m in zip(tiles, mapped, strict=True)]
+        if dtype is None:
+            out = np.result_type(*kinds)
+            for t, k in zip(tiles, kinds, strict=True):
+                if not np.can_cast(k, out, "safe"):
+                    raise MosaicError(
+                        f"{t.name}: its {k} values do not fit the mosaic's {out} without "
+                        f"loss; pass dtype= to choose the output type (each tile is then "
+                        f"scaled from its own range)"
+                    )
+        else:
+            try:
+                out = np.dtype(dtype)
+            except TypeError as err:
+                raise MosaicError(f"mosaic: dtype {dtype!r} is not a numpy dtype") from err
+            if out.kind not in "uif":
+                raise MosaicError(f"mosaic: dtype {out} is not an image type (uint, int, float)")
+        self._dtype = out
+        bits_out = []
+        for t, k, bits in zip(tiles, kinds, tile_bits, strict=True):
+            t.out_dtype = out
+            if np.can_cast(k, out, "safe"):
+                t.scale = None
+                bits_out.append(bits if out.kind in "ui" and k.kind in "uib" else None)
+            else:  # asked for a narrower type: the tile's range maps onto the output's
+                lo, hi = (0.0, _top(k, bits)) if k.kind in "ui" else (0.0, 1.0)
+                top = _top(out, out.itemsize * 8)
+                t.scale = (lo, hi, top)
+                bits_out.append(None)
+        full = out.itemsize * 8
+        self._bits = full if None in bits_out or out.kind != "u" else max(bits_out)
+        self._channels = channels
+
+    def _layout(self, a: dict[str, Any]) -> None:
+        sizes = [t.shape[:2] for t in self._tiles]
+        gap = a["gap"]
+        if not isinstance(gap, (int, np.integer)) or gap < 0:
+            raise MosaicError(f"mosaic: gap must be a whole number of pixels >= 0, not {gap!r}")
+        if a["positions"] is not None:
+            if a["grid"] is not None:
+                raise MosaicError("mosaic: give grid= or positions=, not both")
+            cells, (h, w) = _layout.position_cells(list(a["positions"]), sizes)
+            self.grid = None
+        else:
+            rows, cols = _layout.parse_grid(a["grid"], len(self._tiles))
+            if a["cell"] is None:
+                cell = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+            else:
+                cell = _layout.size_pair(a["cell"], "cell")
+            cells, (h, w) = _layout.grid_cells(len(self._tiles), rows, cols, cell, int(gap))
+            self.grid = (rows, cols)
+        for t, cell in zip(self._tiles, cells, strict=True):
+            t.placement = _layout.place(t.shape[:2], cell, a["fit"], t.name)
+        self._frame_shape = (h, w, self._channels) if self._channels else (h, w)
+        from ..io._base import check_frame_size
+
+        check_frame_size(self.path, self._frame_shape, self._dtype)
+
+    def _background_frame(self, background: Any) -> None:
+        value = np.asarray(background, dtype=np.float64).reshape(-1)
+        c = self._channels or 1
+        if len(value) == 1:
+            value = np.repeat(value, c)
+        if len(value) != c or not np.all(np.isfinite(value)):
+            raise MosaicError(
+                f"mosaic: background must be one number or {c} (one per channel), not "
+                f"{background!r}"
+            )
+        if self._channels == 4 and np.ndim(background) == 0:  # opaque
+            value[3] = _top(self._dtype, 64)
+        if self._dtype.kind in "ui":
+            info = np.iinfo(self._dtype)
+            if np.any(value < info.min) or np.any(value > info.max) or np.any(value % 1):
+                raise MosaicError(
+                    f"mosaic: background {background!r} is not a value of the mosaic's "
+                    f"{self._dtype} ({info.min}..{info.max})"
+                )
+            if self._bits < self._dtype.itemsize * 8 and np.any(value > 2**self._bits - 1):
+                self._bits = self._dtype.itemsize * 8
+        self._background = value.astype(self._dtype)
+
+    def _label_texts(self, labels: Any, names: list[str]) -> list[str | None]:
+        if labels is True:
+            return list(names)
+        if labels is False or labels is None:
+            return [None] * len(names)
+        texts = _per_source(labels, names, "labels", None)
+        return [None if t is None else str(t) for t in texts]
+
+    # ---- Sequence protocol --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.timeline)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self._frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def bit_depth(self) -> int:
+        return self._bits
+
+    @property
+    def rgb(self) -> bool:
+        return bool(self._channels)
+
+    @property
+    def sources(self) -> list[Sequence]:
+        return list(self._seqs)
+
+    @property
+    def cache_path(self) -> str | None:
+        """The zarr store composed frames are kept in (``cache=``), or None."""
+        return None if self._cache is None else self._cache.path
+
+    @property
+    def fingerprint(self) -> str:
+        """A key for what the frames are: sources (files and their size and time, arrays'
+        contents) and every setting."""
+        if self._fingerprint is None:
+            from dask.base import tokenize
+
+            kw = {k: v for k, v in self._kwargs.items() if k not in ("cache", "threads")}
+            kw["pipelines"] = [None if t.pipeline is None else t.pipeline.to_json()
+                               for t in self._tiles]  # fmt: skip
+            self._fingerprint = tokenize(
+                _CACHE_VERSION, [_identity(s) for s in self._seqs], repr(sorted(kw.items()))
+            )
+        return self._fingerprint
+
+    def tile_frames(self, index: int) -> list[int]:
+        """For mosaic frame ``index``: the frame each source shows (-1: background)."""
+        return self.timeline.frame(self._frame_index(index))
+
+    def _format_metadata(self) -> dict[str, Any]:
+        tiles = []
+        for t, offset in zip(self._tiles, self._offsets, strict=True):
+            p = t.placement
+            tiles.append({
+                "name": t.name, "box": p.box.as_tuple(), "cell": p.cell.as_tuple(),
+                "source": t.seq.path, "frames": len(t.seq), "fps": t.seq.fps,
+                "offset": offset, "dtype": str(t.seq.dtype),
+            })  # fmt: skip
+        tl = self.timeline
+        return {
+            "fps": tl.fps,
+            "timestamps": tl.times.copy(),
+            "tiles": tiles,
+            "grid": self.grid,
+            "sync": self._kwargs["sync"],
+            "span": self._kwargs["span"],
+            "cache": self.cache_path,
+            "source": {"sources": [s.path for s in self._seqs]},
+        }
+
+    # ---- composing ------------------------------------------------------------------------------
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._state_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self._threads, thread_name_prefix="imseq-mosaic"
+                    )
+        return self._pool
+
+    def _tile_pixels(self, job: tuple[int, int, int]) -> np.ndarray:
+        k, s, j = job
+        tile = self._tiles[s]
+        try:
+            return tile.frame(j)
+        except SequenceError as err:
+            err.add_note(f"while composing mosaic frame {k}: tile {s} ({tile.name}), frame {j}")
+            raise
+        except Exception as err:
+            raise MosaicError(
+                f"{tile.name}: mosaic frame {k} failed on its frame {j} "
+                f"({type(err).__name__}: {err})"
+            ) from err
+
+    def _read(self, index: int) -> np.ndarray:
+        with self._recent_lock:
+            hit = self._recent.get(index)
+            if hit is not None:
+                self._recent.move_to_end(index)
+                return hit.copy()
+        out = self._cache.get(index) if self._cache is not None else None
+        if out is None:
+            out = self._compose(index)
+            if self._cache is not None:
+                self._cache.put(index, out)
+        with self._recent_lock:
+            self._recent[index] = out.copy()
+            while len(self._recent) > RECENT_FRAMES:
+                self._recent.popitem(last=False)
+        return out
+
+    def _compose(self, index: int) -> np.ndarray:
+        frames = self.timeline.frame(index)
+        jobs = [(index, s, j) for s, j in enumerate(frames) if j >= 0]
+        if len(jobs) > 1 and self._threads > 1:
+            pixels = list(self._executor().map(self._tile_pixels, jobs))
+        else:
+            pixels = [self._tile_pixels(job) for job in jobs]
+        out = np.empty(self._frame_shape, self._dtype)
+        out[...] = self._background if self._channels else self._background[0]
+        for (_, s, _), tile in zip(jobs, pixels, strict=True):
+            out[self._tiles[s].placement.box.slices] = tile
+        if any(self._labels) or self._time_labels:
+            self._draw_labels(out, frames)
+        return out
+
+    def _draw_labels(self, out: np.ndarray, frames: list[int]) -> None:
+        from ..transforms.annotate import draw_text
+
+        top = _top(self._dtype, self._bits)
+        lo, hi = dtype_range(self._dtype)
+        white = (top - lo) / (hi - lo) if self._dtype.kind in "ui" else 1.0
+        colour = (white, white, white)
+        for tile, text, j in zip(self._tiles, self._labels, frames, strict=True):
+            cell = tile.placement.cell
+            size = _layout.label_size(cell)
+            region = out[cell.slices]
+            if text:
+                region[...] = draw_text(region, text=text, position=(4, 4), size=size,
+                                        color=colour)  # fmt: skip
+            if self._time_labels and j >= 0:
+                ts = tile.timestamps
+                t = float(ts[j] - ts[0]) if ts is not None else j / (tile.seq.fps or 1.0)
+                region[...] = draw_text(
+                    region, text=f"{t:.3f} s  #{j}", position=(cell.h - size - 6, 4),
+                    size=size, color=colour,
+                )  # fmt: skip
+
+    def to_dask(self, chunks: int | tuple | None = None):
+        """A lazy dask array over the composed frames (one frame per chunk by default)."""
+        import dask.array as da
+
+        if chunks is None:
+            chunks = (1, *self.frame_shape)
+        elif isinstance(chunks, int):
+            chunks = (chunks, *self.frame_shape)
+        name = "imseq-mosaic-" + self.fingerprint
+        meta = np.empty((0,) * self.ndim, dtype=self.dtype)
+        return da.from_array(self, chunks=chunks, name=name, asarray=False, fancy=False, meta=meta)
+
+    # ---- life cycle -----------------------------------------------------------------------------
+    def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for seq, owned in zip(self._seqs, self._owned, strict=False):
+            if owned:
+                seq.close()
+        with self._recent_lock:
+            self._recent.clear()
+
+    def __reduce__(self):
+        return _rebuild, (self._seqs, self._kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MosaicSequence of {len(self._seqs)} tiles shape={self.shape} dtype={self.dtype} "
+            f"fps={self.timeline.fps:.4g}>"
+        )
+
+
+def mosaic(
+    sources,
+    *,
+    grid: Any = None,
+    sync: str = "timestamps",
+    fps: float | None = None,
+    offsets: Any = None,
+    fit: str = "resize",
+    labels: Any = False,
+    background: Any = 0,
+    pipelines: Any = None,
+    cache: str | os.PathLike | None = None,
+    **options: Any,
+) -> MosaicSequence:
+    """Several recordings side by side, synchronised in time, as one lazy Sequence.
+
+    Parameters
+    ----------
+    sources
+        Paths, opened Sequences (not closed by the mosaic) and numpy/dask arrays ``(T, Y, X)``
+        or ``(T, Y, X, C)`` (give their rates with ``source_fps=[...]``, or wrap them in
+        :class:`~napari_imseq.io.array.ArraySequence` with ``fps=``/``timestamps=``).
+    grid
+        ``"RxC"`` or ``(rows, cols)`` (one side may be 0: filled in); default near-square.
+        ``positions=[(y, x) | (y, x, h, w), ...]`` places tiles explicitly instead.
+    sync
+        ``"timestamps"`` (per-frame timestamps relative to each source's first frame;
+        ``absolute=True`` keeps the clocks as they are), ``"fps"`` (nominal rates) or
+        ``"index"`` (frame k of every source together).
+    fps
+        Output frame rate (default: the fastest source's).
+    offsets
+        Seconds added to each source's clock (a list, or a dict by source name or position).
+    fit
+        ``"resize"`` (aspect kept), ``"stretch"``, ``"pad"`` or ``"crop"`` into the cell;
+        ``cell=(h, w)`` (default: the largest frame), ``gap=`` pixels between cells,
+        ``interpolation=`` ``"area"`` (default), ``"linear"``, ``"cubic"`` or ``"nearest"``.
+    labels
+        True (the source names), or one text (or None) per source, drawn in each cell;
+        ``time_labels=True`` also draws each tile's own time and frame number.
+    background
+        Value of pixels no tile covers (one number, or one per channel).
+    pipelines
+        A per-tile :class:`~napari_imseq.transforms.Pipeline` (or its steps or JSON), applied
+        to the source frame before it is fitted; a list or a dict by name or position.
+    cache
+        A folder for a zarr store of the frames composed so far (scrubbing back reads them
+        from there); without it nothing but the last few frames is kept.
+
+    Other options: ``span`` (``"union"`` or ``"intersection"`` of the sources' times),
+    ``outside`` (``"background"`` or ``"hold"``: a source before its start or after its end
+    shows the background or its first/last frame), ``gray`` (``"replicate"`` or a colormap
+    name: how gray tiles go into colour mosaics), ``dtype`` (the output type; default the
+    smallest that holds every tile without loss, see ``docs/mosaic.md``), ``threads``
+    (tiles read at once; default one per tile, at most 8).
+
+    Examples
+    --------
+    >>> fast = np.zeros((50, 32, 32), np.uint16)   # 500 fps
+    >>> slow = np.zeros((3, 24, 60, 3), np.uint8)  # 30 fps, RGB
+    >>> m = mosaic([fast, slow], source_fps=[500, 30], grid="1x2", cell=(32, 32))
+    >>> m.shape, m.dtype, m.fps
+    ((50, 32, 64, 3), dtype('uint16'), 500.0)
+    >>> m.metadata["tiles"][1]["box"]  # (y, x, height, width): resized, aspect kept, centred
+    (9, 32, 13, 32)
+    """
+    return MosaicSequence(
+        sources, grid=grid, sync=sync, fps=fps, offsets=offsets, fit=fit, labels=labels,
+        background=background, pipelines=pipelines, cache=cache, **options,
+    )  # fmt: skip
