@@ -4,6 +4,8 @@
     imseq convert SRC DST [--start --stop --step --fps --codec --crf --display-range
                           --pipeline steps.json --overwrite]
     imseq convert SRC... --to DIR --format mkv        (batch: continues past bad files)
+                          [--workers N | --scheduler ADDR] [--files-from LIST]
+    imseq normalise SRC... --to DIR --method stretch|equalize|match [--per-file] [--stats F]
 
 Errors are one line on stderr and a non-zero exit status.
 """
@@ -11,7 +13,6 @@ Errors are one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -113,48 +114,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             _err(str(err))
             return EXIT_ERROR
         return 0
-    # batch
-    if not args.format:
-        _err("--to needs --format (e.g. mkv, tif, zarr)")
-        return EXIT_ERROR
-    os.makedirs(args.to, exist_ok=True)
-    failures: list[tuple[str, str]] = []
-    bar = None
-    if not args.quiet:
-        from tqdm.auto import tqdm
+    # batch: on dask.distributed (a LocalCluster, or --scheduler ADDR)
+    from napari_imseq.batch._cli import run_convert_batch
 
-        bar = tqdm(total=len(args.paths), unit="file", desc="files", file=sys.stderr)
-    written: dict[str, str] = {}  # output -> source, in this run
-    try:
-        for src in args.paths:
-            stem = os.path.splitext(os.path.basename(os.path.normpath(src)))[0]
-            dst = os.path.join(args.to, f"{stem}.{args.format.lstrip('.')}")
-            if os.path.abspath(dst) in written:
-                failures.append(
-                    (src, f"{src}: its output {dst} is written from "
-                          f"{written[os.path.abspath(dst)]} in this run; rename one of them")
-                )  # fmt: skip
-                continue
-            written[os.path.abspath(dst)] = src
-            try:
-                imseq.convert(src, dst, overwrite=args.overwrite, progress=False, **span, **opts)
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:
-                failures.append((src, str(err)))
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt as err:
-        _err(str(err) or "interrupted")
-        return EXIT_INTERRUPTED
-    finally:
-        if bar is not None:
-            bar.close()
-    done = len(args.paths) - len(failures)
-    print(f"Done: {done} of {len(args.paths)} files converted to {args.to}", file=sys.stderr)
-    for src, why in failures:
-        _err(f"{src}: {why}" if src not in why else why)
-    return EXIT_ERROR if failures else 0
+    return run_convert_batch(args, opts, span)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(func=cmd_convert)
+    from napari_imseq.batch import _cli as batch_cli  # light: argparse only
+
+    batch_cli.add_cluster_options(conv)
+    batch_cli.add_parser(sub)
+    from napari_imseq.live import _cli as live_cli  # light: no zmq, no napari
+
+    live_cli.add_parser(sub)
     return p
 
 

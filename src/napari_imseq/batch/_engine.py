@@ -75,9 +75,9 @@ def cluster(
     """A ``distributed.Client``: ``client`` itself when given (left open), else one connected to
     ``scheduler`` (an address such as ``tcp://host:8786``), else a LocalCluster of ``workers``
     single-threaded worker processes (default: one per core) on 127.0.0.1. Prints the dashboard
-    address unless ``quiet``; what it created is closed on exit."""
-    if client is not None:
-        _announce(client, quiet)
+    address of a cluster it connects to or creates unless ``quiet``; what it created is closed
+    on exit."""
+    if client is not None:  # the caller's: they know where it runs
         yield client
         return
     from distributed import Client, LocalCluster
