@@ -374,7 +374,14 @@ class Sequence:
     folder: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, **options: Any):
-        self.path = os.path.abspath(os.fspath(path))
+        from ._source import PathSource, Source  # bytes, file objects, URLs: io/_source.py
+
+        if isinstance(path, Source):
+            self._source = path
+            self.path = path.name  # what messages name: a path, a URL or "<N bytes ...>"
+        else:
+            self.path = os.path.abspath(os.fspath(path))
+            self._source = PathSource(self.path)
         self._options = dict(options)
         self._closed = False
         self._metadata: dict[str, Any] | None = None
@@ -386,7 +393,7 @@ class Sequence:
         self._frames_declared: int | None = None
         self._truncated = False
         # before any open: a missing path, a FIFO, a device or a socket is refused here
-        self._stat = check_path(self.path, folder=self.folder)
+        self._stat = self._source.stat(folder=self.folder)
 
     # ---- the part a format implements -------------------------------------------------
     #: byte strings one of which starts every file of this format (for the default sniff)
@@ -535,7 +542,16 @@ class Sequence:
                 if finish:
                     self._close_done = True
             if finish:
-                self._close()
+                self._close_all()
+
+    def _close_all(self) -> None:
+        """The format's ``_close`` and then the source's (file objects it handed out)."""
+        try:
+            self._close()
+        finally:
+            source = getattr(self, "_source", None)
+            if source is not None:
+                source.close()
 
     def _frame_index(self, key: Any) -> int:
         n = len(self)
@@ -632,7 +648,7 @@ class Sequence:
             if finish:
                 self._close_done = True
         if finish:
-            self._close()
+            self._close_all()
 
     @property
     def closed(self) -> bool:
@@ -645,7 +661,9 @@ class Sequence:
         self.close()
 
     def __reduce__(self):
-        return _reopen, (type(self), self.path, self._options)
+        source = getattr(self, "_source", None)
+        where = self.path if source is None or source.local_path else source
+        return _reopen, (type(self), where, self._options)
 
     def __repr__(self) -> str:
         return (

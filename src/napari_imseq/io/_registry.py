@@ -13,6 +13,7 @@ from ._base import (
     check_path,
     read_head,
 )
+from ._source import is_url
 
 
 @functools.cache
@@ -66,6 +67,10 @@ def find_format(path: str | os.PathLike) -> type[Sequence] | None:
 def open_sequence(path: str | os.PathLike, **options) -> Sequence:
     """Open ``path`` with the reader its content calls for.
 
+    ``path`` may also be a URL (``memory://``, ``http(s)://``, ``s3://`` ...), bytes, a
+    binary file object or a numpy/dask array; ``format=`` names the reader (see
+    :mod:`napari_imseq.io._source`).
+
     Raises
     ------
     SequenceFileNotFoundError
@@ -74,6 +79,13 @@ def open_sequence(path: str | os.PathLike, **options) -> Sequence:
         The file is empty, damaged, not in a format we read, or not a regular file or
         folder (a FIFO, a device or a socket).
     """
+    if options.get("format") is not None or not isinstance(path, (str, os.PathLike)) or (
+        is_url(path)
+    ):
+        from ._source import open_source
+
+        return open_source(path, **options)
+    options.pop("format", None)
     path = os.path.abspath(os.fspath(path))
     st = check_path(path)  # missing paths, FIFOs, devices and sockets: a clear error
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:

@@ -19,7 +19,6 @@ import numpy as np
 
 from . import _cache
 from ._base import (
-    FileHandle,
     FrameIndexError,
     Sequence,
     SequenceFormatError,
@@ -107,12 +106,12 @@ class SeqFile(Sequence):
     def __init__(self, path: str | os.PathLike, *, use_idx: bool = True):
         super().__init__(path, use_idx=use_idx)
         path = self.path
-        fd = open_regular(path)
+        fh = self._source.handle()  # a path, bytes, a file object or a URL
         try:
-            header = os.pread(fd, HEADER_SIZE, 0)
-            self._file_size = os.fstat(fd).st_size
+            header = fh.read(HEADER_SIZE, 0)
         finally:
-            os.close(fd)
+            fh.close()
+        self._file_size = self._stat.st_size
         if len(header) < 4 or struct.unpack_from("<I", header)[0] != MAGIC:
             found = header[:4].hex() if header else "an empty file"
             raise SequenceFormatError(
@@ -125,11 +124,11 @@ class SeqFile(Sequence):
                 f"the file is truncated or not a complete recording"
             )
         self._parse_header(header)
-        self._fh = FileHandle(path)
+        self._fh = self._source.handle()
         if self.compression is None:
             self._layout_uncompressed()
-        else:
-            self._layout_compressed(use_idx)
+        else:  # the sidecar index and the offset cache exist for local files only
+            self._layout_compressed(use_idx and self._source.local_path is not None)
 
     # ---- header ------------------------------------------------------------------------
     def _parse_header(self, h: bytes) -> None:
@@ -257,12 +256,14 @@ class SeqFile(Sequence):
         self._start = HEADER_SIZE
         # a compressed frame decodes to the header's size: refuse absurd sizes up front
         check_frame_size(self.path, self._frame_shape, self._sample_dtype)
-        table = _cache.load(self.path, "seq-offsets")
+        local = self._source.local_path is not None
+        table = _cache.load(self.path, "seq-offsets") if local else None
         if table is None and use_idx:
             table = self._table_from_idx()
         if table is None:
             table = self._scan_offsets()
-            _cache.save(self.path, "seq-offsets", table)
+            if local:
+                _cache.save(self.path, "seq-offsets", table)
         self._offsets = table["offsets"]
         self._sizes = table["sizes"]
         self._ts_seconds = table["timestamps"]

@@ -102,13 +102,13 @@ class TiffStack(Sequence):
         import tifffile
 
         path = self.path
-        fh = FileHandle(path)
+        fh = self._source.handle()  # a path, bytes, a file object or a URL
         try:
             self._page_count, self._chain_cut_at = _walk_ifds(fh, self._stat.st_size)
         finally:
             fh.close()
         try:
-            self._tif = tifffile.TiffFile(path)
+            self._tif = tifffile.TiffFile(self._source.file())
         except Exception as err:
             raise SequenceFormatError(f"{path}: not a readable TIFF file: {err}") from err
         try:
@@ -172,7 +172,7 @@ class TiffStack(Sequence):
         # fast path: uncompressed, contiguous, frames along the first axis
         contiguous = offset is not None and faxis in (0, None) and self._native.kind != "b"
         self._offset = offset if contiguous else None
-        self._fh = FileHandle(path) if self._offset is not None else None
+        self._fh = self._source.handle() if self._offset is not None else None
         self._zarr = None
         self._pages_per_frame = 0
         self._pages_ok: set[int] = set()
