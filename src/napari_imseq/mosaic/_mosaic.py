@@ -124,6 +124,16 @@ def _pipeline_bits(pipe: Pipeline, in_dtype: np.dtype, bits: int, out_dtype: np.
     return int(min(full, max(1, math.ceil(math.log2(max(hi, 1.0) + 1)))))
 
 
+def _lossless(src: np.dtype, dst: np.dtype) -> bool:
+    """True when every value of ``src`` is exactly a value of ``dst`` (numpy calls int64 to
+    float64 safe; it is not above 2**53)."""
+    if not np.can_cast(src, dst, "safe"):
+        return False
+    if src.kind in "ui" and dst.kind == "f":
+        return src.itemsize * 8 - (src.kind == "i") <= np.finfo(dst).nmant + 1
+    return True
+
+
 def _top(dtype: np.dtype, bits: int) -> float:
     """The value white has in ``dtype`` data of ``bits`` significant bits."""
     if dtype.kind in "ui":
@@ -342,7 +352,7 @@ class MosaicSequence(Sequence):
         if dtype is None:
             out = np.result_type(*kinds)
             for t, k in zip(tiles, kinds, strict=True):
-                if not np.can_cast(k, out, "safe"):
+                if not _lossless(k, out):
                     raise MosaicError(
                         f"{t.name}: its {k} values do not fit the mosaic's {out} without "
                         f"loss; pass dtype= to choose the output type (each tile is then "
@@ -359,7 +369,7 @@ class MosaicSequence(Sequence):
         bits_out = []
         for t, k, bits in zip(tiles, kinds, tile_bits, strict=True):
             t.out_dtype = out
-            if np.can_cast(k, out, "safe"):
+            if _lossless(k, out):
                 t.scale = None
                 bits_out.append(bits if out.kind in "ui" and k.kind in "uib" else None)
             else:  # asked for a narrower type: the tile's range maps onto the output's

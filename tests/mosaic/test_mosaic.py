@@ -1,0 +1,371 @@
+"""Mosaics: every output frame of every tile is the right source frame (sources whose pixels
+encode their frame number, at different rates, sizes, dtypes and offsets, and variable frame
+rates); layout geometry; promotion; laziness; pickling; the cache; bad input."""
+
+import pickle
+import random
+
+import dask
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq.io.array import ArraySequence
+from napari_imseq.mosaic import MosaicError, mosaic
+from napari_imseq.transforms import Pipeline
+from napari_imseq.transforms.geometry import resize
+
+TOL = 1e-3  # of an output period: the documented tolerance
+
+
+def coded(n, shape, dtype, scale=1):
+    """n frames of ``shape`` whose every pixel is (frame index + 1) * scale."""
+    values = (np.arange(n) + 1) * scale
+    return (values.reshape(-1, *([1] * len(shape))) * np.ones((1, *shape))).astype(dtype)
+
+
+def expected_frame(times, end, t, tol, outside="background"):
+    """The frame a source with frame ``times`` (on the output clock) shows at ``t``, by the
+    definition: the last one stamped at or before ``t``; -1 outside [first, end)."""
+    if t < times[0] - tol:
+        return 0 if outside == "hold" else -1
+    if t >= end - tol:
+        return len(times) - 1 if outside == "hold" else -1
+    return max(j for j, tj in enumerate(times) if tj <= t + tol)
+
+
+def centre(frame, box):
+    y, x, h, w = box
+    return frame[y + h // 2, x + w // 2]
+
+
+@pytest.fixture
+def three(tmp_path):
+    """A 12-bit SEQ at 50 fps, an RGB FFV1 movie at 15 fps and a float32 array at 24 fps,
+    of three sizes, each frame's pixels = its index + 1 (x 0.5 for the float one)."""
+    a = coded(40, (30, 40), np.uint16)
+    with imseq.open_writer(tmp_path / "a.seq", fps=50.0, bit_depth=12) as w:
+        for f in a:
+            w.write(f)
+    b = coded(12, (24, 50, 3), np.uint8)
+    imseq.imwrite(tmp_path / "b.mkv", b, fps=15.0)
+    c = ArraySequence(coded(30, (36, 36), np.float32, 0.5), fps=24.0, name="c")
+    return [tmp_path / "a.seq", tmp_path / "b.mkv", c], [1.0, 1.0, 0.5]
+
+
+def check_every_frame(m, scales, outside="background"):
+    tl = m.timeline
+    tiles = m.metadata["tiles"]
+    seen = set()
+    for k in range(len(m)):
+        frame = m[k]
+        t = m.timestamps[k]
+        for s, tile in enumerate(tiles):
+            times = tl.source_times[s]
+            want = expected_frame(times, tl.ends[s], t, TOL / m.fps, outside)
+            value = centre(frame, tile["box"])
+            got = np.atleast_1d(value)[0]
+            if want < 0:
+                assert got == 0, (k, s, t, value)
+            else:
+                assert got == pytest.approx((want + 1) * scales[s]), (k, s, t, want, value)
+                seen.add((s, want))
+    return seen
+
+
+def test_every_frame_of_every_tile_is_the_right_source_frame(three):
+    sources, scales = three
+    m = mosaic(sources, grid="1x3", offsets=[0.0, 0.2, -0.1])
+    assert m.fps == pytest.approx(50.0, rel=1e-5)  # the fastest source
+    assert m.rgb and m.dtype == np.float32  # uint16 + RGB uint8 + float32
+    # union: from the earliest start (-0.1 s) to the latest end (c: -0.1 + 30/24 s)
+    assert m.timestamps[0] == pytest.approx(-0.1)
+    assert len(m) == int(np.ceil((-0.1 + 30 / 24 + 0.1) * m.fps - TOL))
+    np.testing.assert_allclose(np.diff(m.timestamps), 1 / m.fps)
+    seen = check_every_frame(m, scales)
+    # every frame of the slower sources appears; the 50 fps one appears whole
+    assert {j for s, j in seen if s == 0} == set(range(40))
+    assert {j for s, j in seen if s == 1} == set(range(12))
+    assert {j for s, j in seen if s == 2} == set(range(30))
+    assert [t["name"] for t in m.metadata["tiles"]] == ["a.seq", "b.mkv", "c"]
+    m.close()
+
+
+def test_hold_intersection_and_output_fps(three):
+    sources, scales = three
+    m = mosaic(sources, offsets=[0.0, 0.2, -0.1], span="intersection", outside="hold", fps=60)
+    # intersection: from b's start (0.2 s) to a's end (0.8 s)
+    assert m.timestamps[0] == pytest.approx(0.2)
+    assert m.timestamps[-1] < 0.8
+    assert m.grid == (2, 2)
+    check_every_frame(m, scales, outside="hold")
+    m.close()
+
+
+def test_variable_frame_rate_by_true_timestamps(tmp_path):
+    rng = np.random.default_rng(3)
+    ts = np.cumsum(rng.uniform(0.005, 0.08, 50))  # 12..200 fps, not starting at 0
+    vfr = ArraySequence(coded(50, (20, 20), np.uint16), timestamps=ts, name="vfr")
+    steady = ArraySequence(coded(25, (20, 30), np.uint8), fps=10.0, name="steady")
+    # a VFR video file too: written with its own timestamps
+    vts = np.concatenate([[0.0], np.cumsum(rng.choice([1 / 30, 1 / 15, 1 / 60], 19))])
+    with imseq.open_writer(tmp_path / "vfr.mkv", fps=30.0) as w:
+        for f, t in zip(coded(20, (16, 16), np.uint8), vts, strict=True):
+            w.write(f, t)
+    with imseq.open_sequence(tmp_path / "vfr.mkv") as video:
+        np.testing.assert_allclose(video.timestamps, vts, atol=1e-3)
+        m = mosaic([vfr, steady, video], fps=100)
+        check_every_frame(m, [1, 1, 1])
+        # relative clocks: the VFR source starts at the mosaic's time 0
+        assert m.timeline.source_times[0][0] == 0.0
+        m.close()
+    # absolute clocks keep the stamps as they are
+    m = mosaic([vfr, steady], absolute=True, fps=100)
+    assert m.timeline.source_times[0][0] == pytest.approx(ts[0])
+    check_every_frame(m, [1, 1])
+
+
+def test_sync_by_fps_and_by_index():
+    vfr = ArraySequence(
+        coded(10, (8, 8), np.uint8), timestamps=np.r_[0, np.cumsum([0.2] * 9)] ** 1.5
+    )
+    other = ArraySequence(coded(6, (8, 8), np.uint8), fps=3.0)
+    by_fps = mosaic([vfr, other], sync="fps", fps=10)
+    # the nominal rate of the VFR one is frames over its span
+    np.testing.assert_allclose(by_fps.timeline.source_times[0], np.arange(10) / vfr.fps)
+    check_every_frame(by_fps, [1, 1])
+    by_index = mosaic([vfr, other], sync="index", outside="hold")
+    assert len(by_index) == 10
+    for k in range(10):
+        assert by_index.tile_frames(k) == [k, min(k, 5)]
+        frame = by_index[k]
+        boxes = [t["box"] for t in by_index.metadata["tiles"]]
+        assert centre(frame, boxes[0]) == k + 1 and centre(frame, boxes[1]) == min(k, 5) + 1
+
+
+def test_every_order_and_thread_count_gives_the_same_frames(three):
+    sources, _ = three
+    one = mosaic(sources, offsets=[0, 0.2, -0.1], threads=1)
+    many = mosaic(sources, offsets=[0, 0.2, -0.1], threads=3)
+    order = list(range(len(one)))
+    random.Random(1).shuffle(order)
+    sequential = [one[k] for k in range(len(one))]
+    for k in order:
+        np.testing.assert_array_equal(many[k], sequential[k])
+    computed = many.to_dask().compute(scheduler="threads", num_workers=4)
+    np.testing.assert_array_equal(computed, np.stack(sequential))
+    one.close()
+    many.close()
+
+
+# ---- geometry ------------------------------------------------------------------------------------
+def ramp(h, w, n=2, dtype=np.uint16):
+    base = (np.arange(h * w).reshape(h, w) % 1000 + 1).astype(dtype)
+    return np.stack([base + i for i in range(n)])
+
+
+@pytest.mark.parametrize("fit", ["resize", "stretch", "pad", "crop"])
+def test_fit_modes_with_odd_sizes(fit):
+    a = ArraySequence(ramp(7, 13), fps=10)
+    b = ArraySequence(ramp(9, 5), fps=10)
+    cell = (11, 15) if fit == "pad" else (6, 9)
+    m = mosaic([a, b], grid="2x1", cell=cell, gap=3, fit=fit, background=0,
+               interpolation="linear")  # fmt: skip
+    assert m.frame_shape == (2 * cell[0] + 3, cell[1])
+    frame = m[1]
+    covered = np.zeros(frame.shape, bool)
+    for src, tile in zip((a, b), m.metadata["tiles"], strict=True):
+        y, x, h, w = tile["box"]
+        cy, cx, ch, cw = tile["cell"]
+        assert cy <= y and y + h <= cy + ch and cx <= x and x + w <= cx + cw, "inside the cell"
+        assert abs((y - cy) - (cy + ch - y - h)) <= 1 and abs((x - cx) - (cx + cw - x - w)) <= 1
+        sh, sw = src.frame_shape
+        if fit == "resize":
+            scale = min(ch / sh, cw / sw)
+            assert (h, w) == (min(ch, round(sh * scale)), min(cw, round(sw * scale)))
+            assert h == ch or w == cw, "touches two sides of its cell"
+            want = resize(src[1], shape=(h, w), interpolation="linear")
+        elif fit == "stretch":
+            assert (y, x, h, w) == (cy, cx, ch, cw)
+            want = resize(src[1], shape=(h, w), interpolation="linear")
+        elif fit == "pad":
+            assert (h, w) == (sh, sw)
+            want = src[1]
+        else:  # crop: the centre is kept
+            assert (h, w) == (min(sh, ch), min(sw, cw))
+            y0, x0 = (sh - h) // 2, (sw - w) // 2
+            want = src[1][y0 : y0 + h, x0 : x0 + w]
+        np.testing.assert_array_equal(frame[y : y + h, x : x + w], want)
+        covered[y : y + h, x : x + w] = True
+    assert not frame[~covered].any(), "everything else (gaps too) is background"
+
+
+def test_positions_background_and_labels_inside_their_cells():
+    a = ArraySequence(np.full((3, 40, 60), 100, np.uint16), fps=5, bit_depth=12)
+    b = ArraySequence(np.full((3, 30, 30), 50, np.uint8), fps=5)
+    m = mosaic([a, b], positions=[(0, 0), (10, 70, 40, 40)], background=7)
+    assert m.frame_shape == (50, 110)
+    assert m.dtype == np.uint16 and m.bit_depth == 12
+    frame = m[0]
+    assert frame[45, 5] == 7 and frame[5, 65] == 7
+    assert m.metadata["tiles"][1]["box"] == (10, 70, 40, 40)  # resized from 30x30
+    labelled = mosaic([a, b], positions=[(0, 0), (10, 70, 40, 40)], background=7,
+                      labels=["left", None], time_labels=True)  # fmt: skip
+    diff = labelled[2] != m[2]
+    cells = np.zeros(diff.shape, bool)
+    for tile in m.metadata["tiles"]:
+        y, x, h, w = tile["cell"]
+        cells[y : y + h, x : x + w] = True
+        assert diff[y : y + h, x : x + w].any(), "every cell has its time stamp"
+    assert diff.any() and not diff[~cells].any(), "labels stay inside their cells"
+    assert labelled[2].max() <= 4095, "white is the 12-bit white"
+
+
+def test_grid_parsing_and_automatic_grid():
+    srcs = [ArraySequence(np.zeros((2, 4, 4), np.uint8), fps=1) for _ in range(5)]
+    assert mosaic(srcs).grid == (2, 3)
+    assert mosaic(srcs, grid="x2").grid == (3, 2)
+    assert mosaic(srcs, grid=(1, 0)).grid == (1, 5)
+    assert mosaic(srcs, grid="2x3", gap=2).frame_shape == (10, 16)
+
+
+# ---- promotion -----------------------------------------------------------------------------------
+def test_promotion_rules():
+    g12 = ArraySequence(np.full((2, 8, 8), 4095, np.uint16), fps=1, bit_depth=12)
+    g8 = ArraySequence(np.full((2, 8, 8), 200, np.uint8), fps=1)
+    rgb8 = ArraySequence(np.full((2, 8, 8, 3), 9, np.uint8), fps=1)
+    f32 = ArraySequence(np.full((2, 8, 8), 0.25, np.float32), fps=1)
+    i64 = ArraySequence(np.full((2, 8, 8), 2**60 + 1, np.int64), fps=1)
+    m = mosaic([g12, g8])
+    assert (m.dtype, m.bit_depth, m.rgb) == (np.uint16, 12, False)
+    assert m[0].max() == 4095 and m[0].min() == 200, "values kept, not rescaled"
+    m = mosaic([g12, rgb8], grid="1x2")
+    assert (m.dtype, m.rgb, m.frame_shape[-1]) == (np.uint16, True, 3)
+    assert (m[0][4, 4] == 4095).all(), "gray replicated into RGB, 16 bits kept"
+    m = mosaic([g12, rgb8], grid="1x2", gray="viridis")
+    assert m.dtype == np.uint8, "a colormap is asked-for 8-bit colour"
+    assert tuple(m[0][4, 4]) == (253, 231, 37), "the top of the 12-bit range is viridis' top"
+    m = mosaic([g12, f32])
+    assert m.dtype == np.float32 and m[0].max() == 4095.0
+    with pytest.raises(MosaicError, match="without loss"):
+        mosaic([i64, f32])
+    m = mosaic([g12, g8], dtype="uint8", grid="1x2")  # asked for: each tile from its range
+    assert m.dtype == np.uint8 and (m[0][:, :8] == 255).all() and (m[0][:, 8:] == 200).all()
+    rgba = ArraySequence(np.full((2, 8, 8, 4), 3, np.uint8), fps=1)
+    m = mosaic([g8, rgba], grid="1x2")
+    assert m.frame_shape[-1] == 4 and tuple(m[0][4, 4]) == (200, 200, 200, 255)
+
+
+def test_per_tile_pipelines():
+    a = ArraySequence(ramp(20, 30, n=3), fps=10, name="a")
+    b = ArraySequence(ramp(20, 30, n=3), fps=10, name="b")
+    crop = Pipeline([("crop", {"y": (0, 10), "x": (0, 30)}), ("invert", {})])
+    m = mosaic([a, b], grid="1x2", pipelines={"b": crop}, fit="pad")
+    tiles = m.metadata["tiles"]
+    y, x, h, w = tiles[1]["box"]
+    assert (h, w) == (10, 30)
+    np.testing.assert_array_equal(m[2][y : y + h, x : x + w], crop(a[2], index=2))
+    y, x, h, w = tiles[0]["box"]
+    np.testing.assert_array_equal(m[2][y : y + h, x : x + w], a[2])
+    # the same steps as JSON, as a list of steps
+    again = mosaic([a, b], grid="1x2", pipelines=[None, crop.to_json()], fit="pad")
+    np.testing.assert_array_equal(again[1], m[1])
+
+
+# ---- laziness, pickling, cache -------------------------------------------------------------------
+class Counting(ArraySequence):
+    reads = 0
+
+    def _read(self, index):
+        type(self).reads += 1
+        return super()._read(index)
+
+
+def test_opening_reads_no_pixels(three, monkeypatch):
+    sources, _ = three
+    from napari_imseq.io.seq import SeqFile
+
+    calls = []
+    original = SeqFile._read
+    monkeypatch.setattr(SeqFile, "_read", lambda self, i: calls.append(i) or original(self, i))
+    Counting.reads = 0
+    counted = Counting(np.zeros((30, 36, 36), np.float32), fps=24.0)
+    m = mosaic([sources[0], sources[1], counted], labels=True, time_labels=True,
+               pipelines=[[("gaussian", {"sigma": 1.0})], None, None])  # fmt: skip
+    _ = len(m), m.shape, m.dtype, m.metadata, m.timestamps, m.to_dask(), m.bit_depth
+    pickle.dumps(m)
+    assert calls == [] and Counting.reads == 0
+    m[3]
+    assert len(calls) == 1 and Counting.reads == 1, "one read per tile per frame"
+    m[3]
+    assert len(calls) == 1, "the last few frames are kept"
+    m.close()
+
+
+def test_pickles_for_dask_workers(three):
+    sources, _ = three
+    m = mosaic(sources, offsets=[0, 0.2, -0.1], grid="3x1", labels=True)
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone.shape == m.shape and clone.fingerprint == m.fingerprint
+    for k in (0, 17, len(m) - 1):
+        np.testing.assert_array_equal(clone[k], m[k])
+    graph = m.to_dask()[::20]
+    with dask.config.set(scheduler="sync"):
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(graph)).compute(), m[::20])
+    clone.close()
+    m.close()
+
+
+def test_cache_keeps_composed_frames(tmp_path):
+    Counting.reads = 0
+    src = Counting(coded(10, (16, 16), np.uint16), fps=10.0, name="cam")
+    other = ArraySequence(coded(5, (16, 16), np.uint16), fps=5.0, name="other")
+    m = mosaic([src, other], cache=tmp_path / "cache")
+    assert m.cache_path is not None and not (tmp_path / "cache").exists(), "nothing until read"
+    first = [m[k] for k in (0, 4, 9)]
+    assert Counting.reads == 3
+    again = mosaic([src, other], cache=tmp_path / "cache")
+    assert again.cache_path == m.cache_path
+    np.testing.assert_array_equal([again[k] for k in (0, 4, 9)], first)
+    assert Counting.reads == 3, "read back from the cache, not composed again"
+    again[5]
+    assert Counting.reads == 4
+    with imseq.open_sequence(m.cache_path) as stored:  # our zarr layout: readable as it is
+        np.testing.assert_array_equal(stored[4], first[1])
+        assert stored.fps == 10.0
+        with pytest.raises(imseq.FrameIndexError):
+            stored[1]  # not composed yet: never a blank frame
+    other_layout = mosaic([src, other], cache=tmp_path / "cache", grid="2x1")
+    assert other_layout.cache_path != m.cache_path
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MosaicError, match="folder"):
+        mosaic([src, other], cache=tmp_path / "file")
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+def test_bad_input_is_a_clear_error(tmp_path):
+    a = ArraySequence(np.zeros((5, 8, 8), np.uint8), fps=10, name="a")
+    b = ArraySequence(np.zeros((5, 8, 8), np.uint8), fps=10, name="b")
+    no_rate = ArraySequence(np.zeros((5, 8, 8), np.uint8))
+    cases = [
+        (dict(sources=[]), "no sources"),
+        (dict(sources=[a, b], span="intersection", offsets=[0, 10]), "never overlap"),
+        (dict(sources=[a, b, a], grid="1x2"), "2 cells for 3 sources"),
+        (dict(sources=[a, b], fps=0), "fps"),
+        (dict(sources=[a, b], fps=float("nan")), "fps"),
+        (dict(sources=[a, b], cell=(0, 5)), "cell height"),
+        (dict(sources=[a, b], cell=(4, 4), fit="pad"), "larger than their cell"),
+        (dict(sources=[a, b], fit="zoom"), "fit must be"),
+        (dict(sources=[a, b], sync="clock"), "sync must be"),
+        (dict(sources=[a, no_rate]), "neither timestamps nor a frame rate"),
+        (dict(sources=[a, b], offsets=[0]), "offsets"),
+        (dict(sources=[a, b], background=300), "background"),
+        (dict(sources=[a, b], positions=[(0, 0), (-1, 0)]), "negative"),
+        (dict(sources=[a, b], gap=-1), "gap"),
+        (dict(sources=[tmp_path / "missing.seq"]), "no such file"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(imseq.SequenceError, match=match):
+            mosaic(**kwargs)
+    with pytest.raises(ValueError):  # our errors are ValueErrors (or FileNotFoundError)
+        mosaic([a, b], grid="-1x2")
