@@ -332,10 +332,22 @@ class Source:
 
     def file(self) -> Any:
         """The local path, or a new seekable binary file object closed with the source."""
-        cursor = io.BufferedReader(_Cursor(self.handle(), self.size(), self.name), 1 << 16)
+        cursor = self.open_stream()
         with self._files_lock:
             self._files.add(cursor)
         return cursor
+
+    def open_stream(self) -> Any:
+        """A new binary file object on this source, closed by the caller."""
+        return io.BufferedReader(_Cursor(self.handle(), self.size(), self.name), 1 << 16)
+
+    def read_all(self) -> bytes:
+        """The whole content (small files: one image of a folder)."""
+        h = self.handle()
+        try:
+            return h.read(self.size(), 0)
+        finally:
+            h.close()
 
     def head(self, nbytes: int = HEAD_BYTES) -> bytes | None:
         """The first ``nbytes`` (content sniffing); None for folders and errors."""
@@ -359,6 +371,15 @@ class Source:
     def token(self) -> str:
         """What identifies the content for dask graph names."""
         return self.name
+
+    def entry_mode(self, relpath: str) -> int | None:
+        """``st_mode`` of the entry ``relpath`` ('/'-separated) inside this folder, None
+        when it does not exist; OSError when that cannot be known."""
+        raise OSError(f"{self.name}: not a folder")
+
+    def entry_names(self, relpath: str = "") -> list[str]:
+        """Names inside the folder ``relpath`` ('/'-separated) of this folder."""
+        raise OSError(f"{self.name}: not a folder")
 
     @property
     def extension(self) -> str:
@@ -408,6 +429,18 @@ class PathSource(Source):
 
     def child(self, name: str) -> Source:
         return PathSource(os.path.join(self.name, name))
+
+    def _join(self, relpath: str) -> str:
+        return os.path.join(self.name, *[p for p in relpath.split("/") if p])
+
+    def entry_mode(self, relpath: str) -> int | None:
+        try:
+            return os.stat(self._join(relpath)).st_mode
+        except FileNotFoundError:
+            return None
+
+    def entry_names(self, relpath: str = "") -> list[str]:
+        return os.listdir(self._join(relpath))
 
     def __reduce__(self):
         return PathSource, (self.name,)
@@ -590,6 +623,25 @@ class UrlSource(Source):
 
     def child(self, name: str) -> Source:
         return UrlSource(self.url.rstrip("/") + "/" + name, self.storage_options)
+
+    def _join(self, relpath: str) -> str:
+        return "/".join([self.fspath.rstrip("/"), *[p for p in relpath.split("/") if p]])
+
+    def entry_mode(self, relpath: str) -> int | None:
+        try:
+            info = self.fs.info(self._join(relpath))
+        except FileNotFoundError:
+            return None
+        except Exception as err:
+            raise OSError(f"{self.name}: {relpath} cannot be looked up ({err})") from err
+        return stat.S_IFDIR if info.get("type") == "directory" else stat.S_IFREG
+
+    def entry_names(self, relpath: str = "") -> list[str]:
+        try:
+            entries = self.fs.ls(self._join(relpath), detail=False)
+        except Exception as err:
+            raise OSError(f"{self.name}: {relpath} cannot be listed ({err})") from err
+        return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
 
     def token(self) -> str:
         info = self._info or {}

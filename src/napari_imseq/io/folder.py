@@ -7,6 +7,7 @@ is named in the error.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -24,8 +25,17 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
+def _open_binary(where: Any):
+    """A local path, or a :class:`~napari_imseq.io._source.Source` (a file of a URL folder)."""
+    return open(where, "rb") if isinstance(where, str) else where.open_stream()
+
+
+def _name(where: Any) -> str:
+    return where if isinstance(where, str) else where.name
+
+
 def _png_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    with open(path, "rb") as f:
+    with _open_binary(path) as f:
         h = f.read(33)
     if len(h) < 33 or not h.startswith(b"\x89PNG\r\n\x1a\n") or h[12:16] != b"IHDR":
         return None
@@ -39,7 +49,7 @@ def _png_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
 
 
 def _jpeg_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    with open(path, "rb") as f:
+    with _open_binary(path) as f:
         data = f.read(1 << 16)
         if data[:2] != b"\xff\xd8":
             return None
@@ -72,13 +82,13 @@ def _jpeg_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
 def _tiff_header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _open_binary(path) as f, tifffile.TiffFile(f) as tif:
         s = tif.series[0]
         return tuple(s.shape), np.dtype(s.dtype).newbyteorder("=")
 
 
 def _header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    ext = os.path.splitext(path)[1].lower()
+    ext = os.path.splitext(_name(path))[1].lower()
     try:
         if ext == ".png":
             return _png_header(path)
@@ -92,14 +102,15 @@ def _header(path: str) -> tuple[tuple[int, ...], np.dtype] | None:
 
 
 def _decode(path: str) -> np.ndarray:
-    ext = os.path.splitext(path)[1].lower()
+    ext = os.path.splitext(_name(path))[1].lower()
+    data = path if isinstance(path, str) else path.read_all()  # a URL folder's file
     if ext in (".tif", ".tiff"):
         import tifffile
 
-        return tifffile.imread(path)
+        return tifffile.imread(data if isinstance(data, str) else io.BytesIO(data))
     import imagecodecs
 
-    return imagecodecs.imread(path)
+    return imagecodecs.imread(data)
 
 
 class ImageFolder(Sequence):
@@ -120,17 +131,23 @@ class ImageFolder(Sequence):
     def __init__(self, path: str | os.PathLike, *, pattern: str | None = None):
         super().__init__(path, pattern=pattern)
         path = self.path
-        _check_exists(path)
-        if not os.path.isdir(path):
-            raise SequenceFormatError(f"{path}: not a folder of images")
+        local = self._source.local_path is not None
+        if local:
+            _check_exists(path)
+            if not os.path.isdir(path):
+                raise SequenceFormatError(f"{path}: not a folder of images")
         rx = re.compile(pattern) if pattern else None
+        listing = (
+            [e.name for e in os.scandir(path) if e.is_file()]
+            if local
+            else [n for n in self._source.entry_names() if self._source.entry_mode(n) is not None]
+        )
         names = [
-            e.name
-            for e in os.scandir(path)
-            if e.is_file()
-            and e.name.lower().endswith(IMAGE_EXTENSIONS)
-            and not e.name.startswith(".")
-            and (rx is None or rx.search(e.name))
+            n
+            for n in listing
+            if n.lower().endswith(IMAGE_EXTENSIONS)
+            and not n.startswith(".")
+            and (rx is None or rx.search(n))
         ]
         if not names:
             raise SequenceFormatError(
@@ -146,22 +163,29 @@ class ImageFolder(Sequence):
                 f"{path}: the folder mixes image types ({', '.join(sorted(exts))}); keep one type "
                 f"per sequence or pass pattern= to choose"
             )
-        self.files = [os.path.join(path, n) for n in names]
-        first = self.files[0]
+        if local:
+            self.files = [os.path.join(path, n) for n in names]
+            self._entries = self.files
+        else:  # a URL folder: its files are read through the source's file system
+            self._entries = [self._source.child(n) for n in names]
+            self.files = [e.name for e in self._entries]
+        first = self._entries[0]
         hdr = _header(first)
         if hdr is not None:  # a damaged header can declare any size: check before decoding
-            check_frame_size(first, *hdr)
+            check_frame_size(_name(first), *hdr)
         try:
             frame = _decode(first)
         except Exception as err:
-            raise SequenceFormatError(f"{first}: cannot decode the first image: {err}") from err
+            raise SequenceFormatError(
+                f"{_name(first)}: cannot decode the first image: {err}"
+            ) from err
         self._frame_shape, self._dtype = frame.shape, frame.dtype.newbyteorder("=")
-        for f in self.files[1:]:
+        for f in self._entries[1:]:
             hdr = _header(f)
             if hdr is not None and (hdr[0] != self._frame_shape or hdr[1] != self._dtype):
                 raise SequenceFormatError(
-                    f"{f}: this image is {hdr[0]} {hdr[1]} but the first image of the folder "
-                    f"({os.path.basename(first)}) is {self._frame_shape} {self._dtype}; all images "
+                    f"{_name(f)}: this image is {hdr[0]} {hdr[1]} but the first image of the folder "
+                    f"({os.path.basename(_name(first))}) is {self._frame_shape} {self._dtype}; all images "
                     f"of a sequence must have one shape and type"
                 )
 
@@ -183,7 +207,7 @@ class ImageFolder(Sequence):
     def _read(self, index: int) -> np.ndarray:
         f = self.files[index]
         try:
-            frame = _decode(f)
+            frame = _decode(self._entries[index])
         except Exception as err:
             raise SequenceFormatError(f"{f}: cannot decode image {index}: {err}") from err
         if frame.shape != self._frame_shape or frame.dtype != self._dtype:

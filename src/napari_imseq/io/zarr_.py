@@ -61,14 +61,16 @@ class ZarrSequence(Sequence):
         if missing not in ("error", "fill"):
             raise ValueError(f"missing must be 'error' or 'fill', not {missing!r}")
 
-        _check_exists(self.path)
-        for folder in (self.path, os.path.join(self.path, array)):
+        local = self._source.local_path is not None
+        if local:
+            _check_exists(self.path)
+        for folder in (self.path, os.path.join(self.path, array)) if local else ():
             for name in _METADATA_FILES:  # zarr would block reading a FIFO named zarr.json
                 meta = os.path.join(folder, name)
                 if os.path.lexists(meta):
                     check_path(meta, folder=False)
-        try:
-            node = zarr.open(self.path, mode="r")
+        try:  # a URL (memory://, s3:// ...) is read through an fsspec store
+            node = zarr.open(self.path if local else self._source.zarr_store(), mode="r")
             if not hasattr(node, "shape"):
                 if array not in node:
                     raise SequenceFormatError(
@@ -100,7 +102,7 @@ class ZarrSequence(Sequence):
         bits = self._attrs_cache.get("bit_depth")
         full = 1 if self._dtype.kind == "b" else self._dtype.itemsize * 8
         self._bits = int(bits) if isinstance(bits, int) and 0 < bits <= full else full
-        self._array_dir = os.path.join(self.path, *z.path.split("/")) if z.path else self.path
+        self._array_dir = z.path  # inside the store, '/'-separated
         # chunks on disk are checked per frame only for local stores with at most this many
         # chunks per frame (a frame tiled into thousands of chunks is not stat()ed)
         per_frame = [range(-(-n // c)) for n, c in zip(self._shape[1:], grid[1:], strict=True)]
@@ -120,8 +122,7 @@ class ZarrSequence(Sequence):
     def _any_chunk_on_disk(self) -> bool:
         meta = set(_METADATA_FILES)
         try:
-            with os.scandir(self._array_dir) as entries:
-                return any(e.name not in meta for e in entries)
+            return any(n not in meta for n in self._source.entry_names(self._array_dir))
         except OSError:
             return True  # not a local folder: nothing to say
 
@@ -158,11 +159,8 @@ class ZarrSequence(Sequence):
         first = index // self._grid[0]
         for rest in self._frame_chunks:
             key = encode((first, *rest))
-            chunk = os.path.join(self._array_dir, *key.split("/"))
             try:
-                mode = os.stat(chunk).st_mode
-            except FileNotFoundError:
-                mode = None
+                mode = self._source.entry_mode(f"{self._array_dir}/{key}")
             except OSError:
                 continue  # not a local file: zarr decides
             if mode is not None and not stat.S_ISREG(mode):
