@@ -1,0 +1,21 @@
+import logging
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def client():
+    """One LocalCluster of 2 single-threaded worker processes on 127.0.0.1 for the batch tests."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()

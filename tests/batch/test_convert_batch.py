@@ -1,0 +1,127 @@
+"""Batch conversion on a LocalCluster of 2 worker processes: exact outputs, resume, partial
+outputs, per-file failures, a worker killed mid-job, segment-parallel encoding."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq import cli
+from napari_imseq.batch import convert_batch, convert_segments
+
+
+def _sources(folder, count, frames=12, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(count):
+        p = folder / f"rec{i:02d}.seq"
+        data = rng.integers(0, 4096, (frames, size, size), dtype=np.uint16)
+        imseq.imwrite(p, data, fps=100.0, bit_depth=12)
+        paths.append(str(p))
+    return paths
+
+
+def _same(src, dst):
+    with imseq.open_sequence(src) as a, imseq.open_sequence(dst) as b:
+        assert len(a) == len(b) and a.dtype == b.dtype
+        for i in range(len(a)):
+            np.testing.assert_array_equal(a[i], b[i])
+
+
+def test_many_files_exact_failures_reported_and_resume(tmp_path, client):
+    srcs = _sources(tmp_path / "in", 5)
+    bad = tmp_path / "in" / "broken.seq"
+    bad.write_bytes(b"\xed\xfe\0\0not a seq file")
+    out = tmp_path / "out"
+    report = convert_batch([*srcs, str(bad)], out, "mkv", client=client, progress=False)
+    assert sorted(report.done) == sorted(srcs)
+    assert [s for s, _ in report.failed] == [str(bad)] and "broken.seq" in report.failed[0][1]
+    for s in srcs:
+        _same(s, out / (os.path.basename(s)[:-4] + ".mkv"))
+    assert not list(out.glob("*.partial"))
+
+    # an interrupted earlier run: one output missing, its partial file (ours) left behind
+    victim = out / "rec03.mkv"
+    victim.unlink()
+    with pytest.raises(RuntimeError), imseq.open_writer(victim, fps=100) as w:
+        w.write(np.zeros((48, 48), np.uint16))
+        raise RuntimeError("interrupted")
+    assert (out / "rec03.mkv.partial").exists() and not victim.exists()
+    again = convert_batch(srcs, out, "mkv", client=client, progress=False)
+    assert again.done == [srcs[3]] and len(again.skipped) == 4 and not again.failed
+    _same(srcs[3], victim)
+    assert not list(out.glob("*.partial"))
+
+
+def test_cli_batch_on_a_scheduler_and_duplicate_names(tmp_path, client, capsys):
+    srcs = _sources(tmp_path / "a", 2)
+    twin = _sources(tmp_path / "b", 1)  # b/rec00.seq has the same output name as a/rec00.seq
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(srcs[1:] + twin) + "\n")
+    code = cli.main(
+        ["convert", srcs[0], "--files-from", str(listing), "--to", str(tmp_path / "o"),
+         "--format", "tif", "--scheduler", client.scheduler.address]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "2 of 3 files converted" in err and "is written from" in err
+    assert "dask: 2 workers" in err and client.scheduler.address in err
+    _same(srcs[0], tmp_path / "o" / "rec00.tif")
+    _same(srcs[1], tmp_path / "o" / "rec01.tif")
+
+
+def test_worker_killed_mid_job_completes_exact(tmp_path, client):
+    srcs = _sources(tmp_path / "in", 10, frames=40, size=96, seed=1)
+    out = tmp_path / "out"
+    pids = client.run(os.getpid)
+    result = {}
+
+    def job():
+        result["report"] = convert_batch(srcs, out, "mkv", client=client, progress=False)
+
+    t = threading.Thread(target=job)
+    t.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and t.is_alive():
+        busy = [w for w, keys in client.processing().items() if keys and w in pids]
+        if busy and list(out.glob("*.partial")):  # a worker is writing a file right now
+            killed = pids[busy[0]]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    t.join(120)
+    assert not t.is_alive()
+    assert killed is not None, "no worker was caught mid-task"
+    report = result["report"]
+    assert not report.failed and sorted(report.done) == sorted(srcs)
+    for s in srcs:
+        _same(s, out / (os.path.basename(s)[:-4] + ".mkv"))
+    assert not list(out.glob("*.partial"))
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+
+def test_segment_parallel_encode_is_frame_exact(tmp_path, client):
+    rng = np.random.default_rng(2)
+    src = tmp_path / "long.seq"
+    imseq.imwrite(src, rng.integers(0, 4096, (103, 40, 56), dtype=np.uint16), fps=250.0)
+    dst = tmp_path / "long.mkv"
+    info = convert_segments(src, dst, segment_frames=17, client=client, progress=False)
+    assert info["frames"] == 103 and info["segments"] == 7
+    assert not (tmp_path / "long.mkv.segments.partial").exists()
+    assert not (tmp_path / "long.mkv.partial").exists()
+    _same(src, dst)
+    plain = tmp_path / "plain.mkv"
+    imseq.convert(src, plain, progress=False)
+    with imseq.open_sequence(dst) as a, imseq.open_sequence(plain) as b:
+        np.testing.assert_allclose(a.timestamps, b.timestamps, atol=1e-3)
+        order = np.random.default_rng(3).permutation(103)[:20]
+        for i in order:  # random access into the joined file
+            np.testing.assert_array_equal(a[int(i)], b[int(i)])
+    with pytest.raises(imseq.OverwriteRefusedError):
+        convert_segments(src, dst, client=client, progress=False)
+    with pytest.raises(imseq.UnsupportedWriteError):
+        convert_segments(src, tmp_path / "x.mp4", client=client, progress=False)
