@@ -18,6 +18,7 @@ blend on 8-bit RGBX pixels.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import cv2
@@ -150,8 +151,19 @@ class _Painter:
         n = (frame.astype(np.float32) - self.lo) * (np.float32(_Q / span) if span else 0.0)
         return np.clip(np.rint(n), 0, _Q).astype(np.uint16)
 
-    def source(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(rgbx uint8 or rgb float32 image, per-pixel alpha float32 or None)."""
+    def writes_rgbx(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` is painted as 8-bit RGBX (no per-pixel alpha)."""
+        if self.layer.kind == "labels":
+            return False
+        if self.layer.rgb:
+            return frame.shape[-1] != 4
+        return self.lut4 is not None
+
+    def source(
+        self, frame: np.ndarray, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(rgbx uint8 or rgb float32 image, per-pixel alpha float32 or None). An RGBX result
+        is written into ``into`` (a C-contiguous (h, w, 4) uint8 array) when one is given."""
         if self.layer.kind == "labels":
             if self._labels_lut is not None:
                 rgba = self._labels_lut[_index(frame, self.how)]
@@ -165,28 +177,46 @@ class _Painter:
                 return n[..., :3], n[..., 3] * np.float32(self.opacity)
             if self.how == "u" and self.dtype == np.uint8:
                 img = cv2.LUT(np.ascontiguousarray(idx), self.lut8)
-            else:
-                img = self.lut8[idx]
-            return cv2.cvtColor(img, cv2.COLOR_RGB2RGBA), None
+            else:  # every index is inside the table: 'wrap' skips numpy's bounds buffering
+                img = np.take(self.lut8, idx, mode="wrap")
+            if into is None:
+                return cv2.cvtColor(img, cv2.COLOR_RGB2RGBA), None
+            cv2.cvtColor(img, cv2.COLOR_RGB2RGBA, dst=into)
+            return into, None
         idx = self._quantise(frame) if self.how == "q" else _index(frame, self.how)
         if self.lut4 is not None:
-            img = np.ascontiguousarray(self.lut4[idx])
-            return img.view(np.uint8).reshape(*idx.shape, 4), None
+            if into is None:
+                into = np.empty((*idx.shape, 4), np.uint8)
+            np.take(self.lut4, idx, out=into.view(np.uint32)[..., 0], mode="wrap")
+            return into, None
         rgba = self.lut_rgba[idx]
         return rgba[..., :3], rgba[..., 3] * np.float32(self.opacity)
 
-    def paint(self, out: np.ndarray, frame: np.ndarray, first: bool) -> None:
-        """Blend ``frame`` (already sampled onto ``out``'s window) into ``out`` (RGBX uint8)."""
-        src, alpha = self.source(frame)
+    def paint(
+        self, out: np.ndarray, frame: np.ndarray, fresh: bool, scratch: np.ndarray | None = None
+    ) -> None:
+        """Blend ``frame`` (already sampled onto ``out``'s window) into ``out`` (RGBX uint8).
+
+        ``fresh``: nothing is painted yet and ``out``'s values are undefined (they stand for
+        black). ``scratch``: a C-contiguous array of ``out``'s shape for the layer's colours.
+        """
+        rgbx = self.writes_rgbx(frame)
+        if fresh and rgbx and self.blending in ("opaque", "translucent", "additive"):
+            # on black, out * (1 - a) + rgb * a is the premultiplied rgb: write it in place
+            self.source(frame, into=out)
+            return
+        if fresh:
+            out.fill(0)
+        src, alpha = self.source(frame, into=scratch if rgbx else None)
         if alpha is None:
-            self._blend_uint8(out, src, first)
+            self._blend_uint8(out, src)
         else:
             self._blend_alpha(out, src, alpha)
 
-    def _blend_uint8(self, out: np.ndarray, img: np.ndarray, first: bool) -> None:
+    def _blend_uint8(self, out: np.ndarray, img: np.ndarray) -> None:
         mode = self.blending
-        if mode == "opaque" or (first and mode in ("translucent", "additive")):
-            out[...] = img  # on black, out * (1 - a) + rgb * a is the premultiplied rgb
+        if mode == "opaque":
+            out[...] = img
         elif mode == "translucent":
             cv2.addWeighted(out, 1.0 - self.opacity, img, 1.0, 0.0, dst=out)
         elif mode == "additive":
@@ -244,21 +274,37 @@ class Compositor:
         for layer in grid.scene.layers:
             self.painters.append(_Painter(layer, np.dtype(layer.data.dtype)))
             self.sampling.append(grid.sampling(layer))
+        # the RGBX accumulator and a layer's colours, allocated once per calling thread
+        self._buffers = threading.local()
+
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        bufs = getattr(self._buffers, "arrays", None)
+        if bufs is None:
+            h, w = self.grid.shape
+            bufs = self._buffers.arrays = (np.empty((h, w, 4), np.uint8),
+                                           np.empty((h, w, 4), np.uint8))  # fmt: skip
+        return bufs
 
     def __call__(self, frames: list[np.ndarray | None]) -> np.ndarray:
-        """``frames[i]`` is layer i's full 2-D slice (None where the layer is not drawn)."""
+        """``frames[i]`` is layer i's full 2-D slice (None where the layer is not drawn).
+
+        Returns a new (h, w, 3) uint8 array (the caller may keep it)."""
         h, w = self.grid.shape
-        out = np.zeros((h, w, 4), np.uint8)
-        first = True
+        acc, scratch = self._scratch()
+        fresh = True  # nothing painted yet: acc holds the previous frame
         for painter, (rows, cols, paste), frame in zip(
             self.painters, self.sampling, frames, strict=True
         ):
             if frame is None or paste is None:
                 continue
-            sub = frame[rows] if isinstance(rows, slice) else frame[rows]
-            sub = sub[:, cols]
-            whole = paste == (slice(0, h), slice(0, w))
-            target = out if whole else out[paste]
-            painter.paint(target, sub, first and whole)
-            first = False
-        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+            sub = frame[rows][:, cols]
+            if paste == (slice(0, h), slice(0, w)):
+                painter.paint(acc, sub, fresh, scratch)
+            else:
+                if fresh:
+                    acc.fill(0)
+                painter.paint(acc[paste], sub, False)
+            fresh = False
+        if fresh:
+            acc.fill(0)
+        return cv2.cvtColor(acc, cv2.COLOR_RGBA2RGB)
