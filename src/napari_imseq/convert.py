@@ -131,7 +131,7 @@ def convert(
     try:
         return _convert(
             seq,
-            os.fspath(dst),
+            dst if not isinstance(dst, (str, os.PathLike)) else os.fspath(dst),  # or a file object
             start,
             stop,
             step,
@@ -193,7 +193,7 @@ def _convert(
     if progress is True and n > 100:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, unit="frame", desc=os.path.basename(dst), file=sys.stderr)
+        bar = tqdm(total=n, unit="frame", desc=os.path.basename(str(writer.path)), file=sys.stderr)
 
     def write_worker():
         try:

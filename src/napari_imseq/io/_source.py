@@ -961,6 +961,14 @@ def local_target(target: Any) -> Any:
     return target
 
 
+def target_name(target: Any) -> str:
+    """What messages call a write target: its path or URL, or the file object's name."""
+    if isinstance(target, (str, os.PathLike)):
+        return os.fspath(target)
+    name = getattr(target, "name", None)
+    return name if isinstance(name, str) else f"<{type(target).__name__}>"
+
+
 class TargetWriter:
     """A writer whose destination is a binary file object (BytesIO, a socket's file, stdout)
     or an fsspec URL (``memory://``, ``s3://`` ...).
@@ -999,8 +1007,7 @@ class TargetWriter:
                     f"cannot write to a {type(target).__name__}; pass a path, a URL or a binary "
                     f"file object with write()"
                 )
-            name = getattr(target, "name", None)
-            self.path = name if isinstance(name, str) else f"<{type(target).__name__}>"
+            self.path = target_name(target)
         ext = Source(self.path).extension if self.url is not None else ""
         if format is None and not ext:
             raise UnsupportedWriteError(

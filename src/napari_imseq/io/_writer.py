@@ -648,6 +648,11 @@ def open_writer(
     TIFF (``compression``, ``bigtiff``, ``imagej``), zarr (``compression``), SEQ
     (``bit_depth``), image folders (``image_format``). See the writer classes.
     """
+    from ._source import TargetWriter, is_target_path, local_target
+
+    path = local_target(path)  # file:// URLs are local paths
+    if not is_target_path(path):  # a binary file object or a URL (memory://, s3:// ...)
+        return TargetWriter(path, fps=fps, overwrite=overwrite, format=format, **options)
     path = os.fspath(path)
     return writer_for(path, format)(path, fps=fps, overwrite=overwrite, **options)
 
@@ -718,15 +723,18 @@ def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
     ``display_range="auto"`` (for 8-bit outputs of wider data) is estimated from a subsample
     when ``data`` supports indexing. Returns the closed writer (``.count``, ``.path`` ...).
     """
-    frames, _, timestamps, fps = _frames_of(data, os.fspath(path))
+    from ._source import target_name
+
+    name = target_name(path)  # a path, a URL or a file object
+    frames, _, timestamps, fps = _frames_of(data, name)
     if (
         options.get("display_range") == "auto"
         and hasattr(data, "__getitem__")
         and hasattr(data, "__len__")
     ):
-        options["display_range"] = auto_display_range(data, os.fspath(path))
+        options["display_range"] = auto_display_range(data, name)
     if isinstance(data, Sequence):
-        timestamps, fps = source_timing(data.path, os.fspath(path), timestamps, fps)
+        timestamps, fps = source_timing(data.path, name, timestamps, fps)
     if fps is not None:
         options.setdefault("fps", fps)
     writer = open_writer(path, **options)
