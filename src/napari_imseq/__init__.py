@@ -64,11 +64,14 @@ __all__ = [
 ]
 
 
-def imread(path: str | os.PathLike, *, chunks: int | tuple | None = None, **options):
+def imread(path: str | os.PathLike, *, chunks: int | str | tuple | None = "auto", **options):
     """A lazy dask array over the frames of ``path``: ``(T, Y, X)`` or ``(T, Y, X, C)``.
 
-    Only headers are read. Each chunk is one frame unless ``chunks`` (frames per chunk, or a
-    full dask chunks spec) says otherwise. The array's graph holds the opened sequence; its
-    file is closed when the array is garbage collected, and it pickles by reopening the file.
+    Only headers are read. ``chunks="auto"`` makes chunks of a few MiB that start on the
+    file's keyframes, so reductions and ``map_blocks`` run at the speed of iterating the file;
+    ``imread(p)[i]`` still reads frame ``i`` only. ``chunks=1`` gives one frame per chunk
+    (what napari uses); a number of frames or a full dask chunks spec is taken as given.
+    The array's graph holds the opened sequence; its file is closed when the array is
+    garbage collected, and it pickles by reopening the file.
     """
     return open_sequence(path, **options).to_dask(chunks=chunks)

@@ -444,6 +444,19 @@ class Sequence:
         """Frame ``index`` (0 <= index < len) as a new array; thread-safe."""
         raise NotImplementedError
 
+    def _read_range(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Frames ``start:stop`` into ``out`` (a chunk of a dask array); thread-safe.
+
+        Formats that read a run of frames faster than single frames (a video decodes on
+        instead of seeking) override it."""
+        for k in range(stop - start):
+            out[k] = self._read(start + k)
+
+    def _decode_points(self) -> np.ndarray | None:
+        """Frames from which reading needs no earlier frame (a video's keyframes), sorted and
+        starting with 0; None when every frame reads alone. Dask chunks start on them."""
+        return None
+
     def _format_metadata(self) -> dict[str, Any]:
         """Format specific metadata: at least ``fps`` and ``timestamps``."""
         return {}
@@ -526,15 +539,24 @@ class Sequence:
 
     def _get(self, index: int) -> np.ndarray:
         """``_read(index)`` counted as a read in flight, so :meth:`close` waits for it."""
+        return self._counted(self._read, f"reading frame {index}", index)
+
+    def _get_range(self, start: int, stop: int) -> np.ndarray:
+        """``_read_range`` into a new stack, counted as one read in flight."""
+        out = np.empty((stop - start, *self.frame_shape), dtype=self.dtype)
+        self._counted(self._read_range, f"reading frames {start} to {stop - 1}", start, stop, out)
+        return out
+
+    def _counted(self, read, what: str, *args):
         with self._state_lock:
             self._check_open()
             self._reads_in_flight += 1
         try:
-            return self._read(index)
+            return read(*args)
         except _PASS_THROUGH:
             raise
         except Exception as err:  # the same rule as dependency_errors, without its overhead
-            raise _dependency_error(self.path, f"reading frame {index}", err) from err
+            raise _dependency_error(self.path, what, err) from err
         finally:
             with self._state_lock:
                 self._reads_in_flight -= 1
@@ -571,8 +593,10 @@ class Sequence:
         return self._get(self._frame_index(index))
 
     def _stack(self, indices: range | list[int]) -> np.ndarray:
-        if len(indices) == 1:  # the dask chunk case: no second copy
+        if len(indices) == 1:  # a one-frame dask chunk: no second copy
             return self._get(indices[0])[np.newaxis]
+        if isinstance(indices, range) and indices.step == 1:  # a dask chunk of many frames
+            return self._get_range(indices.start, indices.stop)
         out = np.empty((len(indices), *self.frame_shape), dtype=self.dtype)
         for k, i in enumerate(indices):
             out[k] = self._get(i)
@@ -611,26 +635,16 @@ class Sequence:
         for i in range(*slice(start, stop, step).indices(len(self))):
             yield self._get(i)
 
-    def to_dask(self, chunks: int | tuple | None = None):
+    def to_dask(self, chunks: int | str | tuple | None = None):
         """A lazy dask array over the frames, one frame per chunk unless ``chunks`` says so.
 
-        ``chunks`` may be the number of frames per chunk or a full dask ``chunks`` spec.
+        ``chunks`` may be the number of frames per chunk, ``"auto"`` (chunks of a few MiB
+        that start on the file's keyframes; what :func:`napari_imseq.imread` uses) or a full
+        dask ``chunks`` spec. See :mod:`napari_imseq.io._dask`.
         """
-        import dask.array as da
-        from dask.base import tokenize
+        from ._dask import to_dask
 
-        if chunks is None:
-            chunks = (1, *self.frame_shape)
-        elif isinstance(chunks, int):
-            chunks = (chunks, *self.frame_shape)
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            stamp = None
-        name = "imseq-" + tokenize(type(self).__name__, self.path, stamp, self._options, chunks)
-        meta = np.empty((0,) * self.ndim, dtype=self.dtype)
-        return da.from_array(self, chunks=chunks, name=name, asarray=False, fancy=False, meta=meta)
+        return to_dask(self, chunks)
 
     def __array__(self, dtype=None, copy=None):
         data = self[:]

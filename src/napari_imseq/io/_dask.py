@@ -1,0 +1,120 @@
+"""Dask arrays over a :class:`~napari_imseq.io._base.Sequence`: chunks that follow the file.
+
+Three chunkings:
+
+* ``chunks=None`` or ``1``: one frame per chunk. napari's reader uses it: napari switches off
+  dask's task fusion and computes whole chunks, so a slider step must cost one frame.
+* ``chunks="auto"`` (what :func:`napari_imseq.imread` uses): runs of frames of about
+  :data:`CHUNK_BYTES` each, enough chunks for every thread, starting on the file's decode
+  points (a video's keyframes, see :meth:`Sequence._decode_points`). A GOP that fits in one
+  chunk is never split, so threads decode different GOPs and never repeat each other's work;
+  a longer GOP is cut into pieces that one decoder reads on from one chunk to the next (see
+  ``VideoFile._read_range``). A chunk is read as a run (:meth:`Sequence._read_range`), so
+  a video decodes straight through instead of seeking per frame.
+* an integer (frames per chunk) or a full dask ``chunks`` spec, taken as given.
+
+The chunk tasks use dask's own ``getter``, which dask's optimiser fuses with the slicing that
+follows: ``imread(p)[i]`` reads frame ``i`` only, not its whole chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ._base import Sequence
+
+#: bytes of decoded frames per ``"auto"`` chunk (lowered by dask's ``array.chunk-size``)
+CHUNK_BYTES = 16 << 20
+#: ``"auto"`` makes at least this many chunks per thread (so every thread has work) when
+#: the file has that many decode points
+CHUNKS_PER_THREAD = 2
+
+
+def _budget() -> int:
+    import dask
+    from dask.utils import parse_bytes
+
+    limit = dask.config.get("array.chunk-size", None)
+    try:
+        return min(CHUNK_BYTES, parse_bytes(limit)) if limit else CHUNK_BYTES
+    except (TypeError, ValueError):
+        return CHUNK_BYTES
+
+
+def _threads() -> int:
+    from dask.system import CPU_COUNT
+
+    return max(1, int(CPU_COUNT or os.cpu_count() or 1))
+
+
+def _even(length: int, pieces: int) -> list[int]:
+    """``length`` frames in ``pieces`` runs whose sizes differ by at most one."""
+    base, extra = divmod(length, pieces)
+    return [base + 1] * extra + [base] * (pieces - extra)
+
+
+def auto_frame_chunks(seq: Sequence) -> tuple[int, ...]:
+    """Chunk sizes along the frame axis for ``chunks="auto"``."""
+    n = len(seq)
+    if n == 0:
+        return (0,)
+    frame_bytes = max(1, math.prod(seq.frame_shape) * seq.dtype.itemsize)
+    per = max(1, _budget() // frame_bytes)
+    per = min(per, max(1, math.ceil(n / (CHUNKS_PER_THREAD * _threads()))))
+    points = seq._decode_points()
+    if points is None or len(points) >= n:
+        return tuple(_even(n, math.ceil(n / per)))
+    starts = np.unique(np.clip(np.asarray(points, dtype=np.int64), 0, n - 1))
+    starts = np.r_[0, starts] if starts[0] != 0 else starts
+    segments = np.diff(np.r_[starts, n])
+    sizes: list[int] = []
+    run = 0  # frames of whole GOPs gathered for the next chunk
+    for length in segments.tolist():
+        if run and run + length > per:
+            sizes.append(run)
+            run = 0
+        if length > per:  # a long GOP: pieces read on by one decoder
+            sizes.extend(_even(length, math.ceil(length / per)))
+        else:
+            run += length
+    if run:
+        sizes.append(run)
+    return tuple(sizes)
+
+
+def frame_chunks(seq: Sequence, chunks: Any) -> Any:
+    """A dask ``chunks`` spec for ``seq`` from what :meth:`Sequence.to_dask` accepts."""
+    frame = tuple((d,) for d in seq.frame_shape)
+    if chunks is None:
+        return ((1,) * len(seq), *frame)
+    if isinstance(chunks, str):
+        if chunks != "auto":
+            raise ValueError(f"chunks={chunks!r}: use 'auto', a number of frames or a dask spec")
+        return (auto_frame_chunks(seq), *frame)
+    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
+        if chunks < 1:
+            raise ValueError(f"chunks={chunks}: a chunk holds at least one frame")
+        return (int(chunks), *seq.frame_shape)
+    return chunks
+
+
+def to_dask(seq: Sequence, chunks: Any = None):
+    """The dask array behind :meth:`Sequence.to_dask` and :func:`napari_imseq.imread`."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    spec = frame_chunks(seq, chunks)
+    try:
+        st = os.stat(seq.path)
+        stamp = (st.st_size, st.st_mtime_ns)
+    except (OSError, TypeError, ValueError):
+        stamp = None
+    name = "imseq-" + tokenize(type(seq).__name__, seq.path, stamp, seq._options, spec)
+    meta = np.empty((0,) * seq.ndim, dtype=seq.dtype)
+    # fancy=True: dask's plain getter, which its optimiser fuses with later slicing
+    return da.from_array(seq, chunks=spec, name=name, asarray=False, fancy=True, meta=meta)
