@@ -458,8 +458,9 @@ class MemorySource(Source):
             )
         self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
         self._release_view = _release
-        super().__init__(name or f"<{len(self._view)} bytes in memory>")
         self._token = uuid.uuid4().hex
+        # a unique name: dask graph names derive from it (equal sizes must not collide)
+        super().__init__(name or f"<{len(self._view)} bytes in memory {self._token[:8]}>")
 
     def size(self) -> int:
         return len(self._view)
@@ -761,7 +762,9 @@ def _spill(stream: Any, name: str, limit: int) -> FdSource:
 
 def _file_object_source(fobj: Any, limit: int) -> Source:
     raw_name = getattr(fobj, "name", None)
-    name = raw_name if isinstance(raw_name, str) and raw_name else f"<{type(fobj).__name__}>"
+    name = raw_name if isinstance(raw_name, str) and raw_name else None
+    if name is None:  # unique, as dask graph names derive from it
+        name = f"<{type(fobj).__name__} {uuid.uuid4().hex[:8]}>"
     if getattr(fobj, "closed", False):
         raise SequenceClosedError(f"{name}: the file object is closed")
     if isinstance(fobj, io.BytesIO):
