@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_imseq.live import _cli as live_cli  # light: no zmq, no napari
 
     live_cli.add_parser(sub)
+    from napari_imseq.mosaic import _cli as mosaic_cli  # light: numpy, no transforms
+
+    mosaic_cli.add_parser(sub)
     return p
 
 

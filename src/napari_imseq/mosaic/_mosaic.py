@@ -7,17 +7,18 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..io._base import Sequence, SequenceError
 from ..io.array import ArraySequence, init_sequence_state
-from ..transforms._registry import dtype_range, restore
-from ..transforms.pipeline import Pipeline
 from . import _layout
 from ._cache import FrameCache
 from ._timeline import MosaicError, Timeline, build_timeline
+
+if TYPE_CHECKING:  # transforms import scipy and OpenCV: only when a tile needs them
+    from ..transforms.pipeline import Pipeline
 
 __all__ = ["MosaicSequence", "mosaic"]
 
@@ -90,6 +91,10 @@ def _per_source(value: Any, names: list[str], what: str, default: Any) -> list[A
 
 
 def _pipeline(value: Any) -> Pipeline | None:
+    if value is None:
+        return None
+    from ..transforms.pipeline import Pipeline
+
     if value is None or isinstance(value, Pipeline):
         return value if value is None or len(value) else None
     try:
@@ -188,6 +193,8 @@ class _Tile:
             return frame
         if self.scale is None:
             return frame.astype(self.out_dtype)
+        from ..transforms._registry import restore
+
         lo, hi, top = self.scale
         values = (frame.astype(np.float64) - lo) * (top / (hi - lo))
         return restore(np.clip(values, 0, top), self.out_dtype)
@@ -563,6 +570,7 @@ class MosaicSequence(Sequence):
         return out
 
     def _draw_labels(self, out: np.ndarray, frames: list[int]) -> None:
+        from ..transforms._registry import dtype_range
         from ..transforms.annotate import draw_text
 
         top = _top(self._dtype, self._bits)
