@@ -34,6 +34,7 @@ from .io._writer import (
     imwrite,
     open_writer,
 )
+from .mosaic import MosaicSequence, mosaic  # the name napari_imseq.mosaic is the function
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,8 @@ __all__ = [
     "ExportCancelled",
     "ExportError",
     "export",
+    "mosaic",
+    "MosaicSequence",
     "FrameMismatchError",
     "OverwriteRefusedError",
     "SequenceWriteError",

@@ -369,3 +369,9 @@ def test_bad_input_is_a_clear_error(tmp_path):
             mosaic(**kwargs)
     with pytest.raises(ValueError):  # our errors are ValueErrors (or FileNotFoundError)
         mosaic([a, b], grid="-1x2")
+
+
+def test_public_api():
+    assert imseq.mosaic is mosaic and "mosaic" in imseq.__all__
+    m = imseq.mosaic([np.zeros((3, 4, 4), np.uint8)], source_fps=[10])
+    assert isinstance(m, imseq.Sequence) and isinstance(m, imseq.MosaicSequence)
