@@ -299,3 +299,35 @@ def test_overlays_and_even_sizes_for_h264(tmp_path):
     assert h264["size"] == [62, 82] and h264["lossy"]
     with pytest.raises(ExportError, match="unknown overlay"):
         imseq.export(src, tmp_path / "x.mkv", overlays={"logo": 1})
+
+
+class CountingArray:
+    """An array that counts the 2-D slices read from it."""
+
+    def __init__(self, data):
+        self.data, self.reads = data, []
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+
+    def __getitem__(self, key):
+        self.reads.append(key[0] if isinstance(key, tuple) else key)
+        return self.data[key]
+
+
+def test_every_frame_is_read_once_and_the_announced_shape_is_written(tmp_path):
+    rng = np.random.default_rng(5)
+    moving = CountingArray(rng.integers(0, 256, (6, 21, 33), dtype=np.uint8))
+    still = CountingArray(rng.integers(0, 256, (21, 33, 3), dtype=np.uint8))
+    layers = [layer(moving, metadata={"fps": 5.0}), layer(still, rgb=True, blending="additive")]
+    summary = imseq.export(layers, tmp_path / "r.mp4", frames=(1, 6, 2), size=(15, 25),
+                           progress=False)  # fmt: skip
+    assert sorted(moving.reads) == [1, 3, 5]  # no extra read to learn the frame shape
+    assert len(still.reads) == 1  # a layer without the time axis is read once
+    assert summary["size"] == [16, 26]  # resized, then padded to even for H.264
+    with imseq.open_sequence(tmp_path / "r.mp4") as seq:
+        assert len(seq) == 3 and seq.frame_shape == (16, 26, 3)
+    rgb = layer(rng.integers(0, 2**16, (3, 9, 7, 3), dtype=np.uint16), rgb=True)
+    data = imseq.export([rgb], tmp_path / "d.tif", mode="data", progress=False)
+    assert data["size"] == [9, 7]
+    with imseq.open_sequence(tmp_path / "d.tif") as seq:
+        assert seq.frame_shape == (9, 7, 3) and seq.dtype == np.uint16
+        np.testing.assert_array_equal(seq[2], rgb.data[2])

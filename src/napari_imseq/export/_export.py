@@ -161,14 +161,17 @@ class _ExportFrames(Sequence):
         timestamps: np.ndarray | None,
         bit_depth: int | None,
         probe: int = 0,
+        known: tuple[tuple[int, ...], np.dtype] | None = None,
     ):
         super().__init__(os.path.dirname(os.path.abspath(__file__)))
         self.path = label  # messages name the export, not a file
         self.readers, self.make_frame = readers, make_frame
         self._n = n
         self._fps, self._timestamps = fps, timestamps
-        first = self._read(probe)
-        self._frame_shape, self._dtype = first.shape, first.dtype
+        if known is None:  # render one frame to learn them (napari's renderer draws it)
+            first = self._read(probe)
+            known = first.shape, first.dtype
+        self._frame_shape, self._dtype = tuple(known[0]), np.dtype(known[1])
         self._bit_depth = bit_depth
 
     def __len__(self) -> int:
@@ -446,13 +449,17 @@ def export(
         make_frame = _data_frames(grid, scene.layers[0])
         bit_depth = scene.layers[0].metadata.get("bit_depth")
         label = f"layer {scene.layers[0].name!r}"
+        data = scene.layers[0].data
+        known = (*grid.shape, *data.shape[scene.layers[0].ndim :]), np.dtype(data.dtype)
     elif fallback:
         make_frame, main_calls = _napari_frames(viewer, scene, grid, size)
         readers = []
         label = "the viewer (napari's renderer)"
+        known = None
     else:
         make_frame = _rendered_frames(grid, size)
         label = "the rendered layers " + ", ".join(repr(v.name) for v in scene.layers)
+        known = (*(int(s) for s in (size or grid.shape)), 3), np.dtype(np.uint8)
     if mode == "rendered":
         unit = scene.layers[0].unit or "px"
         burn = _overlay(overlays, grid, unit, time_of)
@@ -462,8 +469,11 @@ def export(
             "libx264", "h264", "x264", "libx265", "hevc", "libvpx-vp9", "vp9", "mjpeg",
         ):  # fmt: skip
             make_frame = _even(make_frame)
+            if known is not None:
+                h, w, c = known[0]
+                known = (h + h % 2, w + w % 2, c), known[1]
     frames_seq = _ExportFrames(label, readers, make_frame, scene.n_frames, stream_fps, stream_ts,
-                               bit_depth, probe=steps.start)  # fmt: skip
+                               bit_depth, probe=steps.start, known=known)  # fmt: skip
     report = _reporter(progress, len(steps)) if callable(progress) else None
     run = dict(
         start=steps.start, stop=steps.stop, step=steps.step, overwrite=overwrite,
