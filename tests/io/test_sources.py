@@ -483,3 +483,51 @@ def test_as_source_kinds():
     assert type(as_source("memory://x/y")).__name__ == "UrlSource"
     assert as_source("file:///tmp/x.seq").local_path == "/tmp/x.seq"
     assert as_source(os.curdir).local_path == os.path.abspath(os.curdir)
+
+
+# ---- folders at URLs -----------------------------------------------------------------------
+def _folder_frames() -> np.ndarray:
+    return (np.arange(5 * 12 * 16) % 4096).astype(np.uint16).reshape(5, 12, 16)
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "folder"])
+def test_zarr_and_image_folders_at_a_memory_url(fmt, tmp_path, memfs):
+    fs, root = memfs
+    frames = _folder_frames()
+    local = tmp_path / ("rec.zarr" if fmt == "zarr" else "imgs")
+    imseq.imwrite(str(local) + ("" if fmt == "zarr" else "/"), frames, fps=25)
+    fs.put(str(local), f"{root}/{local.name}", recursive=True)
+    url = f"memory://{root}/{local.name}"
+    with imseq.open_sequence(url) as seq:
+        assert seq.format_name == ("zarr" if fmt == "zarr" else "image-folder")
+        assert np.array_equal(seq[:], frames) and np.array_equal(seq[3], frames[3])
+        with pickle.loads(pickle.dumps(seq)) as again:
+            assert np.array_equal(again[4], frames[4])
+
+
+def test_a_lost_zarr_chunk_at_a_url_is_an_error_not_a_blank_frame(tmp_path, memfs):
+    fs, root = memfs
+    imseq.imwrite(str(tmp_path / "rec.zarr"), _folder_frames(), fps=25)
+    fs.put(str(tmp_path / "rec.zarr"), f"{root}/rec.zarr", recursive=True)
+    lost = [p for p in fs.find(f"{root}/rec.zarr/frames") if "/c/2/" in p or p.endswith("/c/2")]
+    assert lost
+    fs.rm(lost)
+    with imseq.open_sequence(f"memory://{root}/rec.zarr") as seq:
+        assert np.array_equal(seq[1], _folder_frames()[1])
+        with pytest.raises(imseq.FrameIndexError, match="frame 2 is missing"):
+            seq[2]
+
+
+def test_an_image_folder_over_http(tmp_path):
+    pytest.importorskip("aiohttp")
+    frames = _folder_frames()
+    imseq.imwrite(str(tmp_path / "imgs") + "/", frames, format="folder")
+    server, thread = _serve(_RangeHandler, tmp_path)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/imgs/"
+        with imseq.open_sequence(url) as seq:
+            assert np.array_equal(seq[:], frames)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

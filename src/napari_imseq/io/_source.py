@@ -587,6 +587,8 @@ class UrlSource(Source):
         return int(size)
 
     def isdir(self) -> bool:
+        if _is_http(self.fs):  # HTTP has no folders: a URL ending in "/" is a listing page
+            return self.url.endswith("/")
         return self._stat_info().get("type") == "directory"
 
     def handle(self) -> FileHandle:
