@@ -76,5 +76,9 @@ def imread(path: str | os.PathLike, *, chunks: int | str | tuple | None = "auto"
     (what napari uses); a number of frames or a full dask chunks spec is taken as given.
     The array's graph holds the opened sequence; its file is closed when the array is
     garbage collected, and it pickles by reopening the file.
+
+    ``path`` may also be bytes, a binary file object, a URL (``memory://``, ``http(s)://``,
+    ``s3://`` ...) or a numpy/dask array, like :func:`open_sequence`; ``format=`` names the
+    reader.
     """
     return open_sequence(path, **options).to_dask(chunks=chunks)
