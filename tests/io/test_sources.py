@@ -531,3 +531,14 @@ def test_an_image_folder_over_http(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_a_missing_backend_is_named():
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here")
+    with pytest.raises(SequenceError, match="install it .*s3: s3fs"):
+        imseq.open_sequence("s3://bucket/rec.seq")
+    with pytest.raises(SequenceError, match="s3fs"):
+        imseq.imwrite("s3://bucket/rec.tif", np.zeros((2, 4, 4), np.uint8))
