@@ -648,7 +648,7 @@ def open_writer(
     TIFF (``compression``, ``bigtiff``, ``imagej``), zarr (``compression``), SEQ
     (``bit_depth``), image folders (``image_format``). See the writer classes.
     """
-    from ._source import TargetWriter, is_target_path, local_target
+    from ._target import TargetWriter, is_target_path, local_target
 
     path = local_target(path)  # file:// URLs are local paths
     if not is_target_path(path):  # a binary file object or a URL (memory://, s3:// ...)
@@ -723,7 +723,7 @@ def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
     ``display_range="auto"`` (for 8-bit outputs of wider data) is estimated from a subsample
     when ``data`` supports indexing. Returns the closed writer (``.count``, ``.path`` ...).
     """
-    from ._source import target_name
+    from ._target import target_name
 
     name = target_name(path)  # a path, a URL or a file object
     frames, _, timestamps, fps = _frames_of(data, name)
