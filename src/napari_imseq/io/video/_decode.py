@@ -1,0 +1,377 @@
+"""One decoder state (:class:`_Decoder`): a container opened for decoding, moved by seeking
+and decoding forward, that recognises each decoded frame by the file's frame numbering."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._base import SequenceFormatError
+from ._index import _ffv1_slices_intact
+
+if TYPE_CHECKING:
+    from ._reader import VideoFile
+
+#: seeks that land after the target (or somewhere unknown) before a read starts from the top
+_SEEK_ATTEMPTS = 3
+#: decode every frame again from this many frames before the target: more than the lag between
+#: the packet going in and the frame coming out (H.264/HEVC reorder up to 16 frames, plus one
+#: frame per frame-decoding thread; FFmpeg starts at most 16)
+_SKIP_MARGIN = 16 + min(16, os.cpu_count() or 1) + 4
+#: decoders told to check their codec's own CRCs and fail on a mismatch
+_CRC_CHECKED = ("png", "apng")
+
+
+class _Renumber(Exception):
+    """The decoder's output contradicts the frame numbering: the index must fall back."""
+
+
+class _Reslice(Exception):
+    """A frame-threaded decoder failed: the read is done again with slice threads only."""
+
+
+class _Decoder:
+    """One container opened for decoding, used by one thread at a time.
+
+    Packets are demuxed and decoded one at a time, so every loop step consumes a packet (or
+    a decoded frame already waiting): a read ends when the stream does, whatever the
+    timestamps say. Where a seek landed is checked, never assumed.
+    """
+
+    def __init__(self, owner: VideoFile, thread_type: str):
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.closed = False
+        self.keep = None  # callback(index, frame) for frames decoded on the way to a target
+        self.container = None
+        # packet mode decodes with slice threads only: without frame threads a decoder without
+        # delay outputs each frame with its packet
+        self.thread_type = thread_type
+        self._open()
+        self._prime()
+
+    # ---- state -------------------------------------------------------------------------
+    def _open(self) -> None:
+        """(Re)open the container: the decoder is then at the start of the file."""
+        import av
+
+        if self.container is not None:
+            self.container.close()
+        self.container = av.open(self.owner.path, metadata_errors="ignore")
+        self.stream = self.container.streams.video[self.owner._stream_index]
+        cc = self.stream.codec_context
+        cc.thread_type = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
+        cc.thread_count = 0
+        if cc.name in _CRC_CHECKED:
+            # a chunk whose CRC does not match is an error, not pixels decoded from bad bytes
+            cc.options = {"err_detect": "crccheck+explode"}
+        self.skipping = "DEFAULT"
+        self.version = self.owner._index.version
+        self._run(0)
+
+    def _run(self, landed: int | None, lookahead=None) -> None:
+        """A new decode run from packet ``landed`` (None: unknown, found from the frames).
+
+        ``lookahead`` is a packet already taken from the current demuxer, decoded first."""
+        if lookahead is None:
+            self.packets = self.container.demux(self.stream)
+        self.lookahead = lookahead
+        self.pending: deque = deque()  # (index, frame) decoded and not handed out yet
+        self.next_packet = landed  # position of the next packet demuxed
+        self.count_next = landed  # count/sequential modes: index of the next output
+        self.feed_from = 0  # packet mode: packets before this one need no decoding
+        self.last: int | None = None  # index of the last frame handed out in this run
+        self.first = landed is None  # the next output is the first after a seek
+        self.eof = False
+        self.error: Exception | None = None
+        self.verify = None  # count mode: (keyframe, next keyframe, expected tags, seen tags)
+
+    def _prime(self) -> None:
+        """Decode the first frame, as a sequential decode does, before any seek.
+
+        Decoders learn from the stream's first packets things that later packets do not
+        repeat: FFmpeg's H.264 decoder, for one, reads the encoder version from x264's SEI in
+        the first packet and switches bug workarounds on it. A decoder that seeks before seeing
+        it decodes later frames differently from a sequential decode. The frame stays pending.
+        """
+        try:
+            for _ in range(64):  # a decoder's delay is far shorter; bounded anyway
+                if self.pending or not self._feed():
+                    break
+        except Exception:  # a damaged start: reads will report it when they get there
+            self._open()
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.pending.clear()
+                self.container.close()
+
+    @property
+    def position(self) -> int | None:
+        """The index of the next frame this decoder hands out, when known."""
+        if self.version != self.owner._index.version:
+            return None
+        if self.pending:
+            return self.pending[0][0]
+        if self.eof:
+            return None
+        mode = self.owner._index.mode
+        if mode in ("count", "sequential"):
+            return self.count_next
+        if mode == "packet":
+            return None if self.next_packet is None else max(self.next_packet, self.feed_from)
+        return None if self.last is None else self.last + 1
+
+    # ---- feeding -----------------------------------------------------------------------
+    def _demux(self):
+        import av
+
+        if self.lookahead is not None:
+            packet, self.lookahead = self.lookahead, None
+            return packet
+        try:
+            return next(self.packets, None)
+        except (av.FFmpegError, OSError) as err:  # damaged data: the stream ends here
+            self.error = err
+            return None
+
+    def _feed(self) -> bool:
+        """Demux one packet and decode it; False when the stream is exhausted."""
+        import av
+
+        if self.eof:
+            return False
+        idx = self.owner._index
+        packet = self._demux()
+        p = None
+        if packet is not None and packet.size:
+            p = self.next_packet
+            if p is None:
+                p = idx.position_of(packet)
+            self.next_packet = None if p is None else p + 1
+            if p is not None and p >= idx.n:
+                packet = None  # past the frames the index lists (a cut-off last packet)
+        if packet is None or not packet.size:
+            self.eof = True
+            packet = None  # drain the decoder
+        elif p is not None and p < self.feed_from:
+            return True
+        if packet is not None and self.owner._slice_crc:
+            self._check_slices(packet, p)
+        try:
+            frames = self.stream.decode(packet)
+        except av.FFmpegError as err:
+            self.error = err
+            if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+                # frame threads report an error late, with frames of other packets still in
+                # flight that are then lost: which frame failed is only known without them
+                raise _Reslice(str(err)) from err
+            if idx.mode in ("count", "sequential"):  # outputs can no longer be counted
+                raise SequenceFormatError(
+                    f"{self.owner.path}: the video cannot be decoded past packet {p}: {err}; "
+                    f"the file is damaged there"
+                ) from err
+            return True
+        if idx.mode == "packet" and packet is not None and len(frames) > 1:
+            raise _Renumber("one packet decoded to several frames")
+        for frame in frames:
+            self._out(frame, p if packet is not None else None)
+        return True
+
+    def _check_slices(self, packet, p: int | None) -> None:
+        """FFV1 with slice CRCs: a packet that fails them marks its frame, and the frames up
+        to the next keyframe that carry its coder state on, as damaged (never returned)."""
+        if _ffv1_slices_intact(bytes(packet)):
+            return
+        idx = self.owner._index
+        i = p if idx.mode == "packet" or packet.pts is None else idx.lookup.get(packet.pts, p)
+        if i is None:
+            raise SequenceFormatError(
+                f"{self.owner.path}: a damaged FFV1 packet (slice CRC mismatch) could not be "
+                f"placed in the frame index; the file is damaged"
+            )
+        self.owner._damaged[i] = idx.next_keyframe(i) if not idx.key[i] else i + 1
+
+    def _out(self, frame, p: int | None) -> None:
+        idx = self.owner._index
+        if self.version != idx.version:  # another thread renumbered the file during this run
+            raise _Renumber("the frame numbering changed during the read")
+        if idx.mode == "pts":
+            i = idx.lookup.get(frame.pts) if frame.pts is not None else None
+            if i is None:
+                raise _Renumber(f"a decoded frame carries timestamp {frame.pts}, not in the index")
+        elif idx.mode == "packet":
+            if p is None:
+                raise _Renumber("the decoder held frames back")
+            i = p
+        else:
+            i = self.count_next
+            self.count_next += 1
+            if self.verify is not None:
+                self._check_gop(i, frame.pts)
+        if self.owner._damaged and self.owner._damaged_at(i) is not None:
+            frame = None  # concealed by the decoder from other frames: not this frame's pixels
+        self.pending.append((i, frame))
+
+    def _check_gop(self, i: int, tag) -> None:
+        """Count mode: the frames of a GOP reached by a seek must be exactly its own packets."""
+        idx = self.owner._index
+        start, end, expected, seen = self.verify
+        if i >= end:
+            return
+        if (i == start and tag != idx.pts[start]) or tag not in expected or tag in seen:
+            raise _Renumber(
+                f"the GOP at frame {start} is open (after a seek it does not decode to its own "
+                f"packets)"
+            )
+        seen.add(tag)
+        if len(seen) == len(expected):
+            idx.verified.add(start)
+            self.verify = None
+
+    # ---- moving ------------------------------------------------------------------------
+    def _seek(self, ts: int) -> None:
+        self.container.seek(int(ts), backward=True, any_frame=False, stream=self.stream)
+        self.skipping = None  # the codec context was flushed; set skip_frame again
+
+    def _rewind(self) -> None:
+        """Back to the first packet: verified by its byte position, else by reopening."""
+        idx = self.owner._index
+        if idx.by_pos and self.version == idx.version:
+            try:
+                self._seek(int(np.min(idx.seek_ts)))
+                self._run(None)
+                packet = self._demux()
+                if packet is not None and idx.position_of(packet) == 0:
+                    self._run(0, lookahead=packet)
+                    return
+            except Exception:  # noqa: BLE001 - reopening below always works
+                pass
+        self._open()
+
+    def _reposition(self, target: int) -> None:
+        """Seek to a keyframe at or before ``target`` and know where the seek landed."""
+        import av
+
+        idx = self.owner._index
+        k = idx.keyframe_at_or_before(target)
+        if idx.mode == "pts":
+            if k == 0:
+                self._rewind()
+                return
+            self._seek(idx.frame_pts[k])
+            self._run(None)
+            self.seek_key = k
+            return
+        for _ in range(_SEEK_ATTEMPTS):
+            if k == 0:
+                break
+            try:
+                self._seek(idx.seek_ts[k])
+            except av.FFmpegError:
+                break
+            self._run(None)
+            packet = self._demux()
+            landed = None if packet is None else idx.position_of(packet)
+            if landed is not None and landed <= target and idx.key[landed]:
+                self._run(landed, lookahead=packet)
+                if idx.mode == "packet":
+                    self.feed_from = k
+                elif landed and landed not in idx.verified:
+                    end = idx.next_keyframe(landed)
+                    expected = {int(t) for t in idx.pts[landed:end]}
+                    self.verify = (landed, end, expected, set())
+                return
+            # landed after the target or somewhere unknown: aim one keyframe earlier
+            j = int(np.searchsorted(idx.keyframes, k, side="left")) - 1
+            k = int(idx.keyframes[max(j, 0)])
+        self._rewind()
+
+    def _earlier(self) -> None:
+        """Pts mode: the seek overshot the target; go one keyframe further back."""
+        idx = self.owner._index
+        self.attempts = getattr(self, "attempts", 0) + 1
+        j = int(np.searchsorted(idx.keyframes, self.seek_key, side="left")) - 1
+        if j <= 0 or self.attempts >= _SEEK_ATTEMPTS:
+            self._rewind()
+            return
+        self.seek_key = int(idx.keyframes[j])
+        self._seek(idx.frame_pts[self.seek_key])
+        self._run(None)
+
+    def _skip_nonref(self, target: int) -> None:
+        """Pts mode: frames well before the target that no frame references are not decoded."""
+        far = self.last is not None and self.last < target - _SKIP_MARGIN
+        want = "NONREF" if far else "DEFAULT"
+        if self.skipping != want:
+            self.stream.codec_context.skip_frame = want
+            self.skipping = want
+
+    def _missing(self, target: int, why: str) -> Exception:
+        import av
+
+        if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+            # a frame-threaded decoder may drop frames of other packets when one fails
+            return _Reslice(f"frame {target} is missing: {why}")
+        err = SequenceFormatError(
+            f"{self.owner.path}: frame {target} cannot be decoded: {why} (the index lists "
+            f"{self.owner._index.n} frames; the file is damaged or truncated there)"
+        )
+        err.__cause__ = self.error
+        return err
+
+    def decode_to(self, target: int):
+        """Decode until frame ``target`` and return it (the av.VideoFrame)."""
+        idx = self.owner._index
+        if self.version != idx.version:
+            self._open()
+        pos = self.position
+        if pos is None or not (idx.keyframe_at_or_before(target) <= pos <= target):
+            self.attempts = 0
+            self._reposition(target)
+        while True:
+            while not self.pending:
+                if idx.mode == "pts":
+                    self._skip_nonref(target)
+                if not self._feed():
+                    if self.first and idx.mode == "pts":
+                        self._earlier()  # the seek found nothing to decode
+                        continue
+                    raise self._missing(target, "the stream ends before it")
+            i, frame = self.pending[0]
+            if self.first:
+                self.first = False
+                if i > target:  # pts mode: the seek landed after the target
+                    self.pending.clear()
+                    self._earlier()
+                    continue
+            if self.last is not None and i <= self.last:
+                raise _Renumber("the decoder's frame order differs from the timestamps' order")
+            if i > target:  # the decoder gave no frame for the target
+                raise self._missing(target, f"the decoder went from frame {self.last} to {i}")
+            self.pending.popleft()
+            self.last = i
+            if i == target:
+                self._finish_gop()
+                if frame is None:
+                    raise self.owner._damage_error(i)
+                return frame
+            if self.keep is not None and frame is not None:
+                self.keep(i, frame)
+
+    def _finish_gop(self) -> None:
+        """Count mode: decode on to the end of a GOP that has not proved closed yet."""
+        while self.verify is not None:
+            if not self._feed():
+                raise _Renumber("the stream ended inside a GOP that could not be checked")
+            while self.pending:
+                i, frame = self.pending.popleft()
+                self.last = i
+                if self.keep is not None and frame is not None:
+                    self.keep(i, frame)
