@@ -1,0 +1,97 @@
+"""The Mosaic dock widget through a headless napari viewer: layers and files in, one lazy
+mosaic layer out (created, then updated in place), equal to napari_imseq.mosaic."""
+
+import numpy as np
+
+import napari_imseq as imseq
+from napari_imseq._napari._mosaic_widget import MosaicWidget, layer_source
+from napari_imseq.io.array import ArraySequence
+
+
+def coded(n, shape, dtype):
+    values = np.arange(1, n + 1).reshape(-1, *([1] * len(shape)))
+    return (values * np.ones((1, *shape))).astype(dtype)
+
+
+def setup(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(coded(20, (30, 40), np.uint16), name="fast",
+                     metadata={"fps": 40.0, "bit_depth": 12})  # fmt: skip
+    viewer.add_image(coded(6, (20, 20, 3), np.uint8), name="slow", rgb=True,
+                     metadata={"fps": 10.0})  # fmt: skip
+    viewer.add_image(np.zeros((8, 8)), name="single image")  # no time axis: not offered
+    widget = MosaicWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+def names(widget):
+    return [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
+
+
+def test_widget_is_contributed(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-imseq", "Mosaic")
+    assert isinstance(widget, MosaicWidget)
+
+
+def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
+    viewer, widget = setup(make_napari_viewer)
+    assert names(widget) == ["fast", "slow"]
+    widget.grid.setText("1x2")
+    widget.set_row("slow", offset=0.5)
+    widget.labels.setChecked(True)
+    widget.update_mosaic()
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    layer = widget.layer
+    assert layer is not None and layer in viewer.layers
+    assert type(layer.data).__module__.startswith("dask"), "the layer is lazy"
+    fast, slow = (layer_source(viewer.layers[n]) for n in ("fast", "slow"))
+    want = imseq.mosaic([fast, slow], grid="1x2", offsets=[0, 0.5], labels=True)
+    assert layer.data.shape == want.shape and layer.rgb and layer.data.dtype == want.dtype
+    for k in (0, 15, len(want) - 1):
+        np.testing.assert_array_equal(np.asarray(layer.data[k]), want[k])
+    assert layer.metadata["tiles"][1]["name"] == "slow"
+    assert "2 tiles (1x2)" in widget.status.text()
+
+    # a change updates the same layer, at once on the current frame
+    viewer.dims.set_current_step(0, 7)
+    widget.fit.setCurrentText("pad")
+    widget.grid.setText("2x1")
+    widget.wait()
+    assert [lyr for lyr in viewer.layers if lyr.name.startswith("mosaic")] == [layer]
+    assert layer.data.shape[1:3] == (2 * 30, 40)
+    assert 7 in widget.mosaic._recent, "the current frame was composed off the GUI thread"
+
+    # a file as a source, the layers unticked
+    data = coded(5, (16, 16), np.uint16)
+    imseq.imwrite(tmp_path / "cam.tif", data, fps=20.0)
+    widget.grid.setText("auto")
+    widget.labels.setChecked(False)
+    widget.add_files([tmp_path / "cam.tif"])
+    widget.set_row("fast", use=False)
+    widget.set_row("slow", use=False)
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert widget.layer.data.shape == (5, 16, 16), "gray again: the layer is made anew"
+    assert widget.layer is not layer and widget.layer.rgb is False
+    np.testing.assert_array_equal(np.asarray(widget.layer.data[3]), data[3])
+    assert sum(lyr.name.startswith("mosaic") for lyr in viewer.layers) == 1
+
+    # bad settings: shown in the widget, the layer kept
+    widget.grid.setText("0x0x0")
+    widget.wait()
+    assert "grid" in widget.status.text() and widget.layer in viewer.layers
+    widget.cleanup()
+
+
+def test_layer_source_keeps_fps_timestamps_and_bit_depth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    ts = np.array([0.0, 0.1, 0.3])
+    layer = viewer.add_image(np.zeros((3, 4, 4), np.uint16), name="a",
+                             metadata={"timestamps": ts, "bit_depth": 12})  # fmt: skip
+    seq = layer_source(layer)
+    assert isinstance(seq, ArraySequence) and seq.bit_depth == 12
+    np.testing.assert_array_equal(seq.timestamps, ts)
+    assert seq.path == "a"
