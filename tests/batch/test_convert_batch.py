@@ -125,3 +125,35 @@ def test_segment_parallel_encode_is_frame_exact(tmp_path, client):
         convert_segments(src, dst, client=client, progress=False)
     with pytest.raises(imseq.UnsupportedWriteError):
         convert_segments(src, tmp_path / "x.mp4", client=client, progress=False)
+
+
+def test_ctrl_c_cancels_and_a_rerun_finishes(tmp_path, client):
+    import _thread
+
+    from napari_imseq.batch import BatchInterrupted
+
+    srcs = _sources(tmp_path / "in", 12, frames=40, size=96, seed=4)
+    out = tmp_path / "out"
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(out.glob("*.mkv")):
+            time.sleep(0.02)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(BatchInterrupted, match="cancelled"):
+        convert_batch(srcs, out, "mkv", client=client, progress=False)
+    deadline = time.monotonic() + 30  # the tasks in flight stop (cancel seen within 0.5 s)
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(client.processing().values())
+    finished = sorted(out.glob("*.mkv"))
+    assert 0 < len(finished) < len(srcs)  # stopped part-way; what looks complete is exact
+    for f in finished:
+        _same(tmp_path / "in" / (f.name[:-4] + ".seq"), f)
+    again = convert_batch(srcs, out, "mkv", client=client, progress=False)
+    assert len(again.skipped) == len(finished) and not again.failed
+    for s in srcs:
+        _same(s, out / (os.path.basename(s)[:-4] + ".mkv"))
+    assert not list(out.glob("*.partial"))

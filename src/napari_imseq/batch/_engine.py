@@ -96,14 +96,15 @@ def cluster(
         n = int(workers) if workers else (os.cpu_count() or 1)
         if n < 1:
             raise BatchError(f"workers={workers!r}: a cluster needs at least one worker")
-        local = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0" if _has_dashboard() else None,
-            silence_logs=logging.ERROR,
-        )
+        with _workers_ignore_ctrl_c():
+            local = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0" if _has_dashboard() else None,
+                silence_logs=logging.ERROR,
+            )
         own = Client(local)
     try:
         _announce(own, quiet)
@@ -112,6 +113,24 @@ def cluster(
         own.close()
         if local is not None:
             local.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside inherit an ignored SIGINT: Ctrl-C reaches the whole
+    process group, and the client alone handles it (cancels the tasks, closes the cluster)
+    instead of every worker printing a KeyboardInterrupt traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _has_dashboard() -> bool:
@@ -292,6 +311,7 @@ def run_tasks(
             while len(groups) < limit and submit():
                 pass
     except KeyboardInterrupt:
+        report.seconds = time.perf_counter() - t0
         with contextlib.suppress(Exception):
             Event(cancel_name, client=client).set()
         futures = list(pending.futures) if hasattr(pending, "futures") else []
@@ -300,9 +320,10 @@ def run_tasks(
         if bar is not None:
             bar.close()
         raise BatchInterrupted(
-            f"batch interrupted: {len(report.done)} items finished, {len(report.skipped)} were "
-            f"already complete, the rest were cancelled; outputs being written stay as "
-            f"'.partial' files, which the next run redoes"
+            f"batch interrupted after {report.seconds:.1f} s: {len(report.done)} items were "
+            f"reported finished and {len(report.skipped)} already complete before the "
+            f"interruption, the tasks in flight were cancelled; outputs being written stay as "
+            f"'.partial' files, which the next run redoes (complete outputs are skipped)"
         ) from None
     finally:
         report.seconds = time.perf_counter() - t0
