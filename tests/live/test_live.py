@@ -65,15 +65,15 @@ def iterate_all(rx: Receiver, tx: Sender, frames, timestamps=None) -> list:
 
 
 # ---- end to end ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("codec", ["raw", "lossless"])
-def test_uint16_1024_frames_arrive_bit_exact(codec):
+@pytest.mark.parametrize("codec, checksum", [("raw", None), ("raw", True), ("lossless", None)])
+def test_uint16_1024_frames_arrive_bit_exact(codec, checksum):
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:1024, 0:1024]
     base = (xx * 3 + yy).astype(np.uint16) % 4096
     frames = [(base + rng.integers(0, 40, base.shape)).astype(np.uint16) for _ in range(6)]
     frames.append(rng.integers(0, 65536, base.shape, dtype=np.uint16))  # incompressible
     stamps = [1_700_000_000.0 + 0.01 * i for i in range(len(frames))]
-    tx = Sender("127.0.0.1:0", codec=codec, bit_depth=12)
+    tx = Sender("127.0.0.1:0", codec=codec, bit_depth=12, checksum=checksum)
     with Receiver(tx.address) as rx:
         connected(tx)
         got = iterate_all(rx, tx, frames, stamps)
@@ -269,7 +269,7 @@ def test_sender_killed_and_restarted_receiver_reconnects():
 def _header(**change) -> bytes:
     """A valid 64-byte frame header (uint16 4x4 raw) with fields changed; CRC recomputed
     unless ``crc`` is given."""
-    fields = dict(magic=w.MAGIC, version=w.VERSION, kind=w.FRAME, size=64, index=0,
+    fields = dict(magic=w.MAGIC, version=w.VERSION, kind=w.FRAME | w.KIND_CHECKSUM, size=64, index=0,
                   timestamp=1.0, sent=1.0, dtype=2, codec=0, ndim=2, bits=16,
                   d0=4, d1=4, d2=0, length=32, pcrc=zlib.crc32(bytes(32)))  # fmt: skip
     crc = change.pop("crc", None)
@@ -297,11 +297,12 @@ HOSTILE = {
     + bytes(16),
     "unknown dtype": _header(dtype=77) + bytes(32),
     "unknown codec": _header(codec=9) + bytes(32),
-    "unknown kind": _header(kind=7) + bytes(32),
+    "unknown kind": _header(kind=7 | w.KIND_CHECKSUM) + bytes(32),
     "jpeg of uint16": _header(codec=2) + bytes(32),
     "zero side": _header(d0=0, length=0),
     "four dims": _header(ndim=4),
     "bad payload crc": _header(pcrc=99) + bytes(32),
+    "crc without flag": _header(kind=w.FRAME) + bytes(32),
     "nan timestamp": _header(timestamp=float("nan")) + bytes(32),
 }
 
@@ -327,7 +328,7 @@ def test_hostile_headers_close_the_connection_and_the_receiver_goes_on(caplog):
     assert peak < 16 * 2**20, f"peak {peak} bytes: something allocated beyond the limit"
     text = caplog.text
     for reason in ("bad magic", "version 9", "checksum mismatch", "exceeds max_frame_bytes",
-                   "raw payload", "unknown dtype", "unknown codec", "unknown message kind",
+                   "raw payload", "without the flag", "unknown dtype", "unknown codec", "unknown message kind",
                    "JPEG frame", "impossible frame shape", "not a finite",
                    "does not decode"):  # fmt: skip
         assert reason in text, f"no logged reason {reason!r}"

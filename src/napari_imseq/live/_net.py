@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
+
+import numpy as np
 
 from ._wire import LiveAuthError, LiveError, LiveProtocolError
 
@@ -51,16 +54,21 @@ def require_token_off_loopback(host: str, token) -> None:
         )
 
 
-def recv_exact(sock: socket.socket, n: int, into: bytearray | None = None) -> bytearray:
-    """Read exactly ``n`` bytes (the caller validated ``n``); :class:`ConnectionLost` on EOF."""
-    buf = into if into is not None else bytearray(n)
+#: one system call (GIL released) for a whole payload where the platform allows it
+_WAITALL = getattr(socket, "MSG_WAITALL", 0)
+
+
+def recv_exact(sock: socket.socket, n: int, into=None) -> np.ndarray | bytearray:
+    """Read exactly ``n`` bytes (the caller validated ``n``) into ``into`` or a new uint8
+    array (not zero-filled first); :class:`ConnectionLost` on EOF."""
+    buf = into if into is not None else np.empty(n, np.uint8)
     view = memoryview(buf)
     got = 0
     while got < n:
         try:
-            k = sock.recv_into(view[got:], n - got)
-        except TimeoutError as err:
-            raise ConnectionLost(f"no data for {sock.gettimeout():g} s") from err
+            k = sock.recv_into(view[got:], n - got, _WAITALL)
+        except (TimeoutError, BlockingIOError) as err:  # Python's timeout, or SO_RCVTIMEO
+            raise ConnectionLost("no data within the timeout: the peer is gone or stalled") from err
         except OSError as err:
             raise ConnectionLost(str(err) or type(err).__name__) from err
         if k == 0:
@@ -70,6 +78,21 @@ def recv_exact(sock: socket.socket, n: int, into: bytearray | None = None) -> by
             )  # fmt: skip
         got += k
     return buf
+
+
+def blocking_with_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Make ``sock`` blocking with kernel send/receive timeouts: a whole payload then moves
+    in one system call with the GIL released (a Python-level timeout makes the socket
+    non-blocking, and every partial transfer would have to win the GIL back)."""
+    sec = int(seconds)
+    timeval = struct.pack("ll", sec, int((seconds - sec) * 1e6))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:  # pragma: no cover - a platform without them: Python's timeout
+        sock.settimeout(seconds)
+        return
+    sock.settimeout(None)
 
 
 def tune(sock: socket.socket) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _wire as w
-from ._net import ConnectionLost, parse_address, recv_exact, tune
+from ._net import ConnectionLost, blocking_with_timeouts, parse_address, recv_exact, tune
 from ._record import Recorder
 
 log = logging.getLogger("napari_imseq.live")
@@ -82,6 +82,8 @@ class Receiver:
         is allocated for it.
     buffer : int
         Frames held for iteration before the network thread waits for the iterating code.
+        Until iteration begins, the last ``buffer`` frames (at most ``PRE_ITER_BYTES``) are
+        kept, so a loop started just after the constructor misses nothing.
     timeout : float
         Silence (no frame, no heartbeat) after which the sender is taken as gone.
 
@@ -91,6 +93,9 @@ class Receiver:
     (seconds from sending to arrival; exact only when both sides share a clock), ``codec``
     and ``bit_depth``.
     """
+
+    #: bytes of frames kept for an iteration that has not begun yet
+    PRE_ITER_BYTES = 64 * 2**20
 
     def __init__(
         self,
@@ -126,6 +131,7 @@ class Receiver:
         self._iter_queue: collections.deque = collections.deque()
         self._iter_cond = threading.Condition()
         self._iterating = False
+        self._iter_bytes = 0
         self._buffer = max(1, int(buffer))
         # recording
         self._recorder: Recorder | None = None
@@ -202,8 +208,16 @@ class Receiver:
                     tune(sock)
                     sock.settimeout(self.timeout)
                     self._handshake(sock)
+                    blocking_with_timeouts(sock, self.timeout)
                     self._connections += 1
                     self._last_index = None
+                    with self._iter_cond:  # a new stream: an old end mark is stale
+                        if (
+                            not self._iterating
+                            and self._iter_queue
+                            and self._iter_queue[-1] is _STOP
+                        ):
+                            self._iter_queue.pop()
                     self.connected = True
                     delay = 0.1
                     self._set_status(f"connected to {self.address}")
@@ -246,9 +260,8 @@ class Receiver:
                 continue
             if header.kind == w.END:
                 with self._iter_cond:
-                    if self._iterating:
-                        self._iter_queue.append(_STOP)
-                        self._iter_cond.notify_all()
+                    self._iter_queue.append(_STOP)
+                    self._iter_cond.notify_all()
                 return True
             payload = recv_exact(sock, header.payload_length)
             frame = w.decode_payload(header, payload)
@@ -286,12 +299,26 @@ class Receiver:
             self._latest = (frame, meta)
             self._latest_taken = False
             self._cond.notify_all()
-        if self._iterating:
-            with self._iter_cond:
-                while len(self._iter_queue) >= self._buffer and not self._closed.is_set():
+        with self._iter_cond:
+            queue = self._iter_queue
+            if self._iterating:  # hold the network back until the iterating code catches up
+                while len(queue) >= self._buffer and self._iterating and not self._closed.is_set():
                     self._iter_cond.wait(0.1)
-                self._iter_queue.append((frame, meta))
-                self._iter_cond.notify_all()
+            else:  # nobody iterates yet: keep only the newest few
+                while queue and (
+                    len(queue) >= self._buffer
+                    or self._iter_bytes + frame.nbytes > self.PRE_ITER_BYTES
+                ):
+                    self._pop_iter()
+            queue.append((frame, meta))
+            self._iter_bytes += frame.nbytes
+            self._iter_cond.notify_all()
+
+    def _pop_iter(self):
+        item = self._iter_queue.popleft()
+        if item is not _STOP:
+            self._iter_bytes -= item[0].nbytes
+        return item
 
     # ---- consumers --------------------------------------------------------------------------
     def latest(self, timeout: float | None = None) -> tuple[np.ndarray, dict] | None:
@@ -324,7 +351,7 @@ class Receiver:
                 with self._iter_cond:
                     while not self._iter_queue:
                         self._iter_cond.wait(0.25)
-                    item = self._iter_queue.popleft()
+                    item = self._pop_iter()
                     self._iter_cond.notify_all()
                 if item is _STOP:
                     return
@@ -333,6 +360,7 @@ class Receiver:
             with self._iter_cond:
                 self._iterating = False
                 self._iter_queue.clear()
+                self._iter_bytes = 0
                 self._iter_cond.notify_all()
 
     # ---- recording --------------------------------------------------------------------------

@@ -18,9 +18,87 @@ from typing import Any
 import numpy as np
 
 from . import _wire as w
-from ._net import ConnectionLost, parse_address, recv_exact, require_token_off_loopback, tune
+from ._net import (
+    ConnectionLost,
+    blocking_with_timeouts,
+    parse_address,
+    recv_exact,
+    require_token_off_loopback,
+    tune,
+)
 
 log = logging.getLogger("napari_imseq.live")
+
+
+class _Pool:
+    """Reusable payload buffers for raw frames: no fresh (zero-filled) memory per frame.
+    A buffer returns when every receiver it was queued for has sent it."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.free: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray:
+        with self.lock:
+            while self.free:
+                buf = self.free.pop()
+                if buf.nbytes == nbytes:
+                    return buf
+        return np.empty(nbytes, np.uint8)
+
+    def give(self, buf: np.ndarray) -> None:
+        with self.lock:
+            if len(self.free) < self.keep:
+                self.free.append(buf)
+
+
+class _Message:
+    """One encoded frame shared by every receiver's queue."""
+
+    __slots__ = ("head", "payload", "size", "refs", "buf", "pool")
+
+    def __init__(self, head: bytes, payload=b"", buf=None, pool: _Pool | None = None):
+        self.head, self.payload, self.buf, self.pool = head, payload, buf, pool
+        self.size = len(head) + len(payload)
+        self.refs = 1  # the sender's own, dropped after offering
+
+    def hold(self) -> None:
+        with self.pool.lock if self.pool else _NOLOCK:
+            self.refs += 1
+
+    def release(self) -> None:
+        if self.pool is None:
+            return
+        with self.pool.lock:
+            self.refs -= 1
+            done = self.refs == 0
+        if done:
+            self.pool.give(self.buf)
+
+
+class _NoLock:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOLOCK = _NoLock()
+
+
+def _send_message(sock: socket.socket, head: bytes, payload) -> None:
+    """Header and payload in one system call where possible."""
+    if not len(payload):
+        sock.sendall(head)
+        return
+    sent = sock.sendmsg([head, payload])
+    if sent < len(head):
+        sock.sendall(head[sent:])
+        sock.sendall(payload)
+    elif sent < len(head) + len(payload):
+        sock.sendall(memoryview(payload)[sent - len(head) :])
 
 
 class _Peer:
@@ -39,26 +117,33 @@ class _Peer:
         self.thread = threading.Thread(target=self._run, name=f"imseq-live-peer-{self.name}",
                                        daemon=True)  # fmt: skip
 
-    def offer(self, message: tuple[bytes, bytes]) -> bool:
-        size = len(message[0]) + len(message[1])
+    def offer(self, message: _Message) -> bool:
+        size = message.size
         with self.cond:
             s = self.sender
-            if self.queue and (
+            if self.closing or (self.queue and (
                 len(self.queue) >= s.max_queue or self.queued_bytes + size > s.max_queue_bytes
-            ):
+            )):  # fmt: skip
                 self.dropped += 1
                 return False
+            message.hold()
             self.queue.append(message)
             self.queued_bytes += size
             self.cond.notify()
         return True
 
+    def _discard(self) -> None:
+        with self.cond:
+            while self.queue:
+                self.queue.popleft().release()
+            self.queued_bytes = 0
+
     def close(self, *, flush: bool) -> None:
         with self.cond:
             self.closing = True
-            if not flush:
-                self.queue.clear()
             self.cond.notify()
+        if not flush:
+            self._discard()
 
     def _handshake(self) -> None:
         s = self.sender
@@ -84,7 +169,7 @@ class _Peer:
         s = self.sender
         try:
             self._handshake()
-            self.sock.settimeout(s.send_timeout)
+            blocking_with_timeouts(self.sock, s.send_timeout)
             self.ready = True
             log.info("live: receiver %s connected", self.name)
             while True:
@@ -93,24 +178,27 @@ class _Peer:
                         self.cond.wait(s.heartbeat)
                     if self.queue:
                         message = self.queue.popleft()
-                        self.queued_bytes -= len(message[0]) + len(message[1])
+                        self.queued_bytes -= message.size
                     elif self.closing:
-                        message = (w.pack_header(w.END), b"")
+                        message = _Message(w.pack_header(w.END))
                     else:
-                        message = (w.pack_header(w.HEARTBEAT, sent=time.time()), b"")
-                head, payload = message
-                self.sock.sendall(head)
-                if payload:
-                    self.sock.sendall(payload)
-                if head[5] == w.FRAME:
+                        message = _Message(w.pack_header(w.HEARTBEAT, sent=time.time()))
+                head = message.head
+                try:
+                    _send_message(self.sock, head, message.payload)
+                finally:
+                    message.release()
+                kind = head[5] & ~w.KIND_CHECKSUM
+                if kind == w.FRAME:
                     self.sent += 1
-                elif head[5] == w.END:
+                elif kind == w.END:
                     break
         except (ConnectionLost, OSError, w.LiveError) as err:
             if not self.closing or not isinstance(err, (ConnectionLost, OSError)):
                 log.warning("live: receiver %s disconnected: %s", self.name, err)
         finally:
             self.ready = False
+            self._discard()
             try:
                 self.sock.close()
             except OSError:  # pragma: no cover
@@ -139,6 +227,10 @@ class Sender:
         their contrast from it. Default: the dtype's size.
     quality : int
         JPEG quality (1-100).
+    checksum : bool, optional
+        Send each payload's CRC-32 for the receivers to check. Default: on for the
+        compressed codecs, off for raw (TCP's own checksums cover the transfer, and a CRC
+        costs a pass over the frame's memory at both ends, which limits raw throughput).
     max_queue, max_queue_bytes : int
         Per receiver: frames waiting to be sent; beyond them a frame is dropped for that
         receiver only (counted in :attr:`stats`).
@@ -159,6 +251,7 @@ class Sender:
         fps: float | None = None,
         bit_depth: int | None = None,
         quality: int = 90,
+        checksum: bool | None = None,
         max_queue: int = 16,
         max_queue_bytes: int = 128 * 2**20,
         max_frame_bytes: int = w.MAX_FRAME_BYTES,
@@ -174,11 +267,13 @@ class Sender:
         require_token_off_loopback(host, token)
         self.codec, self.token, self.fps, self.bit_depth = codec, token, fps, bit_depth
         self.quality = int(quality)
+        self.checksum = codec != "raw" if checksum is None else bool(checksum)
         self.max_queue, self.max_queue_bytes = max(1, int(max_queue)), int(max_queue_bytes)
         self.max_frame_bytes = int(max_frame_bytes)
         self.heartbeat, self.handshake_timeout = heartbeat, handshake_timeout
         self.send_timeout = send_timeout
         self._peers: list[_Peer] = []
+        self._pool = _Pool(self.max_queue + 4)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._index = 0
@@ -238,11 +333,14 @@ class Sender:
                 self._peers.remove(peer)
                 self._dropped_total += peer.dropped
 
-    def send(self, frame: Any, timestamp: float | None = None) -> int:
+    def send(self, frame: Any, timestamp: float | None = None, *, copy: bool = True) -> int:
         """Stream one frame to every connected receiver; return its index in the stream.
 
         Never waits for a receiver. ``timestamp``: seconds since the epoch (default: now).
         The frame is copied (or encoded) before this returns, so the caller may reuse it.
+        ``copy=False`` (raw codec) skips that copy and queues the array itself: only for
+        arrays nobody changes afterwards, such as the new array a reader or camera returns
+        for each frame; it saves one pass over the frame's memory.
         """
         if self._closed.is_set():
             raise w.LiveError("the sender is closed; create a new Sender to stream again")
@@ -258,12 +356,24 @@ class Sender:
             peers = [p for p in self._peers if p.ready]
         if not peers:
             return index
-        payload = w.encode_payload(frame, self.codec, quality=self.quality)
+        buf = pool = None
+        dt = frame.dtype.newbyteorder("<") if frame.dtype.itemsize > 1 else frame.dtype
+        if self.codec == "raw" and not copy and frame.flags.c_contiguous and frame.dtype == dt:
+            payload = frame.reshape(-1).view(np.uint8).data  # the caller's array, no copy
+        elif self.codec == "raw":  # one copy, into a reused buffer
+            buf, pool = self._pool.take(frame.nbytes), self._pool
+            np.copyto(buf.view(dt).reshape(frame.shape), frame)
+            payload = buf.data
+        else:
+            payload = w.encode_payload(frame, self.codec, quality=self.quality)
         bits = self.bit_depth or (frame.dtype.itemsize * 8 if frame.dtype.kind in "ui" else 0)
         head = w.pack_header(w.FRAME, index, ts, now, frame.dtype, self.codec, frame.shape,
-                             min(bits, frame.dtype.itemsize * 8), payload)  # fmt: skip
+                             min(bits, frame.dtype.itemsize * 8), payload,
+                             checksum=self.checksum)  # fmt: skip
+        message = _Message(head, payload, buf, pool)
         for peer in peers:
-            peer.offer((head, payload))
+            peer.offer(message)
+        message.release()
         self._sent_frames += 1
         return index
 

@@ -21,6 +21,8 @@ class PatternSource:
     """A moving test pattern: diagonal ramp, a bright square that travels, the frame number
     as a bar code in the first row, and a little noise (so compression has work to do)."""
 
+    reuses_arrays = False
+
     def __init__(self, shape=(1024, 1024), dtype="uint16", bit_depth=12, fps=30.0, seed=0):
         self.shape, self.dtype, self.fps = tuple(shape), np.dtype(dtype), float(fps)
         self.bit_depth = bit_depth if self.dtype.kind in "ui" else 0
@@ -53,6 +55,8 @@ class PatternSource:
 class FileSource:
     """Frames of any file :func:`napari_imseq.open_sequence` reads, with its timestamps."""
 
+    reuses_arrays = False  # every frame read is a new array: sent without a copy
+
     def __init__(self, path: str, *, loop: bool = False):
         from ..io._registry import open_sequence
 
@@ -74,6 +78,8 @@ class FileSource:
 
 class CameraSource:
     """An OpenCV camera (``camera`` or ``camera:N``); BGR frames are sent as RGB."""
+
+    reuses_arrays = False
 
     def __init__(self, number: int = 0):
         import cv2
@@ -134,6 +140,7 @@ def serve(
 ) -> int:
     """Send ``source``'s frames at ``fps`` (default: the source's); return frames sent."""
     rate = fps or getattr(source, "fps", None) or 30.0
+    reused = getattr(source, "reuses_arrays", True)  # else each frame is a new array
     period = 1.0 / rate
     start = time.monotonic()
     sent = 0
@@ -149,6 +156,6 @@ def serve(
             time.sleep(delay)
         elif delay < -1.0:  # far behind (slow source): do not burst to catch up
             start = time.monotonic() - i * period
-        sender.send(frame, ts)
+        sender.send(frame, ts, copy=not reused)
         sent += 1
     return sent
