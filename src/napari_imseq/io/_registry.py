@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 
+from . import _formats
 from ._base import (
     Sequence,
     SequenceFormatError,
@@ -16,52 +16,66 @@ from ._base import (
 from ._source import is_url
 
 
-@functools.cache
-def _formats() -> tuple[type[Sequence], ...]:
-    from .folder import ImageFolder
-    from .seq import SeqFile
-    from .tiff import TiffStack
-
-    readers: list[type[Sequence]] = [SeqFile, TiffStack]
-    try:
-        from .video import VideoFile
-    except ImportError:  # pragma: no cover - PyAV missing
-        pass
-    else:
-        readers.append(VideoFile)
-    from .zarr_ import ZarrSequence
-
-    readers += [ZarrSequence, ImageFolder]
-    return tuple(readers)
-
-
 def formats() -> list[type[Sequence]]:
-    """Every reader class, in the order their content checks are tried."""
-    return list(_formats())
+    """Every reader class, in the order their content checks are tried (the format registry,
+    :mod:`napari_imseq.io._formats`)."""
+    return _formats.readers()
 
 
-def find_format(path: str | os.PathLike) -> type[Sequence] | None:
-    """The reader class for ``path``, or None; never raises."""
+def find_format(
+    path: str | os.PathLike | None = None,
+    *,
+    head: bytes | None = None,
+    name: str | os.PathLike | None = None,
+    format: str | None = None,
+) -> type[Sequence] | None:
+    """The reader class for some content, or None; never raises.
+
+    * ``path``: a local file (its first bytes are read) or folder (each folder format is
+      asked); a missing path, a FIFO, a device or a socket gives None.
+    * ``head``: the first bytes of content that has no local path (bytes, a file object, a
+      URL): detection by content needs no file name.
+    * ``name``: a file name or URL whose extension decides when the content is not recognised
+      (or not given).
+    * ``format``: a format name, alias or extension (``"tiff"``, ``"mkv"``, ``".seq"``); it
+      decides alone.
+    """
+    if format is not None:
+        fmt = _formats.lookup(format)
+        return fmt.reader if fmt is not None else None
+    cls = _by_content(path) if path is not None else None
+    if cls is None and head is not None:
+        fmt = _formats.sniff(bytes(head))
+        cls = fmt.reader if fmt is not None else None
+    if cls is None and name is not None:
+        try:
+            fmt = _formats.by_name(name)
+        except (TypeError, ValueError):
+            fmt = None
+        cls = fmt.reader if fmt is not None else None
+    return cls
+
+
+def _by_content(path: str | os.PathLike) -> type[Sequence] | None:
     try:
         path = os.fspath(path)
         mode = os.stat(path).st_mode  # never open a FIFO or a device: it can block forever
     except (OSError, TypeError, ValueError):
         return None
     if stat.S_ISDIR(mode):
-        head = None
-    elif stat.S_ISREG(mode):
-        head = read_head(path)
-        if head is None:
-            return None
-    else:
+        for fmt in _formats.formats():
+            if fmt.folder and fmt.reader is not None:
+                try:
+                    if fmt.reader.can_read(path):
+                        return fmt.reader
+                except Exception:  # a check must never take the caller down
+                    continue
         return None
-    for cls in _formats():
-        try:
-            if cls.sniff(head) if head is not None else cls.can_read(path):
-                return cls
-        except Exception:  # a sniff must never take the caller down
-            continue
-    return None
+    if not stat.S_ISREG(mode):
+        return None
+    head = read_head(path)
+    fmt = _formats.sniff(head) if head is not None else None
+    return fmt.reader if fmt is not None else None
 
 
 def open_sequence(path: str | os.PathLike, **options) -> Sequence:

@@ -61,7 +61,7 @@ class TargetWriter:
         storage_options: dict | None = None,
         **options: Any,
     ):
-        from ._writer import OverwriteRefusedError, UnsupportedWriteError, writer_for
+        from ._writer_base import OverwriteRefusedError, UnsupportedWriteError, writer_for
 
         self.target = target
         self.url = target if isinstance(target, str) else None
@@ -150,7 +150,7 @@ class TargetWriter:
         return self._inner.abort()
 
     def _copy_to_file(self) -> None:
-        from ._writer import SequenceWriteError
+        from ._writer_base import SequenceWriteError
 
         try:
             with open(self._inner.path, "rb") as f:

@@ -1,4 +1,7 @@
-"""Streaming writers: the shared protocol, the safety rules, and ``open_writer``/``imwrite``.
+"""The writer base: the protocol every format's writer implements, and the safety rules.
+
+Format modules subclass :class:`Writer` from here; ``open_writer``/``imwrite`` (which choose a
+writer through the format registry) are in :mod:`napari_imseq.io._writer`.
 
 Every writer
 
@@ -26,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import Sequence, SequenceError
+from ._base import SequenceError
 
 __all__ = [
     "FrameMismatchError",
@@ -34,8 +37,6 @@ __all__ = [
     "SequenceWriteError",
     "UnsupportedWriteError",
     "Writer",
-    "imwrite",
-    "open_writer",
 ]
 
 #: the frame rates a writer accepts (inclusive): one frame per ~11.6 days to 1e9 frames/s
@@ -148,7 +149,9 @@ def _holds_working_folder(path: str) -> bool:
 def _our_entries(path: str) -> set[str] | None:
     """The names inside folder ``path`` that napari-imseq wrote, or None when one of our
     folder writers did not make it (recognised by its layout: zarr attributes, a marker)."""
-    for w in _writers():
+    from ._formats import writers
+
+    for w in writers():
         if w.directory:
             owned = w.owned_entries(path)
             if owned is not None:
@@ -599,147 +602,26 @@ def auto_display_range(frames: Any, path: str = "") -> tuple[float, float]:
     return lo, hi
 
 
-# ---- choosing a writer -----------------------------------------------------------------------
-def _writers() -> list[type[Writer]]:
-    from .folder import FolderWriter
-    from .seq import SeqWriter
-    from .tiff import TiffWriter
-    from .video import VideoWriter
-    from .zarr_ import ZarrWriter
-
-    return [VideoWriter, TiffWriter, ZarrWriter, SeqWriter, FolderWriter]
-
-
+# ---- choosing a writer (through the format registry) ----------------------------------------
 def writer_for(path: str, format: str | None = None) -> type[Writer]:
-    """The writer class for ``path``'s extension (or the named ``format``)."""
-    writers = _writers()
+    """The writer class for ``path``'s extension (or the named ``format``: a format name,
+    alias or extension, as for reading)."""
+    from . import _formats
+
     if format:
-        key = format.lower().lstrip(".")
-        for w in writers:
-            if key == w.format_name or "." + key in w.extensions:
-                return w
-        names = sorted({w.format_name for w in writers})
-        raise UnsupportedWriteError(
-            f"{path}: unknown output format {format!r}; choose from {names}"
-        )
-    if path.endswith(("/", os.sep)):
-        return next(w for w in writers if w.format_name == "folder")
-    low = path.lower()
-    for w in writers:
-        if any(low.endswith(ext) for ext in w.extensions):
-            return w
-    exts = sorted({e for w in writers for e in w.extensions})
-    raise UnsupportedWriteError(
-        f"{path}: no writer for this extension; use one of {', '.join(exts)} or pass format="
-    )
-
-
-def open_writer(
-    path: str | os.PathLike,
-    *,
-    fps: float | None = None,
-    overwrite: bool = False,
-    format: str | None = None,
-    **options: Any,
-) -> Writer:
-    """A streaming writer for ``path``, chosen by its extension (or ``format=``).
-
-    Options by format: video (``codec``, ``crf``, ``preset``, ``display_range``, ``gop``),
-    TIFF (``compression``, ``bigtiff``, ``imagej``), zarr (``compression``), SEQ
-    (``bit_depth``), image folders (``image_format``). See the writer classes.
-    """
-    from ._target import TargetWriter, is_target_path, local_target
-
-    path = local_target(path)  # file:// URLs are local paths
-    if not is_target_path(path):  # a binary file object or a URL (memory://, s3:// ...)
-        return TargetWriter(path, fps=fps, overwrite=overwrite, format=format, **options)
-    path = os.fspath(path)
-    return writer_for(path, format)(path, fps=fps, overwrite=overwrite, **options)
-
-
-def _frames_of(
-    data: Any,
-    path: str = "",
-) -> tuple[Iterable[np.ndarray], int | None, np.ndarray | None, float | None]:
-    """(frames, count, timestamps, fps) for an array, dask array, Sequence or iterable."""
-    if isinstance(data, Sequence):
-        return data.iter_frames(), len(data), data.timestamps, data.fps
-    if hasattr(data, "dask") and hasattr(data, "chunks"):  # a dask array: chunk by chunk
-
-        def chunks():
-            start = 0
-            for size in data.chunks[0]:
-                block = np.asarray(data[start : start + size].compute())
-                start += size
-                yield from block
-
-        return chunks(), data.shape[0], None, None
-    if isinstance(data, np.ndarray):
-        if data.ndim < 3:
+        fmt = _formats.lookup(format, write=True)
+        if fmt is None or fmt.writer is None:
+            names = sorted(f.name for f in _formats.formats() if f.writer is not None)
             raise UnsupportedWriteError(
-                f"{path}: an array of shape {data.shape} is not a sequence of images; it takes "
-                f"frames along the first axis: (T, Y, X) or (T, Y, X, C)"
+                f"{path}: unknown output format {format!r}; choose from {names}"
             )
-        return iter(data), data.shape[0], None, None
-    try:
-        return iter(data), None, None, None
-    except TypeError:
+        return fmt.writer
+    if path.endswith(("/", os.sep)):
+        return _formats.lookup("folder").writer
+    fmt = _formats.by_name(path, write=True)
+    if fmt is None:
+        exts = sorted({e for w in _formats.writers() for e in w.extensions})
         raise UnsupportedWriteError(
-            f"{path}: imwrite takes a numpy or dask array, a Sequence or an iterable of frames, not "
-            f"{type(data).__name__}"
-        ) from None
-
-
-def source_timing(
-    source: str, dst: str, timestamps: Any, fps: Any
-) -> tuple[np.ndarray | None, float | None]:
-    """A source's timestamps and fps as a writer accepts them: a damaged header's rate (NaN,
-    0, negative) is dropped, and non-finite timestamps are replaced by the rate, with a
-    :class:`SequenceWarning`."""
-    import warnings
-
-    from ._base import SequenceWarning
-
-    try:
-        rate = float(fps) if fps is not None else None
-    except (TypeError, ValueError):
-        rate = None
-    if rate is not None and not (math.isfinite(rate) and FPS_RANGE[0] <= rate <= FPS_RANGE[1]):
-        rate = None
-    if timestamps is not None and not np.all(np.isfinite(np.asarray(timestamps, float))):
-        warnings.warn(
-            f"{source}: some frame timestamps are not finite numbers; {dst} gets evenly spaced "
-            f"times from the frame rate instead",
-            SequenceWarning,
-            stacklevel=3,
+            f"{path}: no writer for this extension; use one of {', '.join(exts)} or pass format="
         )
-        timestamps = None
-    return timestamps, rate
-
-
-def imwrite(path: str | os.PathLike, data: Any, **options: Any) -> Writer:
-    """Write a numpy array, a dask array (chunk by chunk), a Sequence or frames from an iterable.
-
-    ``display_range="auto"`` (for 8-bit outputs of wider data) is estimated from a subsample
-    when ``data`` supports indexing. Returns the closed writer (``.count``, ``.path`` ...).
-    """
-    from ._target import target_name
-
-    name = target_name(path)  # a path, a URL or a file object
-    frames, _, timestamps, fps = _frames_of(data, name)
-    if (
-        options.get("display_range") == "auto"
-        and hasattr(data, "__getitem__")
-        and hasattr(data, "__len__")
-    ):
-        options["display_range"] = auto_display_range(data, name)
-    if isinstance(data, Sequence):
-        timestamps, fps = source_timing(data.path, name, timestamps, fps)
-    if fps is not None:
-        options.setdefault("fps", fps)
-    writer = open_writer(path, **options)
-    with writer:
-        ts = iter(timestamps) if timestamps is not None else None
-        for frame in frames:
-            writer.write(frame, next(ts) if ts is not None else None)
-    return writer
+    return fmt.writer

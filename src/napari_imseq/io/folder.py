@@ -222,7 +222,7 @@ class ImageFolder(Sequence):
 
 
 # ---- writing -------------------------------------------------------------------------------
-from ._writer import Writer, read_small_file  # noqa: E402
+from ._writer_base import Writer, read_small_file  # noqa: E402
 
 
 class FolderWriter(Writer):
@@ -296,3 +296,9 @@ class FolderWriter(Writer):
 
             rgb = frame.ndim == 3 and frame.shape[2] in (3, 4)
             tifffile.imwrite(name, frame, photometric="rgb" if rgb else "minisblack")
+
+
+# ---- registration (napari_imseq.io._formats) -----------------------------------------------
+from ._formats import register  # noqa: E402
+
+register("folder", reader=ImageFolder, writer=FolderWriter, aliases=("image-folder",))

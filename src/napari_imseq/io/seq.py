@@ -27,7 +27,7 @@ from ._base import (
     check_frame_size,
     open_regular,
 )
-from ._writer import Writer
+from ._writer_base import Writer
 
 MAGIC = 0xFEED
 HEADER_SIZE = 1024
@@ -653,3 +653,9 @@ def write_seq(
         for frame in frames:
             w.write(frame, next(ts) if ts is not None else None)
     return w.count
+
+
+# ---- registration (napari_imseq.io._formats) -----------------------------------------------
+from ._formats import register  # noqa: E402
+
+register("seq", reader=SeqFile, writer=SeqWriter, aliases=("norpix-seq",))

@@ -490,7 +490,7 @@ class TiffStack(Sequence):
 
 
 # ---- writing -------------------------------------------------------------------------------
-from ._writer import Writer  # noqa: E402
+from ._writer_base import Writer  # noqa: E402
 
 
 class TiffWriter(Writer):
@@ -626,3 +626,9 @@ class TiffWriter(Writer):
             tifffile.tiffcomment(self.partial, desc)
         elif self.count:
             tifffile.tiffcomment(self.partial, self._shaped(self.count))
+
+
+# ---- registration (napari_imseq.io._formats) -----------------------------------------------
+from ._formats import register  # noqa: E402
+
+register("tiff", reader=TiffStack, writer=TiffWriter, aliases=("tif",))

@@ -21,7 +21,7 @@ from ._base import (
     check_path,
     dependency_errors,
 )
-from ._writer import Writer
+from ._writer_base import Writer
 
 
 def _is_zarr_dir(path: str) -> bool:
@@ -211,7 +211,7 @@ class ZarrWriter(Writer):
         """Our layout: a zarr v3 group whose attributes name napari-imseq as the writer."""
         import json
 
-        from ._writer import read_small_file
+        from ._writer_base import read_small_file
 
         try:
             meta = json.loads(read_small_file(os.path.join(path, "zarr.json"), 1 << 20) or b"")
@@ -278,3 +278,9 @@ class ZarrWriter(Writer):
         self._frames[n] = frame
         self._times.resize((n + 1,))
         self._times[n] = timestamp
+
+
+# ---- registration (napari_imseq.io._formats) -----------------------------------------------
+from ._formats import register  # noqa: E402
+
+register("zarr", reader=ZarrSequence, writer=ZarrWriter)

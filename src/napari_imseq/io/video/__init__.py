@@ -44,3 +44,8 @@ from ._reader import _INDEX_ARRAYS, _INDEX_KIND, VideoFile  # noqa: F401
 from ._writer import VideoWriter
 
 __all__ = ["VideoFile", "VideoWriter"]
+
+# ---- registration (napari_imseq.io._formats) -----------------------------------------------
+from .._formats import register  # noqa: E402
+
+register("video", reader=VideoFile, writer=VideoWriter)

@@ -6,15 +6,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._base import SequenceFormatError
 from ._index import _ffv1_slices_intact
-
-if TYPE_CHECKING:
-    from ._reader import VideoFile
 
 #: seeks that land after the target (or somewhere unknown) before a read starts from the top
 _SEEK_ATTEMPTS = 3
@@ -42,7 +38,7 @@ class _Decoder:
     timestamps say. Where a seek landed is checked, never assumed.
     """
 
-    def __init__(self, owner: VideoFile, thread_type: str):
+    def __init__(self, owner, thread_type: str):  # owner: the VideoFile read through it
         self.owner = owner
         self.lock = threading.Lock()
         self.closed = False
