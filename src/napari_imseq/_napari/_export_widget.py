@@ -53,6 +53,9 @@ FORMATS = {
 }
 CODECS = ["auto", "ffv1", "png", "rawvideo", "libx264", "libvpx-vp9", "mjpeg"]
 _LOSSY = ("libx264", "libvpx-vp9", "mjpeg")
+#: x264's speed presets, fastest first ("default": the encoder's own, medium)
+PRESETS = ["default", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+           "slower", "veryslow"]  # fmt: skip
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -129,6 +132,13 @@ class ExportWidget(QWidget):
         self.crf.setRange(-1, 63)
         self.crf.setValue(-1)
         self.crf.setSpecialValueText("default")
+        self.preset = QComboBox()
+        self.preset.addItems(PRESETS)
+        self.preset.setToolTip(
+            "H.264 encoder speed: faster presets encode several times faster (veryfast: about "
+            "2.5x less encoder CPU than the default, medium) for a slightly larger file at the "
+            "same CRF; slower ones make smaller files"
+        )
         self.overwrite = QCheckBox("Overwrite")
         self.ov_time = QCheckBox("timestamp")
         self.ov_bar = QCheckBox("scale bar")
@@ -164,6 +174,8 @@ class ExportWidget(QWidget):
         quality.addWidget(self.codec)
         quality.addWidget(QLabel("CRF"))
         quality.addWidget(self.crf)
+        quality.addWidget(QLabel("speed"))
+        quality.addWidget(self.preset)
         form.addRow("Codec", quality)
         overlays = QHBoxLayout()
         overlays.addWidget(self.ov_time)
@@ -186,6 +198,8 @@ class ExportWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.browse.clicked.connect(self._browse)
         self.path.textChanged.connect(self._describe_format)
+        self.path.textChanged.connect(lambda *_: self._enable_preset())
+        self.codec.currentTextChanged.connect(lambda *_: self._enable_preset())
         self.all_visible.toggled.connect(self._refresh)
         self.mode.currentTextChanged.connect(self._refresh)
         self.layer_list.itemChanged.connect(lambda *_: self._describe_plan())
@@ -193,6 +207,7 @@ class ExportWidget(QWidget):
             getattr(self.viewer.layers.events, event).connect(self._refresh)
         self.viewer.dims.events.ndim.connect(self._refresh)
         self._refresh()
+        self._enable_preset()
 
     # ---- state shown in the widget -----------------------------------------------------------
     def _refresh(self, *_: Any) -> None:
@@ -238,6 +253,15 @@ class ExportWidget(QWidget):
         self.format_label.setText(FORMATS.get(ext, "folder of images" if text.endswith("/") else
                                                "unknown extension"))  # fmt: skip
 
+    def _h264(self) -> bool:
+        """Whether the output is H.264 (the codec chosen, or .mp4's default)."""
+        codec = self.codec.currentText()
+        ext = os.path.splitext(self.path.text().strip())[1].lower()
+        return codec == "libx264" or (codec == "auto" and ext in (".mp4", ".m4v"))
+
+    def _enable_preset(self) -> None:
+        self.preset.setEnabled(self._h264())
+
     def _describe_plan(self) -> None:
         """State the fps that will be used and the layers napari's renderer will draw."""
         layers = self.chosen_layers()
@@ -281,6 +305,8 @@ class ExportWidget(QWidget):
             opts["codec"] = self.codec.currentText()
         if self.crf.value() >= 0:
             opts["crf"] = self.crf.value()
+        if self._h264() and self.preset.currentText() != "default":
+            opts["preset"] = self.preset.currentText()
         if rendered:
             if self.region.currentIndex() == 1:
                 opts["region"] = "view"
