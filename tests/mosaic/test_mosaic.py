@@ -290,7 +290,7 @@ def test_opening_reads_no_pixels(three, monkeypatch):
     monkeypatch.setattr(SeqFile, "_read", lambda self, i: calls.append(i) or original(self, i))
     Counting.reads = 0
     counted = Counting(np.zeros((30, 36, 36), np.float32), fps=24.0)
-    m = mosaic([sources[0], sources[1], counted], labels=True, time_labels=True,
+    m = mosaic([sources[0], sources[1], counted], labels=True, time_labels=True, recent=2,
                pipelines=[[("gaussian", {"sigma": 1.0})], None, None])  # fmt: skip
     _ = len(m), m.shape, m.dtype, m.metadata, m.timestamps, m.to_dask(), m.bit_depth
     pickle.dumps(m)

@@ -293,6 +293,7 @@ class MosaicWidget(QWidget):
             "labels": [t if t else (True if use_names else None) for t in labels],
             "time_labels": self.time_labels.isChecked(),
             "gray": self.gray.currentText(),
+            "recent": 2,  # the frame composed in the worker is shown without composing again
         }
         cell = self.cell.text().strip()
         if cell and cell.lower() != "auto":

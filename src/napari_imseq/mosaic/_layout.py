@@ -175,6 +175,15 @@ def place(frame_hw: tuple[int, int], cell: Box, fit: str, name: str) -> Placemen
     return Placement(cell, box, (slice(y0, y0 + kh), slice(x0, x0 + kw)), None)
 
 
+def disjoint(boxes: list[Box]) -> bool:
+    """True when no two boxes share a pixel (tiles can then be pasted in any order)."""
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if a.y < b.y + b.h and b.y < a.y + a.h and a.x < b.x + b.w and b.x < a.x + a.w:
+                return False
+    return True
+
+
 def label_size(cell: Box) -> int:
     """Text height for labels in ``cell``: readable, and small enough to fit."""
     return int(max(8, min(32, cell.h // 12, cell.w // 8)))

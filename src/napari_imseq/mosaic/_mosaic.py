@@ -22,8 +22,6 @@ if TYPE_CHECKING:  # transforms import scipy and OpenCV: only when a tile needs 
 
 __all__ = ["MosaicSequence", "mosaic"]
 
-#: composed frames kept in memory (the newest few: a preview shown again, napari re-slicing)
-RECENT_FRAMES = 4
 #: bumped when the composition changes, so old cache stores are not reused
 _CACHE_VERSION = 1
 
@@ -162,51 +160,51 @@ class _Tile:
         self.timestamps = seq.timestamps
 
     def frame(self, j: int) -> np.ndarray:
+        """Frame ``j`` through the tile's pipeline, cut and resized to its box; gray stays
+        gray (replicated when pasted) and the dtype is converted only when scaled."""
         frame = self.seq[j]
         if self.pipeline is not None:
             t = float(self.timestamps[j]) if self.timestamps is not None else None
             frame = self.pipeline(frame, index=j, timestamp=t)
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[..., 0]
-        frame = self._colour(frame)
-        frame = self._convert(frame)
-        return self._fit(frame)
-
-    def _colour(self, frame: np.ndarray) -> np.ndarray:
-        if self.out_channels == self.channels:
-            return frame
-        if self.channels == 0:
-            if self.gray not in (None, "replicate"):
-                from ..transforms.colour import apply_colormap
-
-                hi = _top(frame.dtype, self.bits)
-                frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, hi))
-            else:
-                frame = np.repeat(frame[..., None], 3, axis=2)
-        if self.out_channels == 4 and frame.shape[2] == 3:  # opaque alpha
-            alpha = np.full(frame.shape[:2] + (1,), _top(frame.dtype, 64), frame.dtype)
-            frame = np.concatenate([frame, alpha], axis=2)
-        return frame
-
-    def _convert(self, frame: np.ndarray) -> np.ndarray:
-        if frame.dtype == self.out_dtype:
-            return frame
-        if self.scale is None:
-            return frame.astype(self.out_dtype)
-        from ..transforms._registry import restore
-
-        lo, hi, top = self.scale
-        values = (frame.astype(np.float64) - lo) * (top / (hi - lo))
-        return restore(np.clip(values, 0, top), self.out_dtype)
-
-    def _fit(self, frame: np.ndarray) -> np.ndarray:
         p = self.placement
-        frame = frame[p.crop]
+        frame = frame[p.crop]  # fitted first: colour and type work on the smaller frame
         if p.resize is not None:
             from ..transforms.geometry import resize
 
             frame = resize(frame, shape=p.resize, interpolation=self.interpolation)
+        if self.out_channels and not self.channels and self.gray not in (None, "replicate"):
+            from ..transforms.colour import apply_colormap
+
+            frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, self._top_in))
+        if self.scale is not None and frame.dtype != self.out_dtype:
+            from ..transforms._registry import restore
+
+            lo, hi, top = self.scale
+            values = (frame.astype(np.float64) - lo) * (top / (hi - lo))
+            frame = restore(np.clip(values, 0, top), self.out_dtype)
         return frame
+
+    @property
+    def _top_in(self) -> float:
+        return _top(self.dtype, self.bits)
+
+    def paste(self, out: np.ndarray, pixels: np.ndarray) -> None:
+        """Write ``pixels`` (from :meth:`frame`) into the tile's box of ``out``: gray is
+        replicated into colour, colour gets an opaque alpha in RGBA mosaics, the value is cast
+        to the mosaic's type (checked lossless when the mosaic was made)."""
+        region = out[self.placement.box.slices]
+        if out.ndim == 2:
+            region[...] = pixels
+            return
+        colour = region[..., :3] if out.shape[2] == 4 else region
+        colour[...] = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+        if out.shape[2] == 4:
+            if pixels.ndim == 3 and pixels.shape[2] == 4:
+                region[..., 3] = pixels[..., 3]
+            else:
+                region[..., 3] = _top(out.dtype, 64)
 
 
 # ---- the sequence --------------------------------------------------------------------------------
@@ -248,6 +246,7 @@ class MosaicSequence(Sequence):
         pipelines: Any = None,
         cache: str | os.PathLike | None = None,
         threads: int | None = None,
+        recent: int = 0,
         source_fps: Any = None,
         _owned: bool = False,
     ):
@@ -284,7 +283,7 @@ class MosaicSequence(Sequence):
         self._kwargs = {k: args[k] for k in (
             "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
             "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
-            "dtype", "pipelines", "cache", "threads")}  # fmt: skip
+            "dtype", "pipelines", "cache", "threads", "recent")}  # fmt: skip
         a = self._kwargs
         if a["fit"] not in _layout.FITS:
             raise MosaicError(f"mosaic: fit must be one of {_layout.FITS}, not {a['fit']!r}")
@@ -329,6 +328,10 @@ class MosaicSequence(Sequence):
         if threads is not None and (int(threads) != threads or threads < 1):
             raise MosaicError(f"mosaic: threads must be a positive whole number, not {threads!r}")
         self._threads = int(threads) if threads else min(len(self._tiles), 8)
+        recent = a["recent"]
+        if not isinstance(recent, (int, np.integer)) or recent < 0:
+            raise MosaicError(f"mosaic: recent must be a whole number >= 0, not {recent!r}")
+        self._keep = int(recent)
         self._fingerprint: str | None = None
         self._cache = None
         if a["cache"] is not None:
@@ -408,6 +411,7 @@ class MosaicSequence(Sequence):
             self.grid = (rows, cols)
         for t, cell in zip(self._tiles, cells, strict=True):
             t.placement = _layout.place(t.shape[:2], cell, a["fit"], t.name)
+        self._disjoint = _layout.disjoint([t.placement.box for t in self._tiles])
         self._frame_shape = (h, w, self._channels) if self._channels else (h, w)
         from ..io._base import check_frame_size
 
@@ -480,7 +484,7 @@ class MosaicSequence(Sequence):
         if self._fingerprint is None:
             from dask.base import tokenize
 
-            kw = {k: v for k, v in self._kwargs.items() if k not in ("cache", "threads")}
+            kw = {k: v for k, v in self._kwargs.items() if k not in ("cache", "threads", "recent")}
             kw["pipelines"] = [None if t.pipeline is None else t.pipeline.to_json()
                                for t in self._tiles]  # fmt: skip
             self._fingerprint = tokenize(
@@ -538,33 +542,47 @@ class MosaicSequence(Sequence):
             ) from err
 
     def _read(self, index: int) -> np.ndarray:
-        with self._recent_lock:
-            hit = self._recent.get(index)
-            if hit is not None:
-                self._recent.move_to_end(index)
-                return hit.copy()
+        if self._keep:
+            with self._recent_lock:
+                hit = self._recent.get(index)
+                if hit is not None:
+                    self._recent.move_to_end(index)
+                    return hit.copy()
         out = self._cache.get(index) if self._cache is not None else None
         if out is None:
             out = self._compose(index)
             if self._cache is not None:
                 self._cache.put(index, out)
-        with self._recent_lock:
-            self._recent[index] = out.copy()
-            while len(self._recent) > RECENT_FRAMES:
-                self._recent.popitem(last=False)
+        if self._keep:
+            with self._recent_lock:
+                self._recent[index] = out.copy()
+                while len(self._recent) > self._keep:
+                    self._recent.popitem(last=False)
         return out
+
+    def _tile_into(self, out: np.ndarray, job: tuple[int, int, int]) -> None:
+        self._tiles[job[1]].paste(out, self._tile_pixels(job))
 
     def _compose(self, index: int) -> np.ndarray:
         frames = self.timeline.frame(index)
         jobs = [(index, s, j) for s, j in enumerate(frames) if j >= 0]
-        if len(jobs) > 1 and self._threads > 1:
-            pixels = list(self._executor().map(self._tile_pixels, jobs))
-        else:
-            pixels = [self._tile_pixels(job) for job in jobs]
         out = np.empty(self._frame_shape, self._dtype)
-        out[...] = self._background if self._channels else self._background[0]
-        for (_, s, _), tile in zip(jobs, pixels, strict=True):
-            out[self._tiles[s].placement.box.slices] = tile
+        bg = self._background
+        if np.all(bg == bg[0]):
+            out.fill(bg[0])  # a memset, where broadcasting a per-channel value is 10x slower
+        else:
+            out[...] = bg
+        if len(jobs) > 1 and self._threads > 1:
+            pool = self._executor()
+            if self._disjoint:  # each thread reads, fits and pastes its own tile
+                for future in [pool.submit(self._tile_into, out, job) for job in jobs]:
+                    future.result()
+            else:  # overlapping boxes: pasted in source order, later tiles on top
+                for job, pixels in zip(jobs, pool.map(self._tile_pixels, jobs), strict=True):
+                    self._tiles[job[1]].paste(out, pixels)
+        else:
+            for job in jobs:
+                self._tile_into(out, job)
         if any(self._labels) or self._time_labels:
             self._draw_labels(out, frames)
         return out
@@ -679,7 +697,8 @@ def mosaic(
     shows the background or its first/last frame), ``gray`` (``"replicate"`` or a colormap
     name: how gray tiles go into colour mosaics), ``dtype`` (the output type; default the
     smallest that holds every tile without loss, see ``docs/mosaic.md``), ``threads``
-    (tiles read at once; default one per tile, at most 8).
+    (tiles read at once; default one per tile, at most 8), ``recent`` (how many of the
+    newest composed frames to keep in memory, e.g. for a preview shown again; default 0).
 
     Examples
     --------

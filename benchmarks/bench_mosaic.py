@@ -1,0 +1,157 @@
+"""A 4-tile mosaic of real sample files: per-frame time next to the tiles' own read times (sum
+and max, measured in the same run), the parallel bound, and FFV1 writing vs composing alone.
+
+Tiles (../shared/samples): imageio_cockatoo.mp4 (H.264 1280x720 RGB), dlc_tests_vid.avi
+(H.264 416x374 RGB), imageio_calcium_imaging.tif (uint16 40x30) and
+mediaconch_ffv1_gray_coder-1_level-3.mkv (FFV1 640x480 gray, 25 frames, then held), synced by
+frame index, each resized into a 360x640 cell: a 720x1280 uint16 RGB mosaic.
+
+Per frame k, the tiles' reads (read + fit, what a tile costs inside the mosaic) are timed one
+by one on one mosaic (threads=1), and frame k of a second mosaic over separately opened files
+(tiles read in parallel threads) is timed right after, so both see the same load. The
+parallel bound is max(slowest tile, sum of tiles / cores), per frame, averaged.
+
+    python benchmarks/bench_mosaic.py          # prints the markdown section
+    python benchmarks/run.py mosaic            # through the runner (results/mosaic.md)
+
+Environment: IMSEQ_BENCH_MOSAIC_FRAMES (default 120).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import table  # noqa: E402
+
+N = int(os.environ.get("IMSEQ_BENCH_MOSAIC_FRAMES", 120))
+SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "samples")
+TILES = [
+    "imageio_cockatoo.mp4",
+    "dlc_tests_vid.avi",
+    "imageio_calcium_imaging.tif",
+    "mediaconch_ffv1_gray_coder-1_level-3.mkv",
+]
+OPTIONS = {"grid": "2x2", "cell": (360, 640), "sync": "index", "outside": "hold", "fps": 25.0}
+
+
+def _mosaic(**extra):
+    import napari_imseq as imseq
+
+    return imseq.mosaic([os.path.join(SAMPLES, t) for t in TILES], **OPTIONS, **extra)
+
+
+def per_frame() -> dict[str, float]:
+    serial, parallel = _mosaic(threads=1), _mosaic()
+    n = min(N, len(serial))
+    sums, maxes, bounds, whole, per_tile = [], [], [], [], [[] for _ in TILES]
+    cores = os.cpu_count() or 1
+    serial[0], parallel[0]  # decoders opened, indexes built: not timed
+    for k in range(1, n):
+        frames = serial.tile_frames(k)
+        times = []
+        for s, j in enumerate(frames):
+            t = time.perf_counter()
+            serial._tiles[s].frame(j)
+            times.append(time.perf_counter() - t)
+            per_tile[s].append(times[-1])
+        t = time.perf_counter()
+        parallel[k]
+        whole.append(time.perf_counter() - t)
+        sums.append(sum(times))
+        maxes.append(max(times))
+        bounds.append(max(max(times), sum(times) / cores))
+    serial.close()
+    parallel.close()
+    mean = statistics.fmean
+    return {
+        "frames": n - 1,
+        "cores": cores,
+        "tiles": [mean(v) * 1000 for v in per_tile],
+        "sum": mean(sums) * 1000,
+        "max": mean(maxes) * 1000,
+        "bound": mean(bounds) * 1000,
+        "mosaic": mean(whole) * 1000,
+        "shape": parallel.frame_shape,
+        "dtype": str(parallel.dtype),
+    }
+
+
+def write_vs_compose() -> dict[str, float]:
+    import napari_imseq as imseq
+
+    def compose() -> float:
+        m = _mosaic()
+        n = min(N, len(m))
+        m[0]
+        t = time.perf_counter()
+        for k in range(1, n):
+            m[k]
+        seconds = time.perf_counter() - t
+        m.close()
+        return (n - 1) / seconds
+
+    def write() -> float:
+        with tempfile.TemporaryDirectory() as tmp, _mosaic() as m:
+            n = min(N, len(m))
+            out = os.path.join(tmp, "mosaic.mkv")
+            t = time.perf_counter()
+            imseq.convert(m, out, stop=n, progress=False)
+            return n / (time.perf_counter() - t)
+
+    before = compose()
+    written = write()
+    after = compose()
+    return {"compose": (before + after) / 2, "write": written, "runs": (before, after)}
+
+
+def run() -> str:
+    load = os.getloadavg()
+    pf = per_frame()
+    wc = write_vs_compose()
+    load_after = os.getloadavg()
+    ratio = pf["mosaic"] / pf["bound"]
+    h, w = pf["shape"][:2]
+    rows = [[name, f"{ms:.1f}"] for name, ms in zip(TILES, pf["tiles"], strict=True)]
+    rows += [
+        ["**sum of tiles** (one thread)", f"{pf['sum']:.1f}"],
+        ["**slowest tile**", f"{pf['max']:.1f}"],
+        [f"**parallel bound** max(slowest, sum / {pf['cores']} cores)", f"{pf['bound']:.1f}"],
+        ["**mosaic frame** (tiles in parallel threads)", f"{pf['mosaic']:.1f}"],
+    ]
+    goal_time = "met" if ratio <= 1.25 else "not met"
+    share = wc["write"] / wc["compose"]
+    goal_write = "met" if share >= 0.9 else "not met"
+    return "\n".join(
+        [
+            "## Mosaic (4 real files side by side)",
+            "",
+            f"`benchmarks/bench_mosaic.py`: {', '.join(TILES)} in a 2x2 grid of 360x640 cells "
+            f"(synced by frame index, the 25-frame FFV1 file held after its end), a {w}x{h} "
+            f"{pf['dtype']} RGB mosaic; {pf['frames']} frames. Load average "
+            f"{load[0]:.1f} before, {load_after[0]:.1f} after (a shared machine).",
+            "",
+            "Per frame, each tile's read + fit timed alone and the mosaic frame timed right after "
+            "(same run, separately opened files), mean ms:",
+            "",
+            table(["", "ms / frame"], rows),
+            "",
+            f"Mosaic / parallel bound: **{ratio:.2f}x** (goal <= 1.25x: {goal_time}). "
+            f"Mosaic / sum of tiles: {pf['mosaic'] / pf['sum']:.2f}x.",
+            "",
+            f"Writing the mosaic to FFV1 (`convert`, reading and encoding in two threads): "
+            f"{wc['write']:.1f} frames/s; composing alone: {wc['compose']:.1f} frames/s (mean of "
+            f"{wc['runs'][0]:.1f} before and {wc['runs'][1]:.1f} after the write): "
+            f"**{share * 100:.0f}%** (goal >= 90%: {goal_write}).",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(run())
