@@ -80,6 +80,22 @@ class _Selected:
         return self.transform(frame)
 
 
+class _Inline:
+    """A stand-in for a Thread that runs its target at ``start()`` in the calling thread."""
+
+    def __init__(self, target, name=None, daemon=None):
+        self._target = target
+
+    def start(self) -> None:
+        self._target()
+
+    def join(self, timeout=None) -> None:
+        return None
+
+    def is_alive(self) -> bool:
+        return False
+
+
 class _Failed:
     def __init__(self, err: BaseException):
         self.err = err
@@ -221,8 +237,12 @@ def _convert(
             halt.set()
 
     t0 = time.perf_counter()
-    reader = threading.Thread(target=read_worker, name="imseq-read", daemon=True)
-    writer_thread = threading.Thread(target=write_worker, name="imseq-write", daemon=True)
+    # a job that fits the queue (a few frames: a small image file) runs in this thread, one
+    # stage after the other: two threads would cost more than the overlap gains (batch jobs of
+    # many small files)
+    runner = _Inline if n + 1 <= q.maxsize else threading.Thread
+    reader = runner(target=read_worker, name="imseq-read", daemon=True)
+    writer_thread = runner(target=write_worker, name="imseq-write", daemon=True)
     reader.start()
     writer_thread.start()
 
@@ -259,6 +279,15 @@ def _convert(
     if errors:
         kept = writer.abort()
         err = errors[0]
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C in an inline job's reading stage
+            where = (
+                f"the partial file {kept} holds the {writer.count} frames written"
+                if kept
+                else "nothing was written"
+            )
+            raise ConversionInterrupted(
+                f"conversion to {writer.path} interrupted; {where}"
+            ) from None
         if kept:
             err.add_note(
                 f"the partial file {kept} holds the {writer.count} frames written before the error"
