@@ -75,6 +75,7 @@ def run_convert_batch(args: argparse.Namespace, opts: dict[str, Any], span: dict
             scheduler=args.scheduler,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            keep_results=False,
             **span,
             **opts,
         )

@@ -66,6 +66,7 @@ def convert_batch(
     overwrite: bool = False,
     progress: bool = True,
     total: int | None = None,
+    keep_results: bool = True,
     **options: Any,
 ) -> BatchReport:
     """Convert every source to ``to/STEM.format`` on dask.distributed.
@@ -80,7 +81,9 @@ def convert_batch(
     Outputs appear only complete (written as ``NAME.partial``, renamed at the end); a re-run
     skips complete outputs and redoes partial ones; a file that fails is reported in the
     returned :class:`BatchReport` (``failed``: source and reason) and the others go on.
-    Ctrl-C cancels the tasks and raises :class:`BatchInterrupted`.
+    Ctrl-C cancels the tasks and raises :class:`BatchInterrupted`. ``report.results`` maps
+    each converted source to convert()'s summary unless ``keep_results=False`` (the command
+    line's choice: for 10^6 files the client then holds only the list of sources).
     """
     to = os.fspath(to)
     os.makedirs(to, exist_ok=True)
@@ -98,6 +101,7 @@ def convert_batch(
             kwargs={"overwrite": overwrite, "options": options},
             total=total,
             progress=progress,
+            keep_results=keep_results,
         )
     report.done = [src for src, _ in report.done]
     report.skipped = [src for src, _ in report.skipped]

@@ -403,6 +403,7 @@ def compute_stats(
             desc="statistics",
             progress=progress,
             on_result=add,
+            keep_results=False,
         )
     failures = report.failed + errors
     if acc["hists"] is None:
@@ -581,6 +582,7 @@ def normalise(
             total=len(sources),
             desc="normalise",
             progress=progress,
+            keep_results=per_file,  # per-file statistics go to the JSON
         )  # fmt: skip
     if per_file:
         stats["files"] = {
