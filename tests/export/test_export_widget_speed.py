@@ -29,6 +29,10 @@ def test_speed_preset_is_offered_for_h264_and_reaches_the_encoder(
     with imseq.open_sequence(tmp_path / "a.mp4") as seq:
         assert len(seq) == 4
     # x264 records its settings in the stream: the preset's subpixel refinement level
-    # (veryfast: subme=2; the default, medium: subme=7)
+    # (veryfast: subme=2; x264's default, medium: subme=7)
     with open(tmp_path / "a.mp4", "rb") as f:
         assert b"subme=2 " in f.read()
+    widget.preset.setCurrentText("medium")
+    assert widget.options()["preset"] == "medium"
+    widget.preset.setCurrentIndex(0)  # export()'s default
+    assert "preset" not in widget.options()

@@ -53,8 +53,8 @@ FORMATS = {
 }
 CODECS = ["auto", "ffv1", "png", "rawvideo", "libx264", "libvpx-vp9", "mjpeg"]
 _LOSSY = ("libx264", "libvpx-vp9", "mjpeg")
-#: x264's speed presets, fastest first ("default": the encoder's own, medium)
-PRESETS = ["default", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+#: x264's speed presets, fastest first ("default": export()'s, DEFAULT_H264_PRESET)
+PRESETS = ["default (veryfast)", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
            "slower", "veryslow"]  # fmt: skip
 
 
@@ -135,9 +135,9 @@ class ExportWidget(QWidget):
         self.preset = QComboBox()
         self.preset.addItems(PRESETS)
         self.preset.setToolTip(
-            "H.264 encoder speed: faster presets encode several times faster (veryfast: about "
-            "2.5x less encoder CPU than the default, medium) for a slightly larger file at the "
-            "same CRF; slower ones make smaller files"
+            "H.264 encoder speed. The default, veryfast, needs about 3x less encoder CPU than "
+            "x264's own default (medium) for a slightly larger file at the same CRF; slower "
+            "presets make smaller files"
         )
         self.overwrite = QCheckBox("Overwrite")
         self.ov_time = QCheckBox("timestamp")
@@ -305,7 +305,7 @@ class ExportWidget(QWidget):
             opts["codec"] = self.codec.currentText()
         if self.crf.value() >= 0:
             opts["crf"] = self.crf.value()
-        if self._h264() and self.preset.currentText() != "default":
+        if self._h264() and self.preset.currentIndex() > 0:
             opts["preset"] = self.preset.currentText()
         if rendered:
             if self.region.currentIndex() == 1:
