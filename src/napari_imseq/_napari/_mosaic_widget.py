@@ -304,7 +304,7 @@ class MosaicWidget(QWidget):
         step = self.viewer.dims.current_step
         return int(step[0]) if len(step) else 0
 
-    def _build(self, req: dict[str, Any]) -> tuple[MosaicSequence, int, np.ndarray, float]:
+    def _build(self, req: dict[str, Any]) -> tuple:
         """In the worker: open files, make the mosaic, compose the current frame."""
         start = time.perf_counter()
         sources = []
@@ -323,9 +323,10 @@ class MosaicWidget(QWidget):
                  for s in sources]  # fmt: skip
         opts["labels"] = [n if t is True else t for t, n in zip(opts["labels"], names, strict=True)]
         m = mosaic(sources, **opts)
+        data = m.to_dask()  # its name hashes in-memory layers' data: here, not on the GUI thread
         k = min(max(req["index"], 0), len(m) - 1)
         frame = m[k]  # composed here, kept by the mosaic: napari shows it without waiting
-        return m, k, frame, time.perf_counter() - start
+        return m, data, k, frame, time.perf_counter() - start
 
     def update_mosaic(self) -> None:
         """Rebuild the mosaic from the widget's settings, off the GUI thread."""
@@ -363,12 +364,12 @@ class MosaicWidget(QWidget):
         if not self._next():
             self._error(err)
 
-    def _done(self, result: tuple[MosaicSequence, int, np.ndarray, float]) -> None:
-        m, k, frame, seconds = result
+    def _done(self, result: tuple) -> None:
+        m, data, k, frame, seconds = result
         if self._next() or self._closed:
             m.close()
             return
-        self._show(m, frame)
+        self._show(m, data, frame)
         h, w = m.frame_shape[:2]
         grid = "x".join(map(str, m.grid)) if m.grid else "positions"
         self.status.setText(
@@ -377,8 +378,7 @@ class MosaicWidget(QWidget):
         )
         self.last_error = None
 
-    def _show(self, m: MosaicSequence, frame: np.ndarray) -> None:
-        data = m.to_dask()
+    def _show(self, m: MosaicSequence, data: Any, frame: np.ndarray) -> None:
         limits = _limits(m, frame)
         md = {k: v for k, v in m.metadata.items() if k != "source"}
         old, self.mosaic = self.mosaic, m
