@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 
 from .._base import SequenceWarning
-from .._writer import UnsupportedWriteError, Writer, to_uint8
+from .._writer_base import UnsupportedWriteError, Writer, to_uint8
 
 _CONTAINERS = {
     ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4",
