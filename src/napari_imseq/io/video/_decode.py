@@ -57,7 +57,10 @@ class _Decoder:
 
         if self.container is not None:
             self.container.close()
-        self.container = av.open(self.owner.path, metadata_errors="ignore")
+            self._close_file()
+        # the path, or a file object of this decoder's own (bytes, a file object, a URL)
+        self._file = self.owner._source.file()
+        self.container = av.open(self._file, metadata_errors="ignore")
         self.stream = self.container.streams.video[self.owner._stream_index]
         cc = self.stream.codec_context
         cc.thread_type = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
@@ -107,6 +110,11 @@ class _Decoder:
                 self.closed = True
                 self.pending.clear()
                 self.container.close()
+                self._close_file()
+
+    def _close_file(self) -> None:
+        if not isinstance(self._file, str):
+            self._file.close()
 
     @property
     def position(self) -> int | None:

@@ -89,9 +89,13 @@ def _matroska_segment_end(path: str) -> int | None:
     """The byte where the Matroska/WebM Segment declares its end, or None (another format,
     or a segment of unknown size, as live recordings write it)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
+        if isinstance(path, str):
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        else:  # a file object of a source (bytes, URL ...): closed with the source
+            path.seek(0)
+            head = path.read(4096)
+    except (OSError, ValueError):
         return None
     at = 0
     for expected in (0x1A45DFA3, 0x18538067):  # the EBML header, then the Segment

@@ -75,11 +75,13 @@ class VideoFile(Sequence):
         import av
 
         path = self.path
-        _check_exists(path)
+        local = self._source.local_path is not None  # else bytes, a file object or a URL
+        if local:
+            _check_exists(path)
         if cache_bytes is not None:
             self.cache_bytes = cache_bytes
-        try:
-            container = av.open(path, metadata_errors="ignore")
+        try:  # a local path, or a file object with its own cursor (closed with the source)
+            container = av.open(self._source.file(), metadata_errors="ignore")
         except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as err:
             hint = "check the file, or that it is a video at all"
             if path.lower().endswith((".mp4", ".mov", ".m4v", ".3gp", ".mj2")):
@@ -128,10 +130,11 @@ class VideoFile(Sequence):
                 "container_duration": container.duration,
                 "streams": [st.type for st in container.streams],
             }
-            arrays = _cache.load(path, _INDEX_KIND)
+            arrays = _cache.load(path, _INDEX_KIND) if local else None
             if arrays is None or not set(_INDEX_ARRAYS) <= set(arrays):
                 arrays = self._scan(container, s)
-                _cache.save(path, _INDEX_KIND, arrays)
+                if local:
+                    _cache.save(path, _INDEX_KIND, arrays)
             declared = self._declared(container, s)
             pix_fmt = cc.pix_fmt
             if pix_fmt is None or not cc.width or not cc.height:
@@ -215,7 +218,7 @@ class VideoFile(Sequence):
             n -= 1  # a last packet cut short by the end of the file
         frames, seconds = declared
         truncated = n < len(corrupt)
-        size = os.path.getsize(self.path)
+        size = self._stat.st_size
         at_end = False
         if n and len(arrays["pos"]) and arrays["pos"][n - 1] >= 0:
             # the data stops at the end of the file (no trailer, index or cues after it)
@@ -262,7 +265,7 @@ class VideoFile(Sequence):
         ts, dur = ts[ok], dur[ok]
         end = float(np.max(ts + np.maximum(dur, 0))) * tb
         missing = seconds - end
-        segment_end = _matroska_segment_end(self.path)
+        segment_end = _matroska_segment_end(self._source.file())
         if segment_end is not None:  # the bytes say whether the file is whole
             return bool(segment_end > size and missing > tb / 2), end
         # the last frame's duration may be unknown: it can be as long as any gap
