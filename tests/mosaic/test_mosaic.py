@@ -39,10 +39,11 @@ def centre(frame, box):
     return frame[y + h // 2, x + w // 2]
 
 
-@pytest.fixture
-def three(tmp_path):
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
     """A 12-bit SEQ at 50 fps, an RGB FFV1 movie at 15 fps and a float32 array at 24 fps,
     of three sizes, each frame's pixels = its index + 1 (x 0.5 for the float one)."""
+    tmp_path = tmp_path_factory.mktemp("three")
     a = coded(40, (30, 40), np.uint16)
     with imseq.open_writer(tmp_path / "a.seq", fps=50.0, bit_depth=12) as w:
         for f in a:

@@ -29,13 +29,8 @@ def names(widget):
     return [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
 
 
-def test_widget_is_contributed(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-imseq", "Mosaic")
-    assert isinstance(widget, MosaicWidget)
-
-
 def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
+    """Layers in, one lazy layer out and updated; files; errors; contribution; layer_source."""
     viewer, widget = setup(make_napari_viewer)
     assert names(widget) == ["fast", "slow"]
     widget.grid.setText("1x2")
@@ -85,9 +80,12 @@ def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
     assert "grid" in widget.status.text() and widget.layer in viewer.layers
     widget.cleanup()
 
+    # the manifest contributes it (one viewer for every check: viewers are slow to make)
+    _, contributed = viewer.window.add_plugin_dock_widget("napari-imseq", "Mosaic")
+    assert isinstance(contributed, MosaicWidget)
+    contributed.cleanup()
 
-def test_layer_source_keeps_fps_timestamps_and_bit_depth(make_napari_viewer):
-    viewer = make_napari_viewer()
+    # a layer's frames keep the fps, timestamps and bit depth of its metadata
     ts = np.array([0.0, 0.1, 0.3])
     layer = viewer.add_image(np.zeros((3, 4, 4), np.uint16), name="a",
                              metadata={"timestamps": ts, "bit_depth": 12})  # fmt: skip
