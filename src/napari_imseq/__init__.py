@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from ._map import map_frames
 from .convert import ConversionCancelled, ConversionInterrupted, convert
 from .export import ExportCancelled, ExportError, export
 from .io._base import (
@@ -62,6 +63,7 @@ __all__ = [
     "SequenceWarning",
     "UnsupportedFormatError",
     "find_format",
+    "map_frames",
     "imread",
     "open_sequence",
 ]

@@ -635,6 +635,32 @@ class Sequence:
         for i in range(*slice(start, stop, step).indices(len(self))):
             yield self._get(i)
 
+    def iter_chunks(
+        self, n: int, start: int | None = None, stop: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Frames ``start:stop`` in order as arrays of ``n`` frames (the last may hold fewer),
+        read on the format's fastest sequential path (:meth:`iter_frames`, or a run read when
+        the format reads runs faster); at most one chunk is held. Each chunk is a new array
+        of shape ``(k, *frame_shape)``."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"{self.path}: chunk size must be a positive integer, not {n!r}")
+        self._check_open()
+        lo, hi, _ = slice(start, stop).indices(len(self))
+        cls = type(self)
+        if cls._read_range is not Sequence._read_range and cls.iter_frames is Sequence.iter_frames:
+            for at in range(lo, hi, n):  # a run read (one seek, a straight decode)
+                yield self._get_range(at, min(at + n, hi))
+            return
+        frames = self.iter_frames(lo, hi)
+        try:
+            for at in range(lo, hi, n):
+                out = np.empty((min(n, hi - at), *self.frame_shape), dtype=self.dtype)
+                for k in range(len(out)):
+                    out[k] = next(frames)
+                yield out
+        finally:
+            frames.close()  # a chunk loop left early frees the decoder at once
+
     def to_dask(self, chunks: int | str | tuple | None = None):
         """A lazy dask array over the frames, one frame per chunk unless ``chunks`` says so.
 
