@@ -164,6 +164,9 @@ class MosaicWidget(QWidget):
         ]
         for emitter, callback in self._connections:
             emitter.connect(callback)
+        from ._time import attach_open_viewers
+
+        attach_open_viewers()  # the mosaic layer's time read-out and playback at its fps
         self._refresh_layers()
 
     # ---- sources -----------------------------------------------------------------------------
