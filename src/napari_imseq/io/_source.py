@@ -853,17 +853,13 @@ def is_array(obj: Any) -> bool:
 
 
 def reader_for_format(format: str) -> type:
-    """The reader class a ``format=`` hint names: a format name (``"tiff"``, ``"video"``,
-    ``"norpix-seq"``, ``"zarr"``, ``"image-folder"``) or an extension (``"mkv"``, ``".seq"``)."""
-    from ._registry import formats
+    """The reader class a ``format=`` hint names (a format name, alias or extension, as the
+    format registry knows them: ``"tiff"``, ``"video"``, ``"seq"``, ``"mkv"``, ``".zarr"``)."""
+    from ._registry import find_format, formats
 
-    want = str(format).strip().lower()
-    ext = want if want.startswith(".") else "." + want
-    aliases = {"seq": "norpix-seq", "folder": "image-folder", "tif": "tiff"}
-    want = aliases.get(want, want)
-    for cls in formats():
-        if cls.format_name == want or ext in cls.extensions:
-            return cls
+    cls = find_format(format=format)
+    if cls is not None:
+        return cls
     names = sorted({c.format_name for c in formats()})
     raise SequenceFormatError(
         f"format={format!r} is not a format napari-imseq reads; use one of {', '.join(names)} "
@@ -872,30 +868,21 @@ def reader_for_format(format: str) -> type:
 
 
 def find_reader(source: Source) -> type | None:
-    """The reader class for the content of ``source``, or None; looks at the first bytes of
-    a file, or at the names in a folder."""
-    from ._registry import formats
+    """The reader class for the content of ``source``, or None: the registry's sniff of the
+    first bytes of a file; for a folder, the names in it (zarr metadata, image files)."""
+    from ._registry import find_format
 
-    readers = formats()
     if source.isdir():
         names = set(source.listdir())
         if names & set(_ZARR_MARKERS):
-            return next((c for c in readers if c.format_name == "zarr"), None)
+            return find_format(format="zarr")
         from .folder import IMAGE_EXTENSIONS
 
         if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
-            return next((c for c in readers if c.format_name == "image-folder"), None)
+            return find_format(format="folder")
         return None
     head = source.head()
-    if not head:
-        return None
-    for cls in readers:
-        try:
-            if not cls.folder and cls.sniff(head):
-                return cls
-        except Exception:  # a sniff must never take the caller down
-            continue
-    return None
+    return find_format(head=head) if head else None
 
 
 def open_source(
@@ -931,18 +918,16 @@ def open_source(
 
 
 def _detect(source: Source) -> type:
-    from ._registry import formats
+    from ._registry import find_format, formats
 
     with fs_errors(source.name, "reading the first bytes"):
         cls = find_reader(source)
         if cls is None and not source.isdir() and source.size() == 0:
             raise SequenceFormatError(f"{source.name}: the content is empty (0 bytes)")
+    if cls is None and source.extension:  # the name promises a format: its reader says
+        cls = find_format(name=source.name.split("?", 1)[0])  # what is wrong
     if cls is not None:
         return cls
-    ext = source.extension
-    by_ext = [c for c in formats() if ext and ext in c.extensions]
-    if by_ext:  # the name promises a format: let its reader say what is wrong
-        return by_ext[0]
     names = ", ".join(c.format_name for c in formats())
     from ._base import UnsupportedFormatError
 
