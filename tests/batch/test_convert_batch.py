@@ -157,3 +157,25 @@ def test_ctrl_c_cancels_and_a_rerun_finishes(tmp_path, client):
     for s in srcs:
         _same(s, out / (os.path.basename(s)[:-4] + ".mkv"))
     assert not list(out.glob("*.partial"))
+
+
+def test_segment_parallel_zarr_moves_chunks_and_reads_back_exact(tmp_path, client):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "long.seq"
+    imseq.imwrite(src, rng.integers(0, 4096, (41, 24, 32), dtype=np.uint16), fps=120.0)
+    dst = tmp_path / "long.zarr"
+    info = convert_segments(src, dst, segment_frames=9, client=client, progress=False)
+    assert info == {"source": str(src), "path": str(dst), "frames": 41, "segments": 5}
+    assert sorted(os.listdir(tmp_path)) == ["long.seq", "long.zarr"]
+    _same(src, dst)
+    plain = tmp_path / "plain.zarr"
+    imseq.convert(src, plain, progress=False)
+    with imseq.open_sequence(dst) as a, imseq.open_sequence(plain) as b:
+        np.testing.assert_array_equal(a.timestamps, b.timestamps)
+    # replacing it needs consent, and only a store napari-imseq wrote is replaced
+    with pytest.raises(imseq.OverwriteRefusedError):
+        convert_segments(src, dst, client=client, progress=False)
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(imseq.OverwriteRefusedError, match="did not write"):
+        convert_segments(src, dst, overwrite=True, client=client, progress=False)
+    assert (dst / "notes.txt").read_text() == "mine"

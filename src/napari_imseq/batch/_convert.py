@@ -141,34 +141,34 @@ def convert_segments(
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
-    """Convert one long file to FFV1 in Matroska (``dst`` ending in ``.mkv``) by encoding
-    frame ranges in parallel on dask.distributed and joining them without re-encoding.
+    """Convert one long file by encoding frame ranges in parallel on dask.distributed and
+    joining them without re-encoding: FFV1 in Matroska (``dst`` ending in ``.mkv``) or zarr
+    (``.zarr``).
 
-    The FFV1 writer codes every frame as a keyframe (GOP 1), so the segments join at any frame:
-    their packets are copied one after the other into ``dst`` with PyAV (timestamps shifted to
-    the segment's place), no frame is decoded again. Segments are written to
-    ``DST.segments.partial/`` (reused by a re-run after an interruption) and the joined file as
-    ``DST.partial``, renamed at the end; the segment folder is removed afterwards.
-    ``segment_frames`` defaults to the frame count split in four segments per worker thread.
+    FFV1: our writer codes every frame as a keyframe (GOP 1), so segments join at any frame:
+    their packets are copied one after the other with PyAV (timestamps shifted to the segment's
+    place); no frame is decoded again. zarr: one chunk per frame, so the segments' chunk files
+    are moved into the first segment's store under their frame numbers, and the small timestamp
+    array is rewritten. Segments are written to ``DST.segments.partial/`` (reused by a re-run
+    after an interruption), joined there, and the result renamed to ``dst``; the segment folder
+    is removed afterwards. ``segment_frames`` defaults to four segments per worker thread.
     """
     from ..io._registry import open_sequence
 
     src, dst = os.fspath(src), os.path.abspath(os.fspath(dst))
-    if not dst.lower().endswith(".mkv"):
+    ext = os.path.splitext(dst)[1].lower()
+    if ext not in (".mkv", ".zarr"):
         raise UnsupportedWriteError(
-            f"{dst}: segment-parallel encoding writes FFV1 in Matroska (.mkv); convert to other "
-            f"formats with napari_imseq.convert"
+            f"{dst}: segment-parallel encoding writes FFV1 in Matroska (.mkv) or zarr (.zarr); "
+            f"convert to other formats with napari_imseq.convert"
         )
     codec = options.get("codec", "ffv1")
-    if str(codec).lower() != "ffv1":
+    if ext == ".mkv" and str(codec).lower() != "ffv1":
         raise UnsupportedWriteError(
             f"{dst}: segments join without re-encoding only for FFV1 (every frame a keyframe), "
             f"not {codec!r}"
         )
-    if os.path.lexists(dst) and not overwrite:
-        from ..io._writer import OverwriteRefusedError
-
-        raise OverwriteRefusedError(f"{dst} exists; pass overwrite=True to replace it")
+    _check_replaceable(dst, overwrite)
     with open_sequence(src) as seq:  # headers only
         n = len(seq)
         timestamps = seq.timestamps
@@ -179,7 +179,7 @@ def convert_segments(
         threads = max(1, sum(c.nthreads().values()))
         size = int(segment_frames) if segment_frames else max(1, -(-n // (4 * threads)))
         jobs = [
-            (src, os.path.join(folder, f"{k:06d}.mkv"), a, min(n, a + size))
+            (src, os.path.join(folder, f"{k:06d}{ext}"), a, min(n, a + size))
             for k, a in enumerate(range(0, n, size))
         ]
         report = run_tasks(
@@ -198,29 +198,58 @@ def convert_segments(
             f"{src}: segment of frames {job[2]}:{job[3]} failed: {why}; the finished segments "
             f"stay in {folder} and a re-run reuses them"
         )
-    starts = [float(timestamps[a]) if timestamps is not None else a / (fps or 30.0)
-              for _, _, a, _ in jobs]  # fmt: skip
-    frames = _join_ffv1([j[1] for j in jobs], [s - starts[0] for s in starts], dst, overwrite)
+    parts = [j[1] for j in jobs]
+    joined = os.path.join(folder, "joined" + ext)  # inside our folder: never a user's file
+    if os.path.isdir(joined):
+        shutil.rmtree(joined)
+    elif os.path.lexists(joined):
+        os.remove(joined)
+    if ext == ".mkv":
+        starts = [float(timestamps[a]) if timestamps is not None else a / (fps or 30.0)
+                  for _, _, a, _ in jobs]  # fmt: skip
+        frames = _join_ffv1(parts, [s - starts[0] for s in starts], joined)
+    else:
+        frames = _join_zarr(parts, [j[3] - j[2] for j in jobs], joined)
     if frames != n:
-        raise BatchError(f"{dst}: the joined file holds {frames} frames, not {n}")
+        raise BatchError(f"{dst}: the joined file holds {frames} frames, not {n}; kept in {folder}")
+    _check_replaceable(dst, overwrite)
+    if os.path.isdir(dst) and not os.path.islink(dst):
+        shutil.rmtree(dst)  # a zarr store napari-imseq wrote (checked), replaced with consent
+    elif os.path.lexists(dst):
+        os.remove(dst)
+    os.replace(joined, dst)
     shutil.rmtree(folder)  # we wrote every entry of it
     if progress:
         print(f"Done: {n} frames in {len(jobs)} segments -> {dst}", file=sys.stderr)
     return {"source": src, "path": dst, "frames": n, "segments": len(jobs)}
 
 
-def _join_ffv1(parts: list[str], offsets: list[float], dst: str, overwrite: bool) -> int:
-    """Copy the packets of ``parts`` (FFV1, one keyframe per packet) into ``dst.partial``,
-    shifting each part's stamps by its offset in seconds, then rename it to ``dst``."""
+def _check_replaceable(dst: str, overwrite: bool) -> None:
+    from ..io._writer import OverwriteRefusedError
+    from ..io.zarr_ import ZarrWriter
+
+    if not os.path.lexists(dst):
+        return
+    if not overwrite:
+        raise OverwriteRefusedError(f"{dst} exists; pass overwrite=True to replace it")
+    if os.path.isdir(dst) and not os.path.islink(dst):
+        owned = ZarrWriter.owned_entries(dst)
+        if owned is None or set(os.listdir(dst)) - owned:
+            raise OverwriteRefusedError(
+                f"{dst} is a folder that holds files napari-imseq did not write; it is never "
+                f"replaced: choose another name"
+            )
+
+
+def _join_ffv1(parts: list[str], offsets: list[float], out_path: str) -> int:
+    """Copy the packets of ``parts`` (FFV1, one keyframe per packet) into ``out_path``,
+    shifting each part's stamps by its offset in seconds."""
     import av
 
-    partial = partial_path(dst)
-    if os.path.lexists(partial):
-        os.remove(partial)  # our own partial join from an interrupted run
     count = 0
     with av.open(parts[0]) as first:
         template = first.streams.video[0]
-        out = av.open(partial, "w", format="matroska")
+        out = av.open(out_path, "w", format="matroska")
         try:
             ostream = out.add_stream_from_template(template)
             last = None
@@ -241,9 +270,33 @@ def _join_ffv1(parts: list[str], offsets: list[float], dst: str, overwrite: bool
                         count += 1
         finally:
             out.close()
-    if os.path.lexists(dst):
-        if not overwrite:  # appeared meanwhile
-            raise BatchError(f"{dst} appeared during the join; the joined file is in {partial}")
-        os.remove(dst)
-    os.replace(partial, dst)
     return count
+
+
+def _join_zarr(parts: list[str], lengths: list[int], out_path: str) -> int:
+    """Move the frame chunks of the zarr stores ``parts`` into the first one (renamed to
+    ``out_path``) under their frame numbers; concatenate the timestamps."""
+    import numpy as np
+    import zarr
+
+    os.replace(parts[0], out_path)
+    root = zarr.open_group(out_path, mode="r+")
+    frames, times = root["frames"], root["timestamps"]
+    total = sum(lengths)
+    stamps = [np.asarray(times[:])]
+    chunks = os.path.join(out_path, "frames", "c")
+    offset = lengths[0]
+    for part, length in zip(parts[1:], lengths[1:], strict=True):
+        seg = zarr.open_group(part, mode="r")
+        stamps.append(np.asarray(seg["timestamps"][:]))
+        if seg["frames"].shape[0] != length:
+            raise BatchError(f"{part} holds {seg['frames'].shape[0]} frames, not {length}")
+        for i in range(length):  # frame i of the segment: the chunk folder c/i/...
+            os.replace(
+                os.path.join(part, "frames", "c", str(i)), os.path.join(chunks, str(offset + i))
+            )
+        offset += length
+    frames.resize((total, *frames.shape[1:]))
+    times.resize((total,))
+    times[:] = np.concatenate(stamps)
+    return int(frames.shape[0])
