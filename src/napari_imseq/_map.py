@@ -106,6 +106,28 @@ def _apply(func: Callable, items: list, start: int, chunk: bool):
     return out, None
 
 
+def _ranges(lo: int, hi: int, step: int, points) -> list[tuple[int, int]]:
+    """Frame ranges of about ``step`` frames covering ``lo:hi`` for worker tasks. With the
+    file's decode points (a video's keyframes), ranges start on them where they can, so a
+    worker does not decode a GOP's first frames again for a range that starts inside it; a
+    GOP longer than 4 steps is cut anyway (results of a task stay bounded)."""
+    if points is None or len(points) < 2:
+        return [(at, min(at + step, hi)) for at in range(lo, hi, step)]
+    cuts = sorted({lo, hi, *(int(p) for p in points if lo < p < hi)})
+    out: list[tuple[int, int]] = []
+    start = lo
+    for k, point in enumerate(cuts[1:], 1):
+        nxt = cuts[k + 1] if k + 1 < len(cuts) else None
+        # close the range here when it is long enough, or the next cut would make it too long
+        if point - start >= step or point == hi or (nxt is not None and nxt - start > 4 * step):
+            while point - start > 4 * step:
+                out.append((start, start + step))
+                start += step
+            out.append((start, point))
+            start = point
+    return out
+
+
 def _default_context():
     # a forked child inherits locks that other threads of this process may hold (the frame
     # cache, decoder pools): it could wait on them forever. The fork server is a clean,
@@ -241,9 +263,12 @@ def map_frames(
             initargs=(blob,) if blob is not None else (),
         )
 
+        bounds = [(at, min(at + step, hi)) for at in range(lo, hi, step)]
+        if not size:
+            bounds = _ranges(lo, hi, step, getattr(seq, "_decode_points", lambda: None)())
+
         def tasks():
-            for at in range(lo, hi, step):
-                end = min(at + step, hi)
+            for at, end in bounds:
                 if blob is not None:
                     yield at, lambda a=at, e=end: pool.submit(_run_range, func, a, e, size)
                 else:

@@ -214,3 +214,28 @@ def test_closing_or_leaving_cancels_the_rest(path, how):
         time.sleep(0.05)
         assert len(calls) == n  # nothing runs after the close
         assert not getattr(seq, "_busy", ()) and not seq.closed  # a video frees its decoder
+
+
+@pytest.mark.parametrize(
+    "lo, hi, step, points, starts",
+    [
+        (0, 100, 10, None, list(range(0, 100, 10))),
+        (0, 100, 10, [0, 40, 80], [0, 40, 80]),  # worker ranges start on keyframes
+        (5, 95, 10, [0, 40, 80], [5, 40, 80]),
+        (0, 30, 4, list(range(30)), list(range(0, 30, 4))),  # every frame a keyframe
+        (0, 7, 10, [0, 3], [0]),
+        (0, 1000, 10, [0, 250, 500, 750], None),  # a GOP longer than 4 steps is cut anyway
+    ],
+)
+def test_worker_ranges_cover_the_frames_and_start_on_decode_points(lo, hi, step, points, starts):
+    from napari_imseq._map import _ranges
+
+    got = _ranges(lo, hi, step, None if points is None else np.array(points))
+    assert got[0][0] == lo and got[-1][1] == hi
+    assert all(a < b for a, b in got)
+    assert all(got[k][1] == got[k + 1][0] for k in range(len(got) - 1))
+    assert max(b - a for a, b in got) <= 4 * step
+    if starts is not None:
+        assert [a for a, _ in got] == starts
+    else:
+        assert {250, 500, 750} <= {a for a, _ in got}
