@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -107,6 +108,9 @@ class LiveWidget(QWidget):
         self._stats = QTimer(self)
         self._stats.setInterval(COUNTERS_MS)
         self._stats.timeout.connect(self._update_counters)
+        app = QApplication.instance()
+        if app is not None:  # napari quits: finalise a recording rather than leave a .partial
+            app.aboutToQuit.connect(self._shutdown_now)
 
     # ---- connection -----------------------------------------------------------------------
     def _toggle_connection(self, checked: bool) -> None:

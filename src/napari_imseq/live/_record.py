@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io._writer import Writer, open_writer
+from .. import Writer, open_writer
 
 log = logging.getLogger("napari_imseq.live")
 
@@ -23,6 +23,16 @@ def add_index(ranges: list[list[int]], index: int) -> None:
         ranges[-1][1] = index
     else:
         ranges.append([index, index])
+
+
+def _lower_priority(step: int = 5) -> None:
+    """Nice this thread (Linux: per thread; the encoder threads it starts inherit it), so a
+    slow encoder never starves the network thread and the display; the queue absorbs it."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep the priority
+        pass
 
 
 class Recorder:
@@ -84,6 +94,7 @@ class Recorder:
         return len(self._queue)
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:

@@ -88,17 +88,17 @@ class _NoLock:
 _NOLOCK = _NoLock()
 
 
-def _send_message(sock: socket.socket, head: bytes, payload) -> None:
-    """Header and payload in one system call where possible."""
-    if not len(payload):
-        sock.sendall(head)
-        return
-    sent = sock.sendmsg([head, payload])
-    if sent < len(head):
-        sock.sendall(head[sent:])
-        sock.sendall(payload)
-    elif sent < len(head) + len(payload):
-        sock.sendall(memoryview(payload)[sent - len(head) :])
+def _send_messages(sock: socket.socket, messages: list[_Message]) -> None:
+    """Every header and payload of ``messages`` in as few system calls as the kernel allows
+    (one, usually): each call costs this thread a fight for the GIL with the sending code."""
+    bufs = [memoryview(b).cast("B") for m in messages for b in (m.head, m.payload) if len(b)]
+    while bufs:
+        sent = sock.sendmsg(bufs)
+        while bufs and sent >= len(bufs[0]):
+            sent -= len(bufs[0])
+            bufs.pop(0)
+        if bufs and sent:
+            bufs[0] = bufs[0][sent:]
 
 
 class _Peer:
@@ -176,22 +176,21 @@ class _Peer:
                 with self.cond:
                     if not self.queue and not self.closing:
                         self.cond.wait(s.heartbeat)
-                    if self.queue:
-                        message = self.queue.popleft()
-                        self.queued_bytes -= message.size
-                    elif self.closing:
-                        message = _Message(w.pack_header(w.END))
-                    else:
-                        message = _Message(w.pack_header(w.HEARTBEAT, sent=time.time()))
-                head = message.head
+                    batch = list(self.queue)  # all that waits: one send for the lot
+                    self.queue.clear()
+                    self.queued_bytes = 0
+                    if not batch:
+                        batch = [_Message(w.pack_header(w.END))] if self.closing else [
+                            _Message(w.pack_header(w.HEARTBEAT, sent=time.time()))
+                        ]  # fmt: skip
                 try:
-                    _send_message(self.sock, head, message.payload)
+                    _send_messages(self.sock, batch)
                 finally:
-                    message.release()
-                kind = head[5] & ~w.KIND_CHECKSUM
-                if kind == w.FRAME:
-                    self.sent += 1
-                elif kind == w.END:
+                    for message in batch:
+                        message.release()
+                kinds = [m.head[5] & ~w.KIND_CHECKSUM for m in batch]
+                self.sent += kinds.count(w.FRAME)
+                if w.END in kinds:
                     break
         except (ConnectionLost, OSError, w.LiveError) as err:
             if not self.closing or not isinstance(err, (ConnectionLost, OSError)):

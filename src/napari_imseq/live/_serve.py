@@ -58,7 +58,7 @@ class FileSource:
     reuses_arrays = False  # every frame read is a new array: sent without a copy
 
     def __init__(self, path: str, *, loop: bool = False):
-        from ..io._registry import open_sequence
+        from .. import open_sequence
 
         self.seq = open_sequence(path)
         self.loop = loop

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io._base import SequenceError, SequenceFormatError
+from .. import SequenceError, SequenceFormatError
 
 VERSION = 1
 HEADER = struct.Struct("<4sBBHQddBBBB3IQII")
