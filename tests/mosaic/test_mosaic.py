@@ -376,3 +376,35 @@ def test_public_api():
     assert imseq.mosaic is mosaic and "mosaic" in imseq.__all__
     m = imseq.mosaic([np.zeros((3, 4, 4), np.uint8)], source_fps=[10])
     assert isinstance(m, imseq.Sequence) and isinstance(m, imseq.MosaicSequence)
+
+
+class Failing(ArraySequence):
+    def _read(self, index):
+        if index == 7:
+            raise imseq.FrameIndexError(f"{self.path}: frame 7 is damaged")
+        return super()._read(index)
+
+
+def test_streaming_reads_ahead_and_equals_indexing(three):
+    sources, _ = three
+    serial = mosaic(sources, offsets=[0, 0.2, -0.1], threads=1)
+    m = mosaic(sources, offsets=[0, 0.2, -0.1])
+    assert m.read_ahead >= 1
+    streamed = list(m.iter_frames())
+    np.testing.assert_array_equal(np.stack(streamed), serial[:])
+    it = m.iter_frames(5, 40, 3)
+    np.testing.assert_array_equal(next(it), serial[5])
+    assert m._ahead, "the next frames are started while one is handed out"
+    it.close()
+    assert m._ahead == {}, "frames started ahead are dropped when the stream stops"
+    # an error in a frame started ahead is raised in order, naming the tile and frame
+    bad = Failing(coded(10, (8, 8), np.uint8), fps=10.0, name="bad")
+    good = ArraySequence(coded(10, (8, 8), np.uint8), fps=10.0, name="good")
+    got = []
+    with pytest.raises(imseq.FrameIndexError, match="frame 7 is damaged") as info:
+        for frame in mosaic([good, bad]).iter_frames():
+            got.append(frame)
+    assert len(got) == 7
+    assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
+    serial.close()
+    m.close()

@@ -258,7 +258,8 @@ class MosaicSequence(Sequence):
         init_sequence_state(self, "mosaic", {})
         self._seqs: list[Sequence] = []
         self._owned: list[bool] = []
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: list[ThreadPoolExecutor] | None = None
+        self._ahead: dict[int, tuple] = {}  # frames iter_frames started before they are read
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
         if not sources:
@@ -327,7 +328,7 @@ class MosaicSequence(Sequence):
         threads = a["threads"]
         if threads is not None and (int(threads) != threads or threads < 1):
             raise MosaicError(f"mosaic: threads must be a positive whole number, not {threads!r}")
-        self._threads = int(threads) if threads else min(len(self._tiles), 8)
+        self._threads = int(threads) if threads else len(self._tiles)
         recent = a["recent"]
         if not isinstance(recent, (int, np.integer)) or recent < 0:
             raise MosaicError(f"mosaic: recent must be a whole number >= 0, not {recent!r}")
@@ -518,13 +519,17 @@ class MosaicSequence(Sequence):
         }
 
     # ---- composing ------------------------------------------------------------------------------
-    def _executor(self) -> ThreadPoolExecutor:
+    def _lanes(self) -> list[ThreadPoolExecutor]:
+        """One reading thread per tile: a source's frames are read in order, one at a time
+        (a video decoder is never raced by the next frame), while the tiles run side by side
+        and the next frame's tiles start as soon as their own lane is free."""
         if self._pool is None:
             with self._state_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=self._threads, thread_name_prefix="imseq-mosaic"
-                    )
+                    self._pool = [
+                        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"imseq-mosaic-{s}")
+                        for s in range(len(self._tiles))
+                    ]
         return self._pool
 
     def _tile_pixels(self, job: tuple[int, int, int]) -> np.ndarray:
@@ -548,9 +553,13 @@ class MosaicSequence(Sequence):
                 if hit is not None:
                     self._recent.move_to_end(index)
                     return hit.copy()
-        out = self._cache.get(index) if self._cache is not None else None
+        with self._recent_lock:
+            started = self._ahead.pop(index, None)
+        out = None
+        if started is None and self._cache is not None:
+            out = self._cache.get(index)
         if out is None:
-            out = self._compose(index)
+            out = self._finish(started if started is not None else self._start(index))
             if self._cache is not None:
                 self._cache.put(index, out)
         if self._keep:
@@ -563,7 +572,9 @@ class MosaicSequence(Sequence):
     def _tile_into(self, out: np.ndarray, job: tuple[int, int, int]) -> None:
         self._tiles[job[1]].paste(out, self._tile_pixels(job))
 
-    def _compose(self, index: int) -> np.ndarray:
+    def _start(self, index: int) -> tuple:
+        """Begin composing frame ``index``: the background, and each tile's job in its lane
+        (run here at once when there is one tile to read or ``threads=1``)."""
         frames = self.timeline.frame(index)
         jobs = [(index, s, j) for s, j in enumerate(frames) if j >= 0]
         out = np.empty(self._frame_shape, self._dtype)
@@ -573,19 +584,73 @@ class MosaicSequence(Sequence):
         else:
             out[...] = bg
         if len(jobs) > 1 and self._threads > 1:
-            pool = self._executor()
-            if self._disjoint:  # each thread reads, fits and pastes its own tile
-                for future in [pool.submit(self._tile_into, out, job) for job in jobs]:
-                    future.result()
-            else:  # overlapping boxes: pasted in source order, later tiles on top
-                for job, pixels in zip(jobs, pool.map(self._tile_pixels, jobs), strict=True):
-                    self._tiles[job[1]].paste(out, pixels)
+            lanes = self._lanes()
+            # tiles whose boxes do not overlap paste themselves; else pasted in source order
+            work = self._tile_into if self._disjoint else None
+            futures = [
+                lanes[job[1]].submit(work, out, job) if work is not None
+                else lanes[job[1]].submit(self._tile_pixels, job)
+                for job in jobs
+            ]  # fmt: skip
         else:
+            futures = None
             for job in jobs:
                 self._tile_into(out, job)
+        return out, frames, jobs, futures
+
+    def _finish(self, started: tuple) -> np.ndarray:
+        out, frames, jobs, futures = started
+        if futures is not None:
+            try:
+                results = [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+            if not self._disjoint:
+                for job, pixels in zip(jobs, results, strict=True):
+                    self._tiles[job[1]].paste(out, pixels)
         if any(self._labels) or self._time_labels:
             self._draw_labels(out, frames)
         return out
+
+    def _compose(self, index: int) -> np.ndarray:
+        return self._finish(self._start(index))
+
+    def iter_frames(
+        self, start: int | None = None, stop: int | None = None, step: int | None = None
+    ):
+        """Frames ``start:stop:step`` in order, for conversion and export: up to
+        :attr:`read_ahead` following frames are started while one is handed out, so each
+        tile's thread goes on to its next frame instead of waiting for the slowest tile."""
+        self._check_open()
+        indices = range(*slice(start, stop, step).indices(len(self)))
+        ahead = self.read_ahead if self._threads > 1 and len(self._tiles) > 1 else 0
+        try:
+            for n, i in enumerate(indices):
+                for nxt in indices[n + 1 : n + 1 + ahead]:
+                    self._start_ahead(nxt)
+                yield self._get(i)
+        finally:
+            with self._recent_lock:
+                left, self._ahead = list(self._ahead.values()), {}
+            for _, _, _, futures in left:  # started but not wanted: cancelled or let finish
+                for f in futures or ():
+                    f.cancel()
+
+    #: frames :meth:`iter_frames` starts ahead of the one it hands out (memory: that many
+    #: frames more)
+    read_ahead = 2
+
+    def _start_ahead(self, index: int) -> None:
+        with self._recent_lock:
+            if index in self._ahead or (self._keep and index in self._recent):
+                return
+        if self._cache is not None and self._cache.get(index) is not None:
+            return
+        started = self._start(index)
+        with self._recent_lock:
+            self._ahead[index] = started
 
     def _draw_labels(self, out: np.ndarray, frames: list[int]) -> None:
         from ..transforms._registry import dtype_range
@@ -624,9 +689,9 @@ class MosaicSequence(Sequence):
 
     # ---- life cycle -----------------------------------------------------------------------------
     def _close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        lanes, self._pool = self._pool, None
+        for lane in lanes or ():
+            lane.shutdown(wait=False, cancel_futures=True)
         for seq, owned in zip(self._seqs, self._owned, strict=False):
             if owned:
                 seq.close()
@@ -697,7 +762,8 @@ def mosaic(
     shows the background or its first/last frame), ``gray`` (``"replicate"`` or a colormap
     name: how gray tiles go into colour mosaics), ``dtype`` (the output type; default the
     smallest that holds every tile without loss, see ``docs/mosaic.md``), ``threads``
-    (tiles read at once; default one per tile, at most 8), ``recent`` (how many of the
+    (``1`` reads the tiles one after another; by default each tile has its own reading
+    thread), ``recent`` (how many of the
     newest composed frames to keep in memory, e.g. for a preview shown again; default 0).
 
     Examples
