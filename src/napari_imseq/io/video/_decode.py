@@ -10,6 +10,7 @@ from collections import deque
 import numpy as np
 
 from .._base import SequenceFormatError
+from . import _damage
 from ._index import _ffv1_slices_intact
 
 #: seeks that land after the target (or somewhere unknown) before a read starts from the top
@@ -18,8 +19,6 @@ _SEEK_ATTEMPTS = 3
 #: the packet going in and the frame coming out (H.264/HEVC reorder up to 16 frames, plus one
 #: frame per frame-decoding thread; FFmpeg starts at most 16)
 _SKIP_MARGIN = 16 + min(16, os.cpu_count() or 1) + 4
-#: decoders told to check their codec's own CRCs and fail on a mismatch
-_CRC_CHECKED = ("png", "apng")
 
 
 class _Renumber(Exception):
@@ -47,6 +46,7 @@ class _Decoder:
         # packet mode decodes with slice threads only: without frame threads a decoder without
         # delay outputs each frame with its packet
         self.thread_type = thread_type
+        self.dirty = False  # the codec saw damage: its state is not trusted across a seek
         self._open()
         self._prime()
 
@@ -63,11 +63,13 @@ class _Decoder:
         self.container = av.open(self._file, metadata_errors="ignore")
         self.stream = self.container.streams.video[self.owner._stream_index]
         cc = self.stream.codec_context
-        cc.thread_type = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
-        cc.thread_count = 0
-        if cc.name in _CRC_CHECKED:
-            # a chunk whose CRC does not match is an error, not pixels decoded from bad bytes
-            cc.options = {"err_detect": "crccheck+explode"}
+        wanted = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
+        # threads and options under which the decoder reports damage where it is (_damage)
+        cc.thread_type, cc.thread_count = _damage.threads(cc.name, wanted)
+        options = _damage.options(cc.name)
+        if options:
+            cc.options = options
+        self.flags = _damage.trusts_flags(cc.name)
         self.skipping = "DEFAULT"
         self.version = self.owner._index.version
         self._run(0)
@@ -88,6 +90,13 @@ class _Decoder:
         self.eof = False
         self.error: Exception | None = None
         self.verify = None  # count mode: (keyframe, next keyframe, expected tags, seen tags)
+        # damage (_damage): packets decoded whose frame has not come out yet (-> feed serial),
+        # the packet of each pending frame, the run's first packet, a count lost to a failure
+        self.unseen: dict[int, int] = {}
+        self.serial = 0
+        self.src: dict[int, int | None] = {}
+        self.run_key: int | None = landed
+        self.tainted: int | None = None  # count mode: the packet that failed
 
     def _prime(self) -> None:
         """Decode the first frame, as a sequential decode does, before any seek.
@@ -166,16 +175,26 @@ class _Decoder:
             packet = None  # drain the decoder
         elif p is not None and p < self.feed_from:
             return True
+        if self.run_key is None and p is not None:
+            self.run_key = p  # where the run started (a seek's keyframe)
         if packet is not None and self.owner._slice_crc:
             self._check_slices(packet, p)
         try:
             frames = self.stream.decode(packet)
         except av.FFmpegError as err:
             self.error = err
-            if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+            if self._frame_threaded():
                 # frame threads report an error late, with frames of other packets still in
                 # flight that are then lost: which frame failed is only known without them
                 raise _Reslice(str(err)) from err
+            self.dirty = True
+            if p is not None and not self._leading(p):
+                self.owner._damage.mark(idx, p, f"FFmpeg cannot decode it: {err}")
+            if idx.mode == "count" and p is not None:
+                # outputs are counted again from the next keyframe; until then none is used
+                self.tainted = p
+                self.verify = None
+                return True
             if idx.mode in ("count", "sequential"):  # outputs can no longer be counted
                 raise SequenceFormatError(
                     f"{self.owner.path}: the video cannot be decoded past packet {p}: {err}; "
@@ -184,9 +203,52 @@ class _Decoder:
             return True
         if idx.mode == "packet" and packet is not None and len(frames) > 1:
             raise _Renumber("one packet decoded to several frames")
+        if p is not None and self.skipping != "NONREF":
+            # (a packet fed while non-reference frames are skipped may never come out; such
+            # frames are not handed out, and no frame near the target waits for it)
+            self.unseen[p] = self.serial
+            self.serial += 1
         for frame in frames:
             self._out(frame, p if packet is not None else None)
         return True
+
+    def _frame_threaded(self) -> bool:
+        import av
+
+        return bool(self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME)
+
+    def _leading(self, q: int) -> bool:
+        """Packet ``q`` is a leading picture of the keyframe this run started from (shown
+        before it, so it may predict from a GOP this run never decoded)."""
+        k, idx = self.run_key, self.owner._index
+        if not k or q <= k or idx.pts[q] == _damage.NO_TS or idx.pts[k] == _damage.NO_TS:
+            return False
+        return bool(idx.pts[q] < idx.pts[k]) and q < _damage.next_key_packet(idx, k)
+
+    def _settled(self, q: int | None) -> bool:
+        """Every packet before ``q`` in decode order has come out of the decoder (or failed,
+        or is long overdue: a frame the decoder skips)."""
+        if q is None or not self.unseen:
+            return True
+        due = self.serial - _damage.STALE
+        for u, s in list(self.unseen.items()):
+            if s < due:
+                del self.unseen[u]
+            elif u < q:
+                return False
+        return True
+
+    def _settle(self, q: int | None, target: int) -> None:
+        """Decode on until frame of packet ``q`` may be handed out (see :mod:`._damage`)."""
+        while not self._settled(q):
+            if self.owner._index.mode == "pts":
+                self._skip_nonref(target)
+            if not self._feed():
+                self.unseen.clear()
+                return
+
+    def _spoiled(self, q: int | None) -> bool:
+        return bool(self.owner._damage) and self.owner._damage.of_packet(q) is not None
 
     def _check_slices(self, packet, p: int | None) -> None:
         """FFV1 with slice CRCs: a packet that fails them marks its frame, and the frames up
@@ -194,13 +256,12 @@ class _Decoder:
         if _ffv1_slices_intact(bytes(packet)):
             return
         idx = self.owner._index
-        i = p if idx.mode == "packet" or packet.pts is None else idx.lookup.get(packet.pts, p)
-        if i is None:
+        if p is None:
             raise SequenceFormatError(
                 f"{self.owner.path}: a damaged FFV1 packet (slice CRC mismatch) could not be "
                 f"placed in the frame index; the file is damaged"
             )
-        self.owner._damaged[i] = idx.next_keyframe(i) if not idx.key[i] else i + 1
+        self.owner._damage.mark(idx, p, "its FFV1 slice CRC does not match")
 
     def _out(self, frame, p: int | None) -> None:
         idx = self.owner._index
@@ -210,17 +271,35 @@ class _Decoder:
             i = idx.lookup.get(frame.pts) if frame.pts is not None else None
             if i is None:
                 raise _Renumber(f"a decoded frame carries timestamp {frame.pts}, not in the index")
+            q = _damage.packet_of_frame(idx, i)
         elif idx.mode == "packet":
             if p is None:
                 raise _Renumber("the decoder held frames back")
-            i = p
+            i = q = p
         else:
+            # count mode: a frame carries its packet's (decode) stamp
+            q = idx.lookup.get(frame.pts) if idx.mode == "count" and frame.pts is not None else None
+            if self.tainted is not None and q is not None and q > self.tainted and idx.key[q]:
+                self.count_next, self.tainted = q, None  # counted again from a keyframe
             i = self.count_next
             self.count_next += 1
             if self.verify is not None:
                 self._check_gop(i, frame.pts)
-        if self.owner._damaged and self.owner._damaged_at(i) is not None:
+        concealed = frame.is_corrupt and self.flags
+        if q is not None:
+            self.unseen.pop(q, None)
+            if self._leading(q):
+                frame = None  # predicted from a GOP this run never decoded: never used
+            elif concealed:
+                self.dirty = True
+                if self._frame_threaded():
+                    raise _Reslice(f"frame {i} came out concealed")
+                self.owner._damage.mark(idx, q, "FFmpeg concealed errors in it")
+        elif concealed and idx.mode == "sequential" and not self._frame_threaded():
+            self.tainted = i  # frames decoded from the start: none is used after this one
+        if self.tainted is not None or self._spoiled(q):
             frame = None  # concealed by the decoder from other frames: not this frame's pixels
+        self.src[i] = q
         self.pending.append((i, frame))
 
     def _check_gop(self, i: int, tag) -> None:
@@ -241,6 +320,12 @@ class _Decoder:
 
     # ---- moving ------------------------------------------------------------------------
     def _seek(self, ts: int) -> None:
+        if self.dirty:
+            # FFmpeg's decoders carry error state across a flush (an MPEG-4 keyframe decoded
+            # after a seek from damaged data comes out flagged): start from a fresh decoder
+            self.dirty = False
+            self._open()
+            self._prime()
         self.container.seek(int(ts), backward=True, any_frame=False, stream=self.stream)
         self.skipping = None  # the codec context was flushed; set skip_frame again
 
@@ -318,11 +403,12 @@ class _Decoder:
             self.skipping = want
 
     def _missing(self, target: int, why: str) -> Exception:
-        import av
-
-        if self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME:
+        if self._frame_threaded():
             # a frame-threaded decoder may drop frames of other packets when one fails
             return _Reslice(f"frame {target} is missing: {why}")
+        q = _damage.packet_of_frame(self.owner._index, target)
+        if self._spoiled(q):
+            return self.owner._damage.error(self.owner._index, target, q)
         err = SequenceFormatError(
             f"{self.owner.path}: frame {target} cannot be decoded: {why} (the index lists "
             f"{self.owner._index.n} frames; the file is damaged or truncated there)"
@@ -361,10 +447,17 @@ class _Decoder:
                 raise self._missing(target, f"the decoder went from frame {self.last} to {i}")
             self.pending.popleft()
             self.last = i
+            q = self.src.pop(i, None)
+            if self.skipping == "NONREF" and i != target:
+                frame = None  # decoded on the way, among skipped frames: not kept
+            if i == target or (self.keep is not None and frame is not None):
+                self._settle(q, target)  # damage in an earlier packet is known before it is used
+                if self._spoiled(q):
+                    frame = None
             if i == target:
                 self._finish_gop()
                 if frame is None:
-                    raise self.owner._damage_error(i)
+                    raise self.owner._damage.error(idx, i, q)
                 return frame
             if self.keep is not None and frame is not None:
                 self.keep(i, frame)
@@ -377,5 +470,7 @@ class _Decoder:
             while self.pending:
                 i, frame = self.pending.popleft()
                 self.last = i
-                if self.keep is not None and frame is not None:
-                    self.keep(i, frame)
+                q = self.src.pop(i, None)
+                if self.keep is not None and frame is not None and self._settled(q):
+                    if not self._spoiled(q):
+                        self.keep(i, frame)

@@ -20,6 +20,7 @@ from .._base import (
     UnsupportedFormatError,
     _check_exists,
 )
+from ._damage import DamageMap
 from ._decode import _Decoder, _Renumber, _Reslice
 from ._index import (
     _CRC_PROBE_PACKETS,
@@ -177,8 +178,8 @@ class VideoFile(Sequence):
             ) from err
         self._frame_shape = (self._info["height"], self._info["width"], *self._plan.shape_tail)
         self._slice_crc = bool(arrays["slice_crc"][0])
-        #: FFV1 frames found damaged while decoding: first frame -> end of the frames it spoils
-        self._damaged: dict[int, int] = {}
+        #: damaged packets found while decoding, and the frames they spoil (_damage)
+        self._damage = DamageMap(path)
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
@@ -307,25 +308,6 @@ class VideoFile(Sequence):
         }
 
     # ---- damage ----------------------------------------------------------------------
-    def _damaged_at(self, i: int) -> int | None:
-        """The damaged frame that spoils frame ``i`` (itself or an earlier one in its GOP)."""
-        for start, end in list(self._damaged.items()):
-            if start <= i < end:
-                return start
-        return None
-
-    def _damage_error(self, i: int) -> SequenceFormatError:
-        start = self._damaged_at(i)
-        why = (
-            "its FFV1 slice CRC does not match"
-            if start == i
-            else f"it continues the coder state of damaged frame {start}"
-        )
-        return SequenceFormatError(
-            f"{self.path}: frame {i} is damaged ({why}); the decoder would show pixels "
-            f"concealed from other frames. The other frames are read normally"
-        )
-
     # ---- decoder pool ----------------------------------------------------------------
     def _acquire(self, target: int, slices_only: bool = False) -> _Decoder:
         """An idle decoder for ``target``: one that can decode on without seeking if any;
