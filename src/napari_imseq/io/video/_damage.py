@@ -97,14 +97,17 @@ class DamageMap:
         """Packet ``p`` is damaged: spoil it and what predicts from it."""
         key, pts = idx.key, idx.pts
         n = len(key)
-        later = np.flatnonzero(key[p + 1 :])
-        end = p + 1 + int(later[0]) if len(later) else n
-        spoiled = [np.arange(p, end)]
-        if end < n and pts[end] != NO_TS:
-            nxt = np.flatnonzero(key[end + 1 :])
-            stop = end + 1 + int(nxt[0]) if len(nxt) else n
-            lead = np.flatnonzero(pts[end + 1 : stop] < pts[end]) + end + 1
-            spoiled.append(lead)
+        end = next_key_packet(idx, p)
+        start = int(p if key[p] else np.flatnonzero(key[: p + 1])[-1]) if key[: p + 1].any() else 0
+        if start < p and NO_TS not in (pts[p], pts[start]) and pts[p] < pts[start]:
+            # a leading picture of an open GOP's keyframe: only the leading pictures after it
+            # may predict from it (the keyframe and its trailing pictures never do)
+            spoiled = [np.flatnonzero(pts[p:end] < pts[start]) + p]
+        else:
+            spoiled = [np.arange(p, end)]
+            if end < n and pts[end] != NO_TS:  # and the next keyframe's leading pictures
+                stop = next_key_packet(idx, end)
+                spoiled.append(np.flatnonzero(pts[end + 1 : stop] < pts[end]) + end + 1)
         with self.lock:
             if self.cause is None:
                 self.cause = np.full(n, -1, np.int64)
