@@ -408,6 +408,30 @@ def test_open_close_1000_times_leaks_no_handle(memfs):
             gc.enable()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.parametrize("name", ["nwbvw_stub_mjpeg.avi", "pims_tiff_stack.tif"])
+def test_video_and_tiff_decoders_close_their_file_objects(name):
+    """Each decoder of the video pool (and tifffile) gets its own file object on the source;
+    an opened file's duplicated descriptors are all closed with the sequence."""
+    path = sample(name)
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        for src in (f, data):
+            with imseq.open_sequence(src) as seq:
+                seq[-1]
+        gc.collect()
+        before = _fd_count()
+        for k in range(20):
+            with imseq.open_sequence(f if k % 2 else data) as seq:
+                seq[len(seq) - 1]
+                seq[0]
+        gc.disable()
+        try:
+            assert _fd_count() == before
+        finally:
+            gc.enable()
+
+
 # ---- writing -------------------------------------------------------------------------------
 _LOSSLESS = ["mkv", "avi", "mov", "tif", "seq", "gif"]
 
