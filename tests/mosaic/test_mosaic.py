@@ -220,6 +220,12 @@ def test_positions_background_and_labels_inside_their_cells():
         assert diff[y : y + h, x : x + w].any(), "every cell has its time stamp"
     assert diff.any() and not diff[~cells].any(), "labels stay inside their cells"
     assert labelled[2].max() <= 4095, "white is the 12-bit white"
+    # overlapping boxes: later tiles on top, read in parallel and pasted in order
+    over = mosaic([a, b], positions=[(0, 0), (20, 40)], background=7)
+    assert not over._disjoint and over.frame_shape == (50, 70)
+    frame = over[1]
+    assert frame[5, 5] == 100 and frame[25, 45] == 50 and frame[45, 50] == 50
+    assert frame[45, 5] == 7 and frame[5, 65] == 7
 
 
 def test_grid_parsing_and_automatic_grid():
@@ -331,6 +337,8 @@ def test_cache_keeps_composed_frames(tmp_path):
     assert Counting.reads == 3, "read back from the cache, not composed again"
     again[5]
     assert Counting.reads == 4
+    np.testing.assert_array_equal(np.stack(list(again.iter_frames(3, 7))), again[3:7])
+    assert Counting.reads == 6, "streaming starts ahead only frames not in the cache"
     with imseq.open_sequence(m.cache_path) as stored:  # our zarr layout: readable as it is
         np.testing.assert_array_equal(stored[4], first[1])
         assert stored.fps == 10.0

@@ -117,6 +117,10 @@ class FrameCache:
         return os.path.join(self._chunk_dir, *key.split("/"))
 
     # ---- frames --------------------------------------------------------------------------------
+    def has(self, index: int) -> bool:
+        """True when frame ``index`` is in the cache (its chunk file exists; nothing read)."""
+        return self._open(create=False) is not None and os.path.isfile(self._chunk_path(index))
+
     def get(self, index: int) -> np.ndarray | None:
         """Frame ``index`` if it was cached, else None."""
         frames = self._open(create=False)

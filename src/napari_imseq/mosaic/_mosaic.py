@@ -646,7 +646,7 @@ class MosaicSequence(Sequence):
         with self._recent_lock:
             if index in self._ahead or (self._keep and index in self._recent):
                 return
-        if self._cache is not None and self._cache.get(index) is not None:
+        if self._cache is not None and self._cache.has(index):
             return
         started = self._start(index)
         with self._recent_lock:
