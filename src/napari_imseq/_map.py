@@ -132,8 +132,16 @@ def _default_context():
     # a forked child inherits locks that other threads of this process may hold (the frame
     # cache, decoder pools): it could wait on them forever. The fork server is a clean,
     # single-threaded process to fork from.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    # workers fork from a server that has imported the readers already, so a pool starts in
+    # milliseconds instead of importing numpy and napari_imseq in every worker (effective
+    # when the fork server has not started yet in this process)
+    from .io import _formats
+
+    ctx.set_forkserver_preload(["napari_imseq._map", *_formats._MODULES])
+    return ctx
 
 
 # ---- the iterator ----------------------------------------------------------------------------
