@@ -36,6 +36,8 @@ _INDEX_KIND = "video-index-v3"
 _INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc")
 #: a seek followed by a longer decode run than this uses frame threading
 _FRAME_THREADED_RUN = 8
+#: longest wait (seconds) for a busy decoder before the pool is looked at again
+_WAIT_S = 1.0
 
 
 def _nbytes(item) -> int:
@@ -183,6 +185,10 @@ class VideoFile(Sequence):
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
+        self._pool_changed = threading.Condition(self._pool_lock)  # a decoder was released
+        #: busy decoders of _read/_read_range: the last frame each hands out, and whether it
+        #: reads that frame alone (then it lands in the frame cache)
+        self._heading: dict[_Decoder, tuple[int, bool]] = {}
         self._cache_owner = object()  # this file's entries in the shared frame cache
 
     @staticmethod
@@ -309,10 +315,20 @@ class VideoFile(Sequence):
 
     # ---- damage ----------------------------------------------------------------------
     # ---- decoder pool ----------------------------------------------------------------
-    def _acquire(self, target: int, slices_only: bool = False) -> _Decoder:
-        """An idle decoder for ``target``: one that can decode on without seeking if any;
-        otherwise one whose threading suits the run from the keyframe to the target.
-        ``slices_only``: a decoder without frame threads (after a frame-threaded one failed)."""
+    def _acquire(
+        self, target: int, slices_only: bool = False, last: int | None = None
+    ) -> _Decoder | None:
+        """An idle decoder for frames ``target`` to ``last`` (default: ``target`` alone): one
+        that can decode on without seeking if any; otherwise one whose threading suits the
+        run from the keyframe. ``slices_only``: a decoder without frame threads (after a
+        frame-threaded one failed).
+
+        Decoder affinity: when a busy decoder is reading earlier frames of the target's GOP
+        (the dask chunk before this one), or the target itself alone (napari's read-ahead),
+        None is returned once it is released: the caller looks in the frame cache and asks
+        again, and that decoder decodes on, instead of a second one decoding the GOP again.
+        """
+        last = target if last is None else last
         with self._pool_lock:
             self._check_open()
             keyframe = self._index.keyframe_at_or_before(target)
@@ -323,19 +339,31 @@ class VideoFile(Sequence):
                     continue
                 if pos is not None and keyframe <= pos <= target and pos > best_pos:
                     best, best_pos = dec, pos
+            if best is None and self._coming(keyframe, target):
+                self._pool_changed.wait(_WAIT_S)
+                return None
             # a short run pays no frame-threading latency with slice threads; a long run
             # (a long GOP) decodes much faster with frame threads on every core
-            long_run = target - keyframe > _FRAME_THREADED_RUN and not slices_only
+            long_run = last - keyframe > _FRAME_THREADED_RUN and not slices_only
             kind = "AUTO" if long_run else "SLICE"
             if best is None:
                 best = next((d for d in self._idle if d.thread_type == kind), None)
             if best is not None:
                 self._idle.remove(best)
                 self._busy.add(best)
+                self._heading[best] = (last, last == target)
                 return best
-        return self._new_decoder(kind)
+        return self._new_decoder(kind, (last, last == target))
 
-    def _new_decoder(self, kind: str) -> _Decoder:
+    def _coming(self, keyframe: int, target: int) -> bool:
+        """A busy decoder will, once released, hold ``target`` in the cache or be able to
+        decode on to it (with the pool lock held)."""
+        return any(
+            keyframe <= last < target or (alone and last == target)
+            for last, alone in self._heading.values()
+        )
+
+    def _new_decoder(self, kind: str, heading: tuple[int, bool] | None = None) -> _Decoder:
         import av
 
         try:
@@ -350,6 +378,8 @@ class VideoFile(Sequence):
                 dec.close()
                 self._check_open()
             self._busy.add(dec)
+            if heading is not None:
+                self._heading[dec] = heading
         return dec
 
     def _check_decoder(self, dec: _Decoder) -> None:
@@ -361,9 +391,11 @@ class VideoFile(Sequence):
     def _release(self, dec: _Decoder, broken: bool = False) -> None:
         with self._pool_lock:
             self._busy.discard(dec)
+            self._heading.pop(dec, None)
             keep = not (broken or self._closed or len(self._idle) >= self.max_idle_decoders)
             if keep:
                 self._idle.append(dec)
+            self._pool_changed.notify_all()
         if not keep:
             dec.close()
 
@@ -422,39 +454,66 @@ class VideoFile(Sequence):
             ) from err
 
     def _read(self, index: int) -> np.ndarray:
-        version = self._index.version
+        got: list[np.ndarray] = []
+        version = self._decode_run(index, index + 1, lambda k, arr: got.append(arr))
+        # the caller gets its own array; the cache keeps the original
+        return got[0].copy() if self._remember(index, got[0], version) else got[0]
+
+    def _read_range(self, start: int, stop: int, out: np.ndarray) -> None:
+        """A dask chunk: one decoder decodes on through ``start:stop`` (the decoder that
+        read the chunk before continues, or one seeks to the keyframe once); not cached."""
+        self._decode_run(start, stop, lambda k, arr: out.__setitem__(k - start, arr))
+
+    def _decode_points(self) -> np.ndarray:
+        return self._index.keyframes  # where a read can start (all 0 when reads never seek)
+
+    def _cached(self, index: int, version: int) -> np.ndarray | None:
+        """Frame ``index`` from the frame cache (the caller's own array), or None."""
         key = (version, index)
         hit = _cache.frames.get(self._cache_owner, key)
-        if isinstance(hit, np.ndarray):
-            return hit.copy()
-        if hit is not None:  # a decoded frame not converted yet: take it out to convert
-            _cache.frames.pop(self._cache_owner, key)
-            arr = self._plan.to_array(hit)
-        else:
-            slices_only = False
-            for _ in range(3):
-                dec = self._acquire(index, slices_only)
-                broken = True
-                try:
-                    with dec.lock:
-                        self._check_decoder(dec)
-                        dec.keep = lambda i, f, v=version: self._remember(i, f, v)
-                        frame = self._decode(dec, index)
-                        arr = self._plan.to_array(frame)
-                        broken = False
-                        break
-                except _Renumber as why:
-                    self._renumber(str(why), version)
-                    version = self._index.version
-                except _Reslice:
-                    slices_only = True
-                finally:
-                    dec.keep = None
-                    self._release(dec, broken)
-            else:  # pragma: no cover - a second renumbering or reslicing cannot happen
-                raise SequenceFormatError(f"{self.path}: frame {index} cannot be identified")
-        # the caller gets its own array; the cache keeps the original
+        if hit is None or isinstance(hit, np.ndarray):
+            return None if hit is None else hit.copy()
+        _cache.frames.pop(self._cache_owner, key)  # a decoded frame: converted once, here
+        arr = self._plan.to_array(hit)
         return arr.copy() if self._remember(index, arr, version) else arr
+
+    def _decode_run(self, start: int, stop: int, put) -> int:
+        """Frames ``start:stop`` in order, each handed to ``put(k, array)``: from the cache
+        while the run starts with cached frames, then decoded on by one decoder. Returns
+        the index version the frames were numbered with."""
+        version = self._index.version
+        k, slices_only, retries = start, False, 0
+        while k < stop:
+            hit = self._cached(k, version)
+            if hit is not None:
+                put(k, hit)
+                k += 1
+                continue
+            dec = self._acquire(k, slices_only, stop - 1)
+            if dec is None:
+                continue  # the decoder reading this GOP was released: the cache, then it
+            broken = True
+            try:
+                with dec.lock:
+                    self._check_decoder(dec)
+                    dec.keep = lambda i, f, v=version: self._remember(i, f, v)
+                    while k < stop:
+                        put(k, self._plan.to_array(self._decode(dec, k)))
+                        k += 1
+                    broken = False
+            except _Renumber as why:
+                self._renumber(str(why), version)
+                version, k = self._index.version, start  # frames numbered before: again
+                retries += 1
+            except _Reslice:
+                slices_only = True  # on from frame k without frame threads
+                retries += 1
+            finally:
+                dec.keep = None
+                self._release(dec, broken)
+            if retries > 3 and k < stop:  # pragma: no cover - renumbering happens twice at most
+                raise SequenceFormatError(f"{self.path}: frame {k} cannot be identified")
+        return version
 
     def _remember(self, index: int, item, version: int) -> bool:
         """Cache a converted array or a decoded frame (converted when it is asked for);
@@ -555,6 +614,7 @@ class VideoFile(Sequence):
         with self._pool_lock:
             decoders = self._idle + list(self._busy)
             self._idle.clear()
+            self._pool_changed.notify_all()
         for dec in decoders:
             dec.close()
         _cache.frames.drop(self._cache_owner)

@@ -1,0 +1,224 @@
+"""Dask over one file (issue #11, part 1): every scheduler, thread count, chunking and order
+gives exactly the frames of a plain sequential read; ``imread(p)[i]`` reads frame i only;
+chunks follow the file's keyframes; a chunk that continues a GOP reuses the decoder that is
+reading the chunk before it instead of decoding the GOP again."""
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import dask
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq.io import _dask
+
+from . import videomaker as vm
+from .cases import CASES
+
+
+def _rgb(n, h, w):
+    return [np.stack([f, f[::-1], np.roll(f, 5, axis=1)], -1) for f in vm.pattern(n, h, w)]
+
+
+def video_h264_long_gop(d):
+    """B-frames and GOPs of 40 frames: chunks inside a GOP continue one decoder."""
+    vm.write(d / "a.mp4", _rgb(120, 32, 48), codec="libx264", pix_fmt="yuv420p",
+             fmt_in="rgb24", gop=40, bframes=3,
+             options={"keyint_min": "40", "sc_threshold": "0", "bf": "3"})  # fmt: skip
+    return d / "a.mp4", vm.sequential(d / "a.mp4")
+
+
+def video_h264_avi(d):
+    """AVI stamps are decode stamps: frames are counted from keyframes."""
+    vm.write(d / "a.avi", _rgb(60, 32, 48), codec="libx264", pix_fmt="yuv420p",
+             fmt_in="rgb24", gop=20, bframes=2, options={"bf": "2"})  # fmt: skip
+    return d / "a.avi", vm.sequential(d / "a.avi")
+
+
+def video_hevc(d):
+    # x265 corrupts memory on frames smaller than its 64-pixel blocks: 64x96
+    vm.write(d / "a.mp4", _rgb(48, 64, 96), codec="libx265", pix_fmt="yuv420p",
+             fmt_in="rgb24", gop=16, options={"x265-params": "log-level=error"})  # fmt: skip
+    return d / "a.mp4", vm.sequential(d / "a.mp4")
+
+
+def video_vp9(d):
+    vm.write(d / "a.webm", _rgb(30, 32, 48), codec="libvpx-vp9", pix_fmt="yuv420p",
+             fmt_in="rgb24", gop=10, options={"deadline": "realtime", "cpu-used": "8"})  # fmt: skip
+    return d / "a.webm", vm.sequential(d / "a.webm")
+
+
+def video_mjpeg(d):
+    vm.write(d / "a.avi", _rgb(20, 32, 48), codec="mjpeg", pix_fmt="yuvj420p", fmt_in="rgb24")
+    return d / "a.avi", vm.sequential(d / "a.avi")
+
+
+EXTRA = {f.__name__: f for f in [
+    video_h264_long_gop, video_h264_avi, video_hevc, video_vp9, video_mjpeg,
+]}  # fmt: skip
+ALL = {**CASES, **EXTRA}
+
+
+@pytest.fixture(params=sorted(ALL))
+def case(request, tmp_path):
+    path, expected = ALL[request.param](tmp_path)
+    return path, np.asarray(expected)
+
+
+@pytest.fixture
+def long_gop(tmp_path):
+    return video_h264_long_gop(tmp_path)
+
+
+SCHEDULERS = [
+    ("sync", {}),
+    ("threads", {"num_workers": 1}),
+    ("threads", {"num_workers": 2}),
+    ("threads", {"num_workers": 5}),
+]
+
+
+def test_every_scheduler_and_chunking_gives_the_sequential_frames(case):
+    path, expected = case
+    n = len(expected)
+    auto = imseq.imread(path)
+    assert sum(auto.chunks[0]) == n
+    for scheduler, kw in SCHEDULERS:
+        got = auto.compute(scheduler=scheduler, **kw)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{scheduler} {kw}")
+    one = imseq.imread(path, chunks=1)
+    np.testing.assert_array_equal(one.compute(scheduler="threads", num_workers=4), expected)
+    three = imseq.imread(path, chunks=3)
+    got = three[::-1].compute(scheduler="threads", num_workers=3)
+    np.testing.assert_array_equal(got, expected[::-1])
+
+
+def test_reductions_and_map_blocks_match_numpy(case):
+    path, expected = case
+    arr = imseq.imread(path)
+    axes = tuple(range(1, expected.ndim))
+    np.testing.assert_allclose(arr.mean(axis=axes).compute(), expected.mean(axis=axes))
+    np.testing.assert_array_equal(arr.max(axis=0).compute(), expected.max(axis=0))
+    doubled = arr.map_blocks(lambda b: b.astype(np.int64) * 2, dtype=np.int64)
+    np.testing.assert_array_equal(doubled.compute(), expected.astype(np.int64) * 2)
+
+
+def test_chunks_in_random_order_from_many_threads(case):
+    path, expected = case
+    arr = imseq.imread(path, chunks=2 if len(expected) < 8 else "auto")
+    starts = np.r_[0, np.cumsum(arr.chunks[0])]
+    order = list(range(arr.numblocks[0])) * 3
+    random.Random(7).shuffle(order)
+
+    def block(b):
+        return b, arr.blocks[b].compute(scheduler="sync")
+
+    with ThreadPoolExecutor(4) as pool:
+        for b, got in pool.map(block, order):
+            np.testing.assert_array_equal(got, expected[starts[b] : starts[b + 1]])
+
+
+@pytest.mark.parametrize("name", ["seq_mono16_12bit_v3", "video_h264_long_gop", "tiff_contiguous"])
+def test_process_scheduler_gives_the_sequential_frames(name, tmp_path):
+    path, expected = ALL[name](tmp_path)
+    arr = imseq.imread(path)
+    got = arr.compute(scheduler="processes", num_workers=2)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_one_frame_of_an_auto_chunk_reads_one_frame(long_gop):
+    path, expected = long_gop
+    with imseq.open_sequence(path) as seq:
+        arr = seq.to_dask("auto")
+        assert max(arr.chunks[0]) > 1
+        singles, runs = [], []
+        read, read_range = seq._read, seq._read_range
+        seq._read = lambda i: singles.append(i) or read(i)
+        seq._read_range = lambda a, b, out: runs.append((a, b)) or read_range(a, b, out)
+        np.testing.assert_array_equal(arr[57].compute(), expected[57])
+        assert singles == [57] and runs == []
+        np.testing.assert_array_equal(arr[50:53].compute(), expected[50:53])
+        assert runs == [(50, 53)]
+        # napari's reader: one frame per chunk, so whole-chunk computes stay one frame
+        assert seq.to_dask().chunks[0] == (1,) * len(expected)
+
+
+def test_auto_chunks_start_on_keyframes(long_gop, monkeypatch):
+    path, _ = long_gop
+    monkeypatch.setattr(_dask, "_threads", lambda: 2)
+    with imseq.open_sequence(path) as seq:
+        keys = [int(k) for k in seq._decode_points()]
+        sizes = _dask.auto_frame_chunks(seq)
+    assert keys == [0, 40, 80]
+    starts = set(np.r_[0, np.cumsum(sizes)[:-1]].tolist())
+    assert set(keys) <= starts  # no chunk spans a keyframe
+    assert sum(sizes) == 120 and len(sizes) >= 4  # 2 chunks per thread at least
+
+
+class _Fake:
+    def __init__(self, n, points, frame_bytes=1 << 20):
+        self.n, self.points = n, points
+        self.frame_shape, self.dtype = (frame_bytes,), np.dtype(np.uint8)
+
+    def __len__(self):
+        return self.n
+
+    def _decode_points(self):
+        return None if self.points is None else np.asarray(self.points)
+
+
+@pytest.mark.parametrize(
+    "n, points, expected",
+    [
+        (100, None, (15, 15, 14, 14, 14, 14, 14)),  # at most 16 frames of 1 MiB, even
+        (100, range(0, 100, 5), (15, 15, 15, 15, 15, 15, 10)),  # short GOPs never split
+        (100, [0, 60], (15, 15, 15, 15, 14, 13, 13)),  # long GOPs cut in even pieces
+        (3, [0, 1, 2], (2, 1)),  # every frame a keyframe: 2 chunks per thread
+    ],
+)
+def test_auto_chunk_plan(n, points, expected, monkeypatch):
+    monkeypatch.setattr(_dask, "_threads", lambda: 1)
+    assert _dask.auto_frame_chunks(_Fake(n, points)) == expected
+
+
+def test_chunks_argument_is_checked(long_gop):
+    path, _ = long_gop
+    with pytest.raises(ValueError, match="auto"):
+        imseq.imread(path, chunks="big")
+    with pytest.raises(ValueError, match="at least one frame"):
+        imseq.imread(path, chunks=0)
+
+
+def test_a_chunk_inside_a_gop_waits_for_the_decoder_reading_the_chunk_before(long_gop):
+    """Thread A reads frames 0-19 slowly; a read of 20-39 asked meanwhile continues A's
+    decoder when A is done instead of decoding 0-19 again with a second decoder."""
+    path, expected = long_gop
+    with imseq.open_sequence(path) as seq:
+        made = []
+        new_decoder = seq._new_decoder
+        seq._new_decoder = lambda *args: made.append(args) or new_decoder(*args)
+        to_array = seq._plan.to_array
+        seq._plan.to_array = lambda frame: time.sleep(0.01) or to_array(frame)
+        first = {}
+        a = threading.Thread(target=lambda: first.setdefault("x", seq[0:20]))
+        a.start()
+        deadline = time.monotonic() + 10
+        while not seq._heading and time.monotonic() < deadline:  # A's decoder is busy
+            time.sleep(0.001)
+        second = seq[20:40]
+        a.join()
+        np.testing.assert_array_equal(first["x"], expected[0:20])
+        np.testing.assert_array_equal(second, expected[20:40])
+        assert len(made) == 1
+
+
+def test_a_pickled_auto_array_reads_the_right_frames(long_gop):
+    import pickle
+
+    path, expected = long_gop
+    arr = pickle.loads(pickle.dumps(imseq.imread(path)))
+    with dask.config.set(scheduler="sync"):
+        np.testing.assert_array_equal(arr[70:90].compute(), expected[70:90])
