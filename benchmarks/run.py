@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import HERE, machine  # noqa: E402
 
-SECTIONS = ["seq", "video", "write", "transforms", "napari", "export", "live", "batch", "mosaic"]
+SECTIONS = ["seq", "video", "dask", "write", "transforms", "napari", "export", "live", "batch", "mosaic"]
 RESULTS = os.path.join(HERE, "results")
 
 
