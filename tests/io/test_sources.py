@@ -176,6 +176,19 @@ def test_every_sample_over_http_is_frame_exact(name, http_samples):
             _check_same(again, name, last_only=True)
 
 
+def test_fsspec_file_objects_read_by_their_url(http_samples, memfs):
+    name = "pims_tiff_stack.tif"
+    with fsspec.open(f"{http_samples}/{name}", "rb") as f, imseq.open_sequence(f) as seq:
+        assert seq.path == f"{http_samples}/{name}"
+        _check_same(seq, name)
+        with pickle.loads(pickle.dumps(seq)) as again:
+            _check_same(again, name, last_only=True)
+    fs, root = memfs
+    fs.pipe(f"{root}/{name}", sample(name).read_bytes())
+    with imseq.open_sequence(fsspec.open(f"memory://{root}/{name}")) as seq:
+        _check_same(seq, name)
+
+
 def test_http_server_without_range_requests_is_spilled(tmp_path):
     pytest.importorskip("aiohttp")
     path = sample("pims_sample_norpix6.seq")

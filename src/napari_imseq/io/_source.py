@@ -22,7 +22,8 @@ Which source an object becomes (:func:`as_source`):
 ``io.BytesIO``                         its buffer, read in place (it cannot grow while open)
 an opened regular file                 a duplicate descriptor read with ``pread`` (the file
                                        object's own cursor is never moved)
-any other readable, seekable object    read under a lock (seek + read), e.g. fsspec files
+an fsspec file object or ``OpenFile``  its URL, read with our own pooled handles
+any other readable, seekable object    read under a lock (seek + read)
 a non-seekable stream (pipe, socket)   copied to an unnamed temporary file (*spilled*) up to
                                        ``spill_limit`` bytes (default 1 GiB, environment
                                        variable ``NAPARI_IMSEQ_SPILL_LIMIT``; 0 refuses pipes)
@@ -813,9 +814,11 @@ def as_source(
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         return PathSource(path)
-    open_file = _fsspec_open_file(obj)
-    if open_file is not None:
-        return UrlSource(open_file, storage_options)
+    remote = _fsspec_file(obj)
+    if remote is not None:  # read through our own pooled handles: thread-safe, picklable
+        url, options = remote
+        source = UrlSource(url, {**options, **(storage_options or {})})
+        return source.spill(limit) if source.ranges_refused() else source
     if hasattr(obj, "read"):
         return _file_object_source(obj, limit)
     raise TypeError(
@@ -832,11 +835,21 @@ def _spill_limit_value(value: int | None) -> int:
     return int(value)
 
 
-def _fsspec_open_file(obj: Any) -> str | None:
-    """The URL of an fsspec ``OpenFile`` (not yet opened), else None."""
-    if type(obj).__name__ != "OpenFile" or not hasattr(obj, "fs") or not hasattr(obj, "path"):
+def _fsspec_file(obj: Any) -> tuple[str, dict] | None:
+    """(URL, storage options) of an fsspec ``OpenFile`` or of an fsspec file object opened
+    for reading (not one of the memory file system, whose buffer is read in place), else
+    None."""
+    import sys
+
+    if "fsspec" not in sys.modules:  # nothing can be an fsspec object
         return None
-    return obj.fs.unstrip_protocol(obj.path)
+    from fsspec.core import OpenFile
+    from fsspec.spec import AbstractBufferedFile
+
+    opened = isinstance(obj, AbstractBufferedFile) and getattr(obj, "mode", "") == "rb"
+    if not (isinstance(obj, OpenFile) or (opened and not _is_memory_fs(obj.fs))):
+        return None
+    return obj.fs.unstrip_protocol(obj.path), dict(getattr(obj.fs, "storage_options", {}))
 
 
 # ---- opening -------------------------------------------------------------------------------
