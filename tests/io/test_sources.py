@@ -126,6 +126,10 @@ def _check_same(seq, name: str, *, last_only: bool = False) -> None:
         assert got.dtype == want.dtype and np.array_equal(got, want), (name, i)
 
 
+#: read exactly like bytes (same MemorySource) or like a path (pread): the small samples suffice
+_EXTRA_KINDS = ("bytearray", "memoryview", "opened file")
+
+
 def _kinds():
     return ["bytes", "bytearray", "memoryview", "BytesIO", "opened file", "memory://", "file://"]
 
@@ -153,6 +157,8 @@ def _make(kind: str, name: str, memfs):
 @pytest.mark.parametrize("kind", _kinds())
 @pytest.mark.parametrize("name", SAMPLE_FILES)
 def test_every_sample_from_every_source_is_frame_exact(name, kind, memfs):
+    if kind in _EXTRA_KINDS and sample(name).stat().st_size > 500_000:
+        pytest.skip("the extra buffer kinds read like bytes: checked on the smaller samples")
     src = _make(kind, name, memfs)
     try:
         with imseq.open_sequence(src) as seq:
