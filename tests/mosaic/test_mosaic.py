@@ -384,6 +384,8 @@ def test_public_api():
     assert imseq.mosaic is mosaic and "mosaic" in imseq.__all__
     m = imseq.mosaic([np.zeros((3, 4, 4), np.uint8)], source_fps=[10])
     assert isinstance(m, imseq.Sequence) and isinstance(m, imseq.MosaicSequence)
+    pair = imseq.mosaic([(np.zeros((3, 4, 4), np.uint8), 10.0), (np.ones((6, 4, 4)), 20.0)])
+    assert pair.fps == 20.0 and len(pair) == 6
 
 
 class Failing(ArraySequence):

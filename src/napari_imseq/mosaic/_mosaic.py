@@ -37,6 +37,11 @@ def _open_source(src: Any, fps: Any) -> tuple[Sequence, bool]:
         return open_sequence(src), True
     if hasattr(src, "shape") and hasattr(src, "dtype"):
         return ArraySequence(src, fps=fps), True
+    if (
+        isinstance(src, tuple) and len(src) == 2
+        and hasattr(src[0], "shape") and hasattr(src[0], "dtype")
+    ):  # (array, fps)  # fmt: skip
+        return ArraySequence(src[0], fps=src[1]), True
     raise MosaicError(
         f"mosaic: a source must be a path, an opened Sequence or a numpy/dask array, not "
         f"{type(src).__name__}"
@@ -728,7 +733,8 @@ def mosaic(
     ----------
     sources
         Paths, opened Sequences (not closed by the mosaic) and numpy/dask arrays ``(T, Y, X)``
-        or ``(T, Y, X, C)`` (give their rates with ``source_fps=[...]``, or wrap them in
+        or ``(T, Y, X, C)`` (give their rates as ``(array, fps)`` pairs, with
+        ``source_fps=[...]``, or wrap them in
         :class:`~napari_imseq.io.array.ArraySequence` with ``fps=``/``timestamps=``).
     grid
         ``"RxC"`` or ``(rows, cols)`` (one side may be 0: filled in); default near-square.
