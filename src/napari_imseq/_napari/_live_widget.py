@@ -76,7 +76,10 @@ class LiveWidget(QWidget):
         self.counters = QLabel("")
         self.counters.setWordWrap(True)
         self.record_path = QLineEdit("live.mkv")
-        self.record_path.setToolTip("FFV1 .mkv (lossless) by default; .tif, .zarr ... also work")
+        self.record_path.setToolTip(
+            "FFV1 .mkv (lossless, compact, slow to encode) by default; for fast streams "
+            "record to .tif or .seq"
+        )
         browse = QPushButton("...")
         browse.clicked.connect(self._browse)
         self.record_button = QPushButton("Record")
