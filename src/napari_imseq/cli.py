@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("paths", nargs="+")
     info.set_defaults(func=cmd_info)
     conv = sub.add_parser("convert", help="convert one file, or many with --to DIR --format EXT")
-    conv.add_argument("paths", nargs="+", metavar="PATH")
+    conv.add_argument("paths", nargs="*", metavar="PATH")  # none with --files-from
     conv.add_argument("--to", help="output folder for a batch")
     conv.add_argument(
         "--format", help="output extension for a batch: mkv, avi, mp4, gif, tif, zarr, seq"

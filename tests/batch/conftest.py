@@ -12,7 +12,7 @@ def client():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: never 8787 of a running cluster
         silence_logs=logging.ERROR,
     )
     c = distributed.Client(cluster)

@@ -62,9 +62,9 @@ def test_cli_batch_on_a_scheduler_and_duplicate_names(tmp_path, client, capsys):
     srcs = _sources(tmp_path / "a", 2)
     twin = _sources(tmp_path / "b", 1)  # b/rec00.seq has the same output name as a/rec00.seq
     listing = tmp_path / "list.txt"
-    listing.write_text("\n".join(srcs[1:] + twin) + "\n")
+    listing.write_text("\n".join(srcs + twin) + "\n")
     code = cli.main(
-        ["convert", srcs[0], "--files-from", str(listing), "--to", str(tmp_path / "o"),
+        ["convert", "--files-from", str(listing), "--to", str(tmp_path / "o"),
          "--format", "tif", "--scheduler", client.scheduler.address]
     )  # fmt: skip
     err = capsys.readouterr().err

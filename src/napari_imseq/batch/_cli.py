@@ -65,6 +65,9 @@ def run_convert_batch(args: argparse.Namespace, opts: dict[str, Any], span: dict
     if not args.format:
         _err("--to needs --format (e.g. mkv, tif, zarr)")
         return EXIT_ERROR
+    if not args.paths and not args.files_from:
+        _err("convert --to DIR needs input files (SRC... or --files-from LIST)")
+        return EXIT_ERROR
     span = {k: v for k, v in span.items() if v is not None}
     try:
         report = convert_batch(
