@@ -285,6 +285,8 @@ class _Cursor(io.RawIOBase):
         return n
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise OSError(22, f"unsupported whence {whence}")
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         pos = base + int(offset)
         if pos < 0:
@@ -554,8 +556,14 @@ class FdSource(Source):
                     return PathSource, (self._path,)
             except OSError:
                 pass
-        if self._spilled and self._fd is not None:
-            return MemorySource, (os.pread(self._fd, self._size, 0), self.name)
+        if self._spilled and self._fd is not None:  # the content travels, read in blocks
+            data = bytearray(self._size)
+            h = self.handle()
+            try:
+                h.readinto(data, 0)
+            finally:
+                h.close()
+            return MemorySource, (data, self.name)
         raise SequenceError(
             f"{self.name}: a sequence opened from a file object whose file has no usable path "
             f"cannot be sent to another process; open it from a path, a URL or bytes"
