@@ -57,6 +57,7 @@ def test_cli_refuses_bad_input_before_writing(paths, tmp_path, capsys):
         (("--span", "intersection", "--offsets", "0,100,0"), "never overlap"),
         (("--cell", "0x10"), "cell height"),
         (("--label", "one"), "--label"),
+        (("--source-fps", "0,0"), "--source-fps"),
     ]:
         try:  # in this process: quicker than a subprocess per case
             status = cli.main(["mosaic", *map(str, paths), "-o", str(out), *args])

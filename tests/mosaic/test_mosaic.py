@@ -418,3 +418,24 @@ def test_streaming_reads_ahead_and_equals_indexing(three):
     assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
     serial.close()
     m.close()
+
+
+def test_source_fps_for_files_without_a_rate(tmp_path):
+    imseq.imwrite(tmp_path / "stack.tif", coded(8, (10, 10), np.uint16))  # no frame interval
+    other = ArraySequence(coded(4, (10, 10), np.uint16), fps=10.0)
+    with pytest.raises(MosaicError, match="source_fps"):
+        mosaic([tmp_path / "stack.tif", other])
+    m = mosaic([tmp_path / "stack.tif", other], source_fps=[40.0, None])
+    assert m.fps == 40.0 and len(m) == 16  # 0.4 s of the 10 fps array at 40 fps
+    check_every_frame(m, [1, 1])
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone.fps == 40.0 and clone.fingerprint == m.fingerprint
+    labelled = mosaic([tmp_path / "stack.tif", other], source_fps=[40.0, None], time_labels=True)
+    plain = mosaic([tmp_path / "stack.tif", other], source_fps=[40.0, None])
+    assert (labelled[6] != plain[6]).any()
+    same = mosaic([ArraySequence(coded(8, (10, 10), np.uint16), fps=40.0), other],
+                  time_labels=True)  # fmt: skip
+    # the tile's time (frame 6 at 40 fps: 0.150 s) comes from the rate given for the file
+    np.testing.assert_array_equal(labelled[6], same[6])
+    with pytest.raises(MosaicError, match="not a finite positive fps"):
+        mosaic([tmp_path / "stack.tif", other], source_fps=[-1, None])

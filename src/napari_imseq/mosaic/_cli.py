@@ -74,6 +74,14 @@ def mosaic_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["labels"] = args.labels
     if args.offsets:
         opts["offsets"] = _floats(args.offsets, "--offsets")
+    if args.source_fps:
+        rates = [r if r > 0 else None for r in _floats(args.source_fps, "--source-fps")]
+        if len(rates) != len(args.paths):
+            raise SystemExit(
+                f"imseq: error: --source-fps has {len(rates)} rates for {len(args.paths)} "
+                f"sources; give one per source (0 keeps the file's own)"
+            )
+        opts["source_fps"] = rates
     if args.cell:
         opts["cell"] = args.cell
     if args.background:
@@ -131,6 +139,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sync", choices=["timestamps", "fps", "index"], default="timestamps")
     p.add_argument("--fps", type=float, help="output frame rate (default: the fastest source)")
     p.add_argument("--offsets", help="seconds added to each source's clock: 0,0.25,-1.5")
+    p.add_argument(
+        "--source-fps", help="each source's frame rate, 0 for the file's own: 0,0,30 (for files "
+        "that state none)",
+    )  # fmt: skip
     p.add_argument(
         "--span", choices=["union", "intersection"], default="union",
         help="cover every source's time (union) or only when all run (intersection)",

@@ -273,6 +273,7 @@ class MosaicSequence(Sequence):
             rates = _per_source(
                 source_fps, [str(k) for k in range(len(sources))], "source_fps", None
             )
+            self._rates = rates
             for src, rate in zip(sources, rates, strict=True):
                 seq, owned = _open_source(src, rate)
                 self._seqs.append(seq)
@@ -290,6 +291,7 @@ class MosaicSequence(Sequence):
             "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
             "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
             "dtype", "pipelines", "cache", "threads", "recent")}  # fmt: skip
+        self._kwargs["source_fps"] = self._rates
         a = self._kwargs
         if a["fit"] not in _layout.FITS:
             raise MosaicError(f"mosaic: fit must be one of {_layout.FITS}, not {a['fit']!r}")
@@ -307,7 +309,7 @@ class MosaicSequence(Sequence):
             ) from None
         self.timeline: Timeline = build_timeline(
             self._seqs, names, sync=a["sync"], fps=a["fps"], offsets=offsets, span=a["span"],
-            outside=a["outside"], absolute=bool(a["absolute"]),
+            outside=a["outside"], absolute=bool(a["absolute"]), rates=self._rates,
         )  # fmt: skip
         self._offsets = offsets
 
@@ -665,7 +667,8 @@ class MosaicSequence(Sequence):
         lo, hi = dtype_range(self._dtype)
         white = (top - lo) / (hi - lo) if self._dtype.kind in "ui" else 1.0
         colour = (white, white, white)
-        for tile, text, j in zip(self._tiles, self._labels, frames, strict=True):
+        rates = self.timeline.rates
+        for s, (tile, text, j) in enumerate(zip(self._tiles, self._labels, frames, strict=True)):
             cell = tile.placement.cell
             size = _layout.label_size(cell)
             region = out[cell.slices]
@@ -674,7 +677,10 @@ class MosaicSequence(Sequence):
                                         color=colour)  # fmt: skip
             if self._time_labels and j >= 0:
                 ts = tile.timestamps
-                t = float(ts[j] - ts[0]) if ts is not None else j / (tile.seq.fps or 1.0)
+                if ts is not None:  # the tile's own time, from its first frame
+                    t = float(ts[j] - ts[0])
+                else:
+                    t = j / rates[s] if rates[s] else j / self.timeline.fps
                 region[...] = draw_text(
                     region, text=f"{t:.3f} s  #{j}", position=(cell.h - size - 6, 4),
                     size=size, color=colour,
@@ -736,6 +742,8 @@ def mosaic(
         or ``(T, Y, X, C)`` (give their rates as ``(array, fps)`` pairs, with
         ``source_fps=[...]``, or wrap them in
         :class:`~napari_imseq.io.array.ArraySequence` with ``fps=``/``timestamps=``).
+        ``source_fps=[None, 30.0, ...]`` (or a dict by position) also gives, or replaces, the
+        rate of files that state none or a wrong one (their timestamps still rule).
     grid
         ``"RxC"`` or ``(rows, cols)`` (one side may be 0: filled in); default near-square.
         ``positions=[(y, x) | (y, x, h, w), ...]`` places tiles explicitly instead.

@@ -75,6 +75,8 @@ class Timeline:
     ends: tuple[float, ...]
     source_times: tuple[np.ndarray, ...]
     outside: str
+    #: each source's frame rate as used (given, stated, or from its timestamps), or None
+    rates: tuple[float | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.times)
@@ -115,6 +117,7 @@ def build_timeline(
     span: str = "union",
     outside: str = "background",
     absolute: bool = False,
+    rates: Seq[float | None] | None = None,
 ) -> Timeline:
     """The timeline of a mosaic of ``seqs`` (see the module docstring); reads no pixels."""
     if sync not in SYNC_MODES:
@@ -130,7 +133,16 @@ def build_timeline(
             f"mosaic: offsets must be {n} finite numbers of seconds (one per source), not "
             f"{offsets!r}"
         )
-    rates = [nominal_fps(s) for s in seqs]
+    given = [None] * n if rates is None else list(rates)
+    if len(given) != n:
+        raise MosaicError(f"mosaic: {len(given)} source rates for {n} sources; give one per source")
+    for name, r in zip(names, given, strict=True):
+        if r is not None and _rate(r) is None:
+            raise MosaicError(f"{name}: its rate {r!r} is not a finite positive fps")
+    # a rate given for a source replaces the one it states (its timestamps still rule)
+    rates = [
+        _rate(r) if r is not None else nominal_fps(s) for s, r in zip(seqs, given, strict=True)
+    ]
     if fps is not None:
         out_fps = _rate(fps)
         if out_fps is None:
@@ -140,7 +152,7 @@ def build_timeline(
         if not known:
             raise MosaicError(
                 "mosaic: no source states a frame rate; pass fps= (the output frame rate), and "
-                "fps= for arrays"
+                "the sources' rates with source_fps="
             )
         out_fps = max(known)
 
@@ -155,8 +167,8 @@ def build_timeline(
         elif sync == "fps":
             if rate is None:
                 raise MosaicError(
-                    f"{name}: it states no frame rate, so sync='fps' cannot place it; give "
-                    f"arrays an fps, or use sync='index'"
+                    f"{name}: it states no frame rate, so sync='fps' cannot place it; give its "
+                    f"rate with source_fps= (--source-fps), or use sync='index'"
                 )
             t = np.arange(count, dtype=np.float64) / rate
             duration = 1.0 / rate
@@ -165,7 +177,8 @@ def build_timeline(
             if ts is None and rate is None:
                 raise MosaicError(
                     f"{name}: it has neither timestamps nor a frame rate, so sync='timestamps' "
-                    f"cannot place it; give arrays fps= or timestamps=, or use sync='index'"
+                    f"cannot place it; give its rate with source_fps= (--source-fps), or use "
+                    f"sync='index'"
                 )
             if ts is None:
                 t = np.arange(count, dtype=np.float64) / rate
@@ -203,4 +216,5 @@ def build_timeline(
         ends=tuple(ends),
         source_times=tuple(source_times),
         outside=outside,
+        rates=tuple(rates),
     )
