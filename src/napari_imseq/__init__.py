@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from . import batch  # light: its names load on first use (dask.distributed then)
 from ._map import map_frames
 from .convert import ConversionCancelled, ConversionInterrupted, convert
 from .export import ExportCancelled, ExportError, export
@@ -40,6 +41,7 @@ from .mosaic import MosaicSequence, mosaic  # the name napari_imseq.mosaic is th
 __version__ = "0.1.0"
 
 __all__ = [
+    "batch",
     "ConversionCancelled",
     "ConversionInterrupted",
     "ExportCancelled",
