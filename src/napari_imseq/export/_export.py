@@ -30,10 +30,9 @@ __all__ = ["ExportCancelled", "ExportProgress", "export"]
 
 ExportCancelled = ConversionCancelled
 _PREFETCH = 4  # frames read ahead per layer
-#: x264 preset of H.264 exports unless one is given: on the export benchmark's frames it needs
-#: 2.9x less encoder CPU than x264's own default (medium) for 4% more bytes at the same PSNR
-#: (docs/export.md, Speed)
-DEFAULT_H264_PRESET = "veryfast"
+#: x264 preset of H.264 exports unless one is given: 1.5-2x less encoder CPU than x264's own
+#: default (medium) for 0.1-0.6 dB less PSNR at about the same size (docs/export.md, Speed)
+DEFAULT_H264_PRESET = "faster"
 
 
 @dataclass
@@ -387,7 +386,7 @@ def export(
         export stops, keeps the ``.partial`` file and raises :class:`ExportCancelled`.
     codec_options
         Passed to the writer (``codec``, ``crf``, ``preset``, ``compression`` ...). H.264
-        output is encoded with ``preset=DEFAULT_H264_PRESET`` ("veryfast") unless one is given.
+        output is encoded with ``preset=DEFAULT_H264_PRESET`` ("faster") unless one is given.
 
     Returns the conversion summary plus ``mode``, ``fps``, ``fps_source``, ``layers`` and, when
     napari's renderer had to draw some layers, ``fallback`` (the reason).
