@@ -1,0 +1,205 @@
+"""The damage policy for video (napari_imseq.io.video._damage): a damaged packet in a lossy
+stream gives the same answer in every read path (indexing in order, backwards, cold readers,
+threads, iter_frames, dask): an error naming the file and the frame for the damaged frame and
+the frames predicted from it, the plain decode's pixels for every other frame; healthy files,
+open GOPs and B-frames read after seeks included, are never flagged."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import av
+import dask
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+from napari_imseq.io._base import SequenceFormatError
+
+from ..io import videomaker as vm
+
+ERR = "error"
+
+
+def frames(n, h=32, w=48):
+    return [np.stack([f, f[::-1], f[:, ::-1]], -1) for f in vm.pattern(n, h, w)]
+
+
+def packets(path):
+    with av.open(str(path)) as c:
+        return [(p.pos, p.size, p.pts, p.is_keyframe) for p in c.demux(video=0) if p.size]
+
+
+def _reported(path) -> bool:
+    """A plain single-threaded decode reports damage (an error or a concealed frame)."""
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        cc.thread_type, cc.thread_count = "SLICE", 1
+        cc.options = {"err_detect": "explode"}
+        try:
+            return any(f.is_corrupt for f in c.decode(video=0))
+        except av.FFmpegError:
+            return True
+
+
+def damage(path, k):
+    """Overwrite the last two thirds of packet ``k`` with bytes its decoder reports."""
+    pos, size, _, _ = packets(path)[k]
+    raw = path.read_bytes()
+    a, b = pos + size // 3, pos + size
+    for fill in (bytes(b - a), b"\xff" * (b - a), random.Random(1).randbytes(b - a)):
+        path.write_bytes(raw[:a] + fill + raw[b:])
+        if _reported(path):
+            return
+    raise AssertionError("no damage FFmpeg reports")
+
+
+def _one(seq, i, path):
+    try:
+        return seq[i]
+    except SequenceFormatError as err:
+        assert path.name in str(err) and f"frame {i}" in str(err), str(err)
+        return ERR
+
+
+def every_path(path) -> dict[str, list]:
+    """Each frame (an array, or ERR) by every read path a user has."""
+    out = {}
+    with imseq.open_sequence(path, cache_bytes=0) as seq:
+        n = len(seq)
+        out["index"] = [_one(seq, i, path) for i in range(n)]
+        out["backwards"] = [_one(seq, i, path) for i in reversed(range(n))][::-1]
+    order = list(range(n))
+    random.Random(5).shuffle(order)
+    cold = {}
+    for i in order:
+        with imseq.open_sequence(path, cache_bytes=0) as seq:
+            cold[i] = _one(seq, i, path)
+    out["cold"] = [cold[i] for i in range(n)]
+    with imseq.open_sequence(path, cache_bytes=0) as seq:
+        with ThreadPoolExecutor(4) as pool:
+            got = dict(zip(order, pool.map(lambda i: _one(seq, i, path), order), strict=True))
+        out["threads"] = [got[i] for i in range(n)]
+        it: list = []
+        while len(it) < n:  # on after each damaged frame, as a user would
+            try:
+                for f in seq.iter_frames(len(it)):
+                    it.append(f)
+            except SequenceFormatError as err:
+                assert path.name in str(err)
+                it.append(ERR)
+        out["iter_frames"] = it
+    # dask, one frame per chunk on threads; imread's chunks: a chunk holding a damaged frame
+    # raises, the others compute
+    with imseq.open_sequence(path, cache_bytes=0) as seq:
+        lazy = seq.to_dask(chunks=1)
+        good = [i for i, f in enumerate(out["index"]) if f is not ERR]
+        got = dask.compute(*[lazy[i] for i in good], scheduler="threads", num_workers=4)
+        out["dask"] = [got[good.index(i)] if i in good else ERR for i in range(n)]
+    lazy, start = imseq.imread(path), 0
+    for size in lazy.chunks[0]:
+        block = range(start, start + size)
+        if any(out["index"][i] is ERR for i in block):
+            with pytest.raises(SequenceFormatError, match=path.name):
+                lazy[start : start + size].compute(scheduler="threads")
+        else:
+            np.testing.assert_array_equal(
+                lazy[start : start + size].compute(scheduler="threads"),
+                np.stack([out["index"][i] for i in block]),
+            )
+        start += size
+    return out
+
+
+def assert_consistent(paths: dict[str, list]) -> list[int]:
+    """Every path gives the same frames and errors as indexing; returns the damaged frames."""
+    ref = paths["index"]
+    for name, got in paths.items():
+        assert len(got) == len(ref), name
+        for i, (a, b) in enumerate(zip(ref, got, strict=True)):
+            if a is ERR or b is ERR:
+                assert a is ERR and b is ERR, f"{name}: frame {i}"
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}: frame {i}")
+    return [i for i, f in enumerate(ref) if f is ERR]
+
+
+def by_pts(path):
+    """A plain sequential decode, by presentation rank (None where the decoder gave nothing)."""
+    stamps = sorted(p[2] for p in packets(path))
+    out = [None] * len(stamps)
+    with av.open(str(path)) as c:
+        try:
+            for f in c.decode(video=0):
+                out[stamps.index(f.pts)] = vm.to_array(f)
+        except av.FFmpegError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, codec, opts",
+    [
+        ("h264.mp4", "libx264", {"bf": "2"}),
+        ("h264.mkv", "libx264", {"bf": "3", "x264-params": "open-gop=1:scenecut=0"}),
+        ("mpeg4.avi", "mpeg4", {}),
+        ("mjpeg.avi", "mjpeg", {}),
+    ],
+)
+def test_a_damaged_lossy_packet_gives_one_answer_in_every_read_path(tmp_path, name, codec, opts):
+    path = tmp_path / name
+    intra = codec == "mjpeg"
+    vm.write(path, frames(30), codec=codec, pix_fmt="yuvj420p" if intra else "yuv420p",
+             fmt_in="rgb24", gop=None if intra else 10, bframes=None if intra else 2,
+             options=opts)  # fmt: skip
+    healthy = by_pts(path)
+    pk = packets(path)
+    keys = [k for k, p in enumerate(pk) if p[3]]
+    hit = 14 if intra else next(k for k in range(keys[1] + 1, len(pk)) if not pk[k][3])
+    damage(path, hit)
+    paths = every_path(path)
+    bad = assert_consistent(paths)
+    assert bad, "the damaged packet's frame must be an error"
+    stamps = sorted(p[2] for p in pk)
+    assert stamps.index(pk[hit][2]) in bad
+    # the damage stays in its group of pictures: frames before it and the last GOP read exactly
+    for i, f in enumerate(paths["index"]):
+        if f is not ERR and i < min(bad) or i >= stamps.index(pk[keys[-1]][2]) + 3:
+            np.testing.assert_array_equal(f, healthy[i], err_msg=f"frame {i}")
+    if not intra:
+        assert max(bad) < len(paths["index"]) - 3
+
+
+@pytest.mark.parametrize(
+    "name, codec, opts",
+    [
+        ("open.mkv", "libx264", {"bf": "3", "x264-params": "open-gop=1:scenecut=0"}),
+        ("open.mp4", "libx264", {"bf": "3", "x264-params": "open-gop=1:scenecut=0:b-pyramid=2"}),
+        ("hevc.mkv", "libx265", {"x265-params": "bframes=3:log-level=none"}),  # CRA: open
+        ("b.avi", "mpeg4", {}),
+    ],
+)
+def test_healthy_open_gops_and_b_frames_are_never_flagged(tmp_path, name, codec, opts):
+    path = tmp_path / name
+    # (libx265 corrupts its heap now and then on 32 x 48 frames: 64 x 96)
+    vm.write(path, frames(40, 64, 96), codec=codec, pix_fmt="yuv420p", fmt_in="rgb24", gop=9,
+             bframes=3, options=opts)  # fmt: skip
+    truth = vm.sequential(path)
+    paths = every_path(path)
+    assert assert_consistent(paths) == []
+    for i, f in enumerate(paths["index"]):
+        np.testing.assert_array_equal(f, truth[i], err_msg=f"frame {i}")
+
+
+def test_the_decoder_settings_that_report_damage():
+    from napari_imseq.io.video import _damage
+
+    # H.264 hides concealment (and its flags) under slice threads; MPEG-4 under frame threads
+    assert _damage.threads("h264", "SLICE") == ("SLICE", 1)
+    assert _damage.threads("h264", "AUTO") == ("AUTO", 0)
+    assert _damage.threads("mpeg4", "AUTO") == ("SLICE", 1)
+    assert _damage.threads("vp9", "SLICE") == ("SLICE", 0)
+    assert _damage.options("mjpeg") == {"err_detect": "explode"}
+    assert _damage.options("h264") == {} and _damage.trusts_flags("h264")
+    assert not _damage.trusts_flags("mpeg4")
