@@ -85,6 +85,21 @@ def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
     assert isinstance(contributed, MosaicWidget)
     contributed.cleanup()
 
+    # a layer without a rate gets one in its row
+    widget = MosaicWidget(viewer)
+    viewer.add_image(coded(4, (10, 10), np.uint8), name="no rate")
+    widget.set_row("no rate", fps=8.0)
+    for name in ("fast", "slow"):
+        widget.set_row(name, use=False)
+    widget.update_mosaic()
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert widget.mosaic.fps == 8.0 and len(widget.mosaic) == 4
+    widget.set_row("no rate", fps=0)
+    widget.wait()
+    assert "no source states a frame rate" in widget.status.text()
+    widget.cleanup()
+
     # a layer's frames keep the fps, timestamps and bit depth of its metadata
     ts = np.array([0.0, 0.1, 0.3])
     layer = viewer.add_image(np.zeros((3, 4, 4), np.uint16), name="a",

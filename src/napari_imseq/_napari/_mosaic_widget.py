@@ -41,7 +41,7 @@ from ..mosaic import FITS, OUTSIDE, SPANS, SYNC_MODES, MosaicSequence, mosaic
 #: name of the layer the widget makes (made unique by napari if taken)
 LAYER_NAME = "mosaic"
 GRAYS = ["replicate", "gray", "viridis", "magma", "inferno", "green", "magenta", "cyan"]
-_COL_NAME, _COL_OFFSET, _COL_LABEL = 0, 1, 2
+_COL_NAME, _COL_OFFSET, _COL_FPS, _COL_LABEL = 0, 1, 2, 3
 
 
 def layer_source(layer) -> ArraySequence:
@@ -82,8 +82,12 @@ class MosaicWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.update_mosaic)
 
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["source", "offset (s)", "label"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["source", "offset (s)", "fps", "label"])
+        self.table.setToolTip(
+            "tick the sources; offset: seconds added to its clock; fps: its frame rate when it "
+            "states none or a wrong one (empty: its own); label: text drawn in its cell"
+        )
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(110)
         self.add_files_button = QPushButton("Add files...")
@@ -200,11 +204,15 @@ class MosaicWidget(QWidget):
         item.setToolTip(key[1])
         self.table.setItem(r, _COL_NAME, item)
         self.table.setItem(r, _COL_OFFSET, QTableWidgetItem("0"))
+        self.table.setItem(r, _COL_FPS, QTableWidgetItem(""))
         self.table.setItem(r, _COL_LABEL, QTableWidgetItem(""))
 
     def _refresh_layers(self, *_: Any) -> None:
         """Rows for the viewer's image layers (kept: checks, offsets, labels) and files."""
-        names = [layer.name for layer in self._candidate_layers()]
+        layers = self._candidate_layers()
+        names = [layer.name for layer in layers]
+        # another mosaic (its metadata lists tiles) is offered but not ticked
+        nested = {layer.name for layer in layers if "tiles" in (layer.metadata or {})}
         self._filling = True
         try:
             for r in reversed(range(self.table.rowCount())):
@@ -214,7 +222,7 @@ class MosaicWidget(QWidget):
             have = set(self._rows())
             for name in names:
                 if ("layer", name) not in have:
-                    self._add_row(("layer", name), name, checked=True)
+                    self._add_row(("layer", name), name, checked=name not in nested)
         finally:
             self._filling = False
 
@@ -237,8 +245,8 @@ class MosaicWidget(QWidget):
             self.add_files(paths)
 
     def set_row(self, name: str, *, use: bool | None = None, offset: float | None = None,
-                label: str | None = None) -> None:  # fmt: skip
-        """Set a source's check, offset (seconds) or label text, by its shown name."""
+                fps: float | None = None, label: str | None = None) -> None:  # fmt: skip
+        """Set a source's check, offset (seconds), rate or label text, by its shown name."""
         for r in range(self.table.rowCount()):
             if self.table.item(r, _COL_NAME).text() != name:
                 continue
@@ -247,6 +255,8 @@ class MosaicWidget(QWidget):
                 self.table.item(r, _COL_NAME).setCheckState(state)
             if offset is not None:
                 self.table.item(r, _COL_OFFSET).setText(repr(float(offset)))
+            if fps is not None:
+                self.table.item(r, _COL_FPS).setText(repr(float(fps)) if fps else "")
             if label is not None:
                 self.table.item(r, _COL_LABEL).setText(label)
             return
@@ -260,7 +270,7 @@ class MosaicWidget(QWidget):
 
     def request(self) -> dict[str, Any]:
         """What the mosaic is made of (read on the GUI thread; the worker builds it)."""
-        sources, offsets, labels = [], [], []
+        sources, offsets, rates, labels = [], [], [], []
         for r in range(self.table.rowCount()):
             item = self.table.item(r, _COL_NAME)
             if item.checkState() != Qt.CheckState.Checked:
@@ -279,6 +289,13 @@ class MosaicWidget(QWidget):
                 raise ValueError(
                     f"offset {text!r} of {item.text()} is not a number of seconds"
                 ) from None
+            text = self.table.item(r, _COL_FPS).text().strip()
+            try:
+                rates.append(float(text) if text and float(text) != 0 else None)
+            except ValueError:
+                raise ValueError(
+                    f"fps {text!r} of {item.text()} is not a number (empty: its own rate)"
+                ) from None
             labels.append(self.table.item(r, _COL_LABEL).text().strip() or None)
         if not sources:
             raise ValueError("choose at least one source: tick a layer or add files")
@@ -293,6 +310,7 @@ class MosaicWidget(QWidget):
             "outside": self.outside.currentText(),
             "fps": self.fps.value() or None,
             "offsets": offsets,
+            "source_fps": rates,
             "labels": [t if t else (True if use_names else None) for t in labels],
             "time_labels": self.time_labels.isChecked(),
             "gray": self.gray.currentText(),
