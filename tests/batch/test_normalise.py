@@ -137,6 +137,11 @@ def test_per_file_stretch_standardises_each_image(tmp_path, client):
         assert lo == pytest.approx(flo, abs=1e-6) and hi == pytest.approx(fhi, abs=1e-6)
         with imseq.open_sequence(tmp_path / "out" / p.rsplit("/", 1)[1]) as seq:
             np.testing.assert_array_equal(seq[0], imseq.transforms.rescale(a, in_range=(lo, hi)))
+    # an interrupted run resumed: the statistics of the files done before stay in the JSON
+    (tmp_path / "out" / "img002.tif").unlink()
+    again = normalise(paths, tmp_path / "out", per_file=True, client=client, progress=False)
+    assert again.done == [paths[2]] and len(again.skipped) == 3
+    assert json.loads((tmp_path / "out" / "imseq-stats.json").read_text()) == saved
 
 
 @pytest.mark.parametrize("channels", ["luminance", "per-channel"])

@@ -534,6 +534,7 @@ def normalise(
         t0 = time.perf_counter()
         mapping = per = None
         if per_file:
+            earlier = stats.get("files", {}) if stats and stats.get("scope") == "per-file" else {}
             ref_hists = None
             if method == "match":
                 if reference is None:
@@ -546,7 +547,7 @@ def normalise(
                 "scope": "per-file",
                 "channels": mode,
                 "percentiles": [float(q) for q in percentiles],
-                "files": {},
+                "files": dict(earlier),  # a resumed run keeps the files done before
             }
             per = {**stats, "reference": ref_hists}
             del per["files"]
@@ -585,9 +586,9 @@ def normalise(
             keep_results=per_file,  # per-file statistics go to the JSON
         )  # fmt: skip
     if per_file:
-        stats["files"] = {
-            src: value["stats"] for src, value in report.results.items() if value.get("stats")
-        }
+        stats["files"].update(
+            (src, value["stats"]) for src, value in report.results.items() if value.get("stats")
+        )
         if stats_path is not None:
             save_stats(stats, stats_path)
     report.stats = stats  # type: ignore[attr-defined]
