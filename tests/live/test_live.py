@@ -87,22 +87,22 @@ def test_uint16_1024_frames_arrive_bit_exact(codec, checksum):
         assert rx.stats["received"] == len(frames) and rx.stats["lost_in_transit"] == 0
 
 
-@pytest.mark.parametrize(
-    "dtype", ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64", ">u2"]
-)
-@pytest.mark.parametrize("shape", [(17, 23), (9, 11, 3), (8, 5, 4), (6, 7, 1)])
-def test_every_dtype_and_shape_lossless(dtype, shape):
+DTYPES = ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64", ">u2", "?"]
+SHAPES = [(17, 23), (9, 11, 3), (8, 5, 4), (6, 7, 1)]
+
+
+@pytest.mark.parametrize("codec", ["raw", "lossless"])
+def test_every_dtype_and_shape(codec):
     rng = np.random.default_rng(2)
-    frame = (rng.normal(0, 50, shape) + 60).astype(dtype)
-    with Sender("127.0.0.1:0", codec="lossless") as tx, Receiver(tx.address) as rx:
+    frames = [(rng.normal(0, 50, shape) + 60).astype(dt) for dt in DTYPES for shape in SHAPES]
+    with Sender("127.0.0.1:0", codec=codec, checksum=True) as tx, Receiver(tx.address) as rx:
         connected(tx)
-        tx.send(frame, timestamp=12.5)
-        item = rx.latest(timeout=10)
-        assert item is not None
-        got, meta = item
-        assert got.dtype == np.dtype(dtype).newbyteorder("=") and got.shape == shape
-        np.testing.assert_array_equal(got, frame)
-        assert meta["timestamp"] == 12.5 and not got.flags.writeable
+        got = iterate_all(rx, tx, frames, [12.5 + i for i in range(len(frames))])
+    assert len(got) == len(frames)
+    for i, (frame, (back, meta)) in enumerate(zip(frames, got, strict=True)):
+        assert back.dtype == frame.dtype.newbyteorder("=") and back.shape == frame.shape
+        np.testing.assert_array_equal(back, frame)
+        assert meta["timestamp"] == 12.5 + i and not back.flags.writeable
 
 
 def test_jpeg_only_8bit_and_close():
