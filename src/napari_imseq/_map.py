@@ -251,6 +251,17 @@ def map_frames(
     if not owned and open_options:
         raise TypeError(f"options {sorted(open_options)} apply when map_frames opens the source")
     seq = open_sequence(source, **open_options) if owned else source
+    try:
+        return _start(func, seq, owned, workers, processes, chunk, ordered, start, stop, limit,
+                      batch, mp_context)  # fmt: skip
+    except BaseException:
+        if owned:  # nothing started: the sequence opened here is closed again
+            seq.close()
+        raise
+
+
+def _start(func, seq, owned, workers, processes, chunk, ordered, start, stop, limit, batch,
+           mp_context) -> MapFrames:  # fmt: skip
     lo, hi, _ = slice(start, stop).indices(len(seq))
     hi = max(lo, hi)
     size = int(chunk) if chunk else None

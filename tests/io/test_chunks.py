@@ -239,3 +239,20 @@ def test_worker_ranges_cover_the_frames_and_start_on_decode_points(lo, hi, step,
         assert [a for a, _ in got] == starts
     else:
         assert {250, 500, 750} <= {a for a, _ in got}
+
+
+def test_a_source_opened_by_map_frames_is_closed_whatever_happens(path, monkeypatch):
+    from napari_imseq.io import _registry
+
+    opened = []
+    real = _registry.open_sequence
+    monkeypatch.setattr(
+        _registry, "open_sequence", lambda *a, **k: opened.append(real(*a, **k)) or opened[-1]
+    )
+    assert list(map_frames(frame_sum, path, workers=2)) == SUMS  # run to the end
+    for _ in map_frames(frame_sum, path, workers=2):  # left early
+        break
+    gc.collect()
+    with pytest.raises(AttributeError):  # the pool cannot start: nothing runs
+        map_frames(frame_sum, path, processes=True, mp_context="not a context")
+    assert len(opened) == 3 and all(seq.closed for seq in opened)
