@@ -144,18 +144,29 @@ reproduces it); `IMSEQ_ROBUSTNESS=long` (or `--robustness-long` when `tests/robu
 named on the command line) for the long run; `python3 -m tests.robustness.run --long --budget 10
 --report docs/robustness.md` rewrites this page.
 
-## Known limitation: damaged lossy video
+## Damaged lossy video: the damage policy
 
-Every `wrong` case left is a damaged packet (`flip` or `zeros`) in a lossy stream: H.264, HEVC,
-MPEG-4 Part 2, VP9 or MJPEG. FFmpeg's decoders conceal such damage from whatever they decoded
-before (the previous picture, the references they hold), so the damaged frame and the frames
-that predict from it come out differently in sequential, random-order and threaded reads. No
-undamaged file, no lossless stream (FFV1 slice CRCs and PNG chunk CRCs are checked, so a damaged
-frame there is an error in every read path) and no other reader is affected. The fix is a
-damage policy for these codecs that is the same in every read path (a frame the decoder marks
-corrupt, and the frames that predict from it, raise our error), guarded so that a healthy file
-read after a seek is never flagged; it is open. Until then the CI test reports these cases as a
-warning and fails on every other case (`known_limitation` in `tests/robustness/test_robustness.py`).
+FFmpeg's decoders conceal damage in H.264, HEVC, MPEG-4 Part 2, VP9 or MJPEG data from
+whatever they decoded before (the previous picture, the references they hold, a reused buffer),
+so a damaged frame and the frames that predict from it would come out differently in
+sequential, random-order and threaded reads. The video reader (`io/video/_damage.py`) makes the
+answer the same in every read path: a packet is damaged when decoding it fails (decoders other
+than H.264/HEVC run with `err_detect=explode`, so they fail at the damaged packet instead of
+concealing it), when its frame carries FFmpeg's corrupt or decode-error flags (H.264/HEVC ran
+error concealment on it) or when its FFV1 slice CRCs (or PNG chunk CRCs) do not match. It
+spoils its own frame and every frame after it in decode order up to the next keyframe, plus
+that keyframe's leading pictures (a damaged leading picture spoils only the leading pictures
+after it). Reading a spoiled frame raises `SequenceFormatError` naming the file, the frame and
+the damaged one; every other frame reads exactly. A frame is handed out only once every packet
+before it in decode order has come out of the decoder, so damage in a reference shown later
+(a P-frame after its B-frames) is known in time. H.264/HEVC decode single-threaded where slice
+threads were asked (their slice threads skip concealment and its flags), MPEG-4 Part 2 and its
+relatives never use frame threads (they miss damage there), and a frame-threaded decoder that
+sees any damage hands the read to a single-threaded one. Healthy files are never flagged: after
+a seek, the keyframe's leading pictures (open GOPs) are neither judged nor cached, and a decoder
+that saw damage is reopened before it seeks. `tests/robustness/test_damage.py` checks both sides
+(damaged H.264, MPEG-4 and MJPEG give one answer in every read path; healthy open-GOP H.264,
+HEVC and MPEG-4 B-frames are exact).
 """
 
 

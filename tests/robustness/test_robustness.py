@@ -103,51 +103,11 @@ def test_cases_are_reproducible(settings):
 
 
 # ---- the suite -------------------------------------------------------------------------------
-#: The one open limitation (docs/robustness.md, "Known limitation"): when the bytes of a
-#: lossy inter-frame stream (H.264, HEVC, MPEG-4, VP9) or of MJPEG are damaged, FFmpeg conceals
-#: the damage from whatever it decoded before, so a damaged frame's pixels depend on the access
-#: order. Such cases (and only those: a damaged packet, a lossy codec, class "wrong") are
-#: reported but do not fail the run; every other wrong frame does, as does any hang, crash,
-#: memory, raw error or data loss on these same files.
-LOSSY_VIDEO_BASES = frozenset(
-    {
-        "video_h264_mp4",
-        "video_vp9_webm",
-        "video_mjpeg_avi",
-        "pyav_h264_bframes",
-        "pyav_hevc_bframes_mkv",
-        "pyav_h264_in_avi",
-        "pyav_mpeg4_bframes_avi",
-        "sample_imageio_realshort",
-        "sample_imageio_cockatoo",
-        "sample_dlc_tests_vid",
-        "sample_nwbvw_stub_mjpeg",
-    }
-)
-
-
-def known_limitation(r: dict) -> bool:
-    return (
-        r["cls"] == "wrong"
-        and r["base"] in LOSSY_VIDEO_BASES
-        and r["mutation"].get("kind") in ("flip", "zeros")
-    )
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_no_hang_crash_wrong_memory_raw_error_or_data_loss(results, settings, family):
     mine = [r for r in results if r["family"] == family]
     assert mine, f"no case for {family}"
-    known = [r for r in harness.failures(mine) if known_limitation(r)]
-    if known:
-        import warnings
-
-        warnings.warn(
-            f"{len(known)} {family} cases hit the known limitation of damaged lossy video "
-            f"(docs/robustness.md): " + ", ".join(r["id"] for r in known),
-            stacklevel=1,
-        )
-    bad = [r for r in harness.failures(mine) if not known_limitation(r)]
+    bad = harness.failures(mine)
     assert not bad, (
         f"{len(bad)} of {len(mine)} {family} cases are not exact or a clean error\n"
         + table(mine)
