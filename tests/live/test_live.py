@@ -464,3 +464,37 @@ def test_soak_display_at_10fps(seconds, shape):
             growth = max(rss[len(rss) // 10 :]) - rss[len(rss) // 10]
             print(f"soak: sent {sent}, {s}, RSS growth {growth / 2**20:.1f} MB")
             assert growth < 20 * 2**20
+
+
+# ---- imseq serve -----------------------------------------------------------------------------------
+def test_serve_a_file_streams_its_frames_exactly(tmp_path):
+    rng = np.random.default_rng(9)
+    frames = rng.integers(0, 4096, (12, 40, 56), dtype=np.uint16)
+    imseq.imwrite(tmp_path / "clip.tif", frames)
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "napari_imseq.cli", "serve", str(tmp_path / "clip.tif"),
+         "--address", "127.0.0.1:0", "--codec", "lossless", "--fps", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        m = re.search(r"on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        assert m, proc.stderr.read()
+        with Receiver(f"127.0.0.1:{m.group(1)}") as rx:
+            got = []
+            for frame, meta in rx:  # ends when the file has been sent
+                got.append((frame, meta["index"]))
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    # the server starts sending when the first receiver has connected, so nothing is missed
+    assert [i for _, i in got] == list(range(len(frames)))
+    for (frame, _), want in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(frame, want)
+
+
+def test_serve_refuses_other_interfaces_without_token(capsys):
+    from napari_imseq.cli import main
+
+    assert main(["serve", "pattern:16x16", "--address", "0.0.0.0:0", "--count", "1"]) == 1
+    assert "token" in capsys.readouterr().err

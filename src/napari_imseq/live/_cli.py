@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 TOKEN_ENV = "IMSEQ_LIVE_TOKEN"
 
@@ -28,6 +29,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (jpeg codec)")
     p.add_argument("--fps", type=float, help="frames per second (default: the source's)")
     p.add_argument("--loop", action="store_true", help="repeat a file until interrupted")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="a file played once starts at once (default: when a receiver connects)",
+    )
     p.add_argument("--count", type=int, help="stop after this many frames")
     p.add_argument("--dtype", default="uint16", help="test pattern dtype (uint8, uint16 ...)")
     p.add_argument("--pipeline", help="a JSON pipeline of per-frame transforms")
@@ -72,6 +78,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{args.fps or source.fps:g} fps); Ctrl-C stops", flush=True)  # fmt: skip
     status = 0
     try:
+        from ._serve import FileSource
+
+        if isinstance(source, FileSource) and not args.loop and not args.no_wait:
+            print("waiting for a receiver ...", flush=True)
+            while sender.receivers == 0:
+                time.sleep(0.05)
         n = serve(source, sender, fps=args.fps, count=args.count, transform=transform)
         print(f"sent {n} frames", flush=True)
     except KeyboardInterrupt:
