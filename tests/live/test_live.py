@@ -213,7 +213,8 @@ def test_recording_refuses_to_overwrite_at_once(tmp_path):
 
 
 def test_several_receivers_and_a_stalled_one_does_not_block_the_sender():
-    frame = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    frame = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)  # 300 x 128 KiB: more than
+    # the kernel buffers the stalled connection can hold, so its queue must overflow
     with Sender("127.0.0.1:0", max_queue=4) as tx:
         stalled = socket.create_connection(("127.0.0.1", tx.port))  # never reads
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -221,13 +222,11 @@ def test_several_receivers_and_a_stalled_one_does_not_block_the_sender():
         stalled.sendall(w.AUTH.pack(w.AUTH_MAGIC, w.VERSION, 0, 0, bytes(32), w.nonce()))
         with Receiver(tx.address) as a, Receiver(tx.address) as b:
             connected(tx, 3)
-            t0 = time.monotonic()
-            for _ in range(300):
+            for _ in range(300):  # returns although one receiver never reads
                 tx.send(frame)
-            elapsed = time.monotonic() - t0
             assert wait_for(lambda: a.stats["received"] >= 1 and b.stats["received"] >= 1)
-            assert elapsed < 30  # (not a timing test: 300 sends must not wait on the stalled peer)
-            assert tx.stats["dropped_for_receivers"] > 0  # the stalled one lost frames
+            mine = tx.stats["per_receiver"][f"127.0.0.1:{stalled.getsockname()[1]}"]
+            assert mine["dropped"] > 0  # the stalled one lost frames, counted
         stalled.close()
 
 
