@@ -170,6 +170,12 @@ class _Decoder:
             self.next_packet = None if p is None else p + 1
             if p is not None and p >= idx.n:
                 packet = None  # past the frames the index lists (a cut-off last packet)
+            elif idx.mode == "pts" and p is not None and packet.pts not in (None, idx.pts[p]):
+                # an AVI whose index lost an entry stamps packets after a seek by the index
+                raise _Renumber(
+                    f"packet {p} is stamped {packet.pts} after a seek but {idx.pts[p]} when "
+                    f"read in order"
+                )
         if packet is None or not packet.size:
             self.eof = True
             packet = None  # drain the decoder
