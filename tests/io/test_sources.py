@@ -480,6 +480,36 @@ def test_write_each_format_to_bytesio_and_read_back_exactly(fmt):
         assert seq.fps == pytest.approx(10, rel=1e-3)
 
 
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_lossy_formats_to_bytesio_read_back(fmt):
+    frames = _frames("mkv")
+    buf = io.BytesIO()
+    w = imseq.imwrite(buf, frames, format=fmt, fps=10)
+    assert w.lossy
+    with imseq.open_sequence(buf) as seq:  # the BytesIO itself is a source
+        assert len(seq) == 6 and seq.frame_shape[:2] == (24, 32)
+        assert np.abs(seq[3].astype(int)[..., 0] - frames[3]).mean() < 40
+
+
+def test_write_to_a_pipe_streams_the_finished_file():
+    frames = _frames("tif")
+    r, w = os.pipe()
+    got = bytearray()
+
+    def drain():
+        with open(r, "rb") as f:
+            while block := f.read(65536):
+                got.extend(block)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    with open(w, "wb") as out:
+        imseq.imwrite(out, frames, format="tif", fps=10)
+    t.join(10)
+    with imseq.open_sequence(bytes(got)) as seq:
+        assert np.array_equal(seq[:], frames)
+
+
 def test_a_failed_write_leaves_the_bytesio_untouched():
     buf = io.BytesIO()
     frames = _frames("mkv")
