@@ -153,9 +153,7 @@ def test_auto_chunks_start_on_keyframes(long_gop, monkeypatch):
         keys = [int(k) for k in seq._decode_points()]
         sizes = _dask.auto_frame_chunks(seq)
     assert keys == [0, 40, 80]
-    starts = set(np.r_[0, np.cumsum(sizes)[:-1]].tolist())
-    assert set(keys) <= starts  # no chunk spans a keyframe
-    assert sum(sizes) == 120 and len(sizes) >= 4  # 2 chunks per thread at least
+    assert sizes == (40, 40, 40)  # a GOP longer than 2 chunks per thread: one chunk each
 
 
 class _Fake:
@@ -175,7 +173,8 @@ class _Fake:
     [
         (100, None, (15, 15, 14, 14, 14, 14, 14)),  # at most 16 frames of 1 MiB, even
         (100, range(0, 100, 5), (15, 15, 15, 15, 15, 15, 10)),  # short GOPs never split
-        (100, [0, 60], (15, 15, 15, 15, 14, 13, 13)),  # long GOPs cut in even pieces
+        (100, [0, 60], (60, 40)),  # a long GOP is one chunk (up to 256 MiB)
+        (700, [0, 600], (200, 200, 200, 100)),  # ... or even pieces of at most 256 MiB
         (3, [0, 1, 2], (2, 1)),  # every frame a keyframe: 2 chunks per thread
     ],
 )

@@ -6,11 +6,14 @@ Three chunkings:
   dask's task fusion and computes whole chunks, so a slider step must cost one frame.
 * ``chunks="auto"`` (what :func:`napari_imseq.imread` uses): runs of frames of about
   :data:`CHUNK_BYTES` each, enough chunks for every thread, starting on the file's decode
-  points (a video's keyframes, see :meth:`Sequence._decode_points`). A GOP that fits in one
-  chunk is never split, so threads decode different GOPs and never repeat each other's work;
-  a longer GOP is cut into pieces that one decoder reads on from one chunk to the next (see
-  ``VideoFile._read_range``). A chunk is read as a run (:meth:`Sequence._read_range`), so
-  a video decodes straight through instead of seeking per frame.
+  points (a video's keyframes, see :meth:`Sequence._decode_points`). Short GOPs are gathered
+  into chunks and never split, so threads decode different GOPs and never repeat each other's
+  work. A long GOP (H.264 with GOP 250) is one chunk of up to :data:`GOP_CHUNK_BYTES`, and
+  only a longer one is cut into pieces that large: dask computes chunks in an order of its own
+  (often backwards), and a piece that starts inside a GOP costs a decode from the keyframe
+  unless the decoder that read the piece before it is there to continue (see
+  ``VideoFile._acquire``). A chunk is read as a run (:meth:`Sequence._read_range`), so a
+  video decodes straight through instead of seeking per frame.
 * an integer (frames per chunk) or a full dask ``chunks`` spec, taken as given.
 
 The chunk tasks use dask's own ``getter``, which dask's optimiser fuses with the slicing that
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 
 #: bytes of decoded frames per ``"auto"`` chunk (lowered by dask's ``array.chunk-size``)
 CHUNK_BYTES = 16 << 20
+#: most bytes of an ``"auto"`` chunk that holds one long GOP
+GOP_CHUNK_BYTES = 256 << 20
 #: ``"auto"`` makes at least this many chunks per thread (so every thread has work) when
 #: the file has that many decode points
 CHUNKS_PER_THREAD = 2
@@ -66,6 +71,7 @@ def auto_frame_chunks(seq: Sequence) -> tuple[int, ...]:
     frame_bytes = max(1, math.prod(seq.frame_shape) * seq.dtype.itemsize)
     per = max(1, _budget() // frame_bytes)
     per = min(per, max(1, math.ceil(n / (CHUNKS_PER_THREAD * _threads()))))
+    gop_per = max(1, GOP_CHUNK_BYTES // frame_bytes)
     points = seq._decode_points()
     if points is None or len(points) >= n:
         return tuple(_even(n, math.ceil(n / per)))
@@ -78,8 +84,8 @@ def auto_frame_chunks(seq: Sequence) -> tuple[int, ...]:
         if run and run + length > per:
             sizes.append(run)
             run = 0
-        if length > per:  # a long GOP: pieces read on by one decoder
-            sizes.extend(_even(length, math.ceil(length / per)))
+        if length > per:  # a long GOP: whole, or in as few pieces as memory allows
+            sizes.extend(_even(length, math.ceil(length / max(per, gop_per))))
         else:
             run += length
     if run:
