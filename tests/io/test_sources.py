@@ -227,6 +227,15 @@ def test_imread_from_bytes_is_a_lazy_exact_dask_array():
     assert np.array_equal(pickle.loads(pickle.dumps(arr))[37:41].compute(), want[37:41])
 
 
+def test_video_from_bytes_in_threads_equals_the_sequential_path_decode():
+    path = sample("imageio_realshort.mp4")
+    with imseq.open_sequence(path) as seq:
+        want = np.stack(list(seq.iter_frames()))
+    arr = imseq.imread(path.read_bytes(), chunks=1)
+    got = arr[::-1].compute(scheduler="threads", num_workers=4)[::-1]  # backwards, 4 threads
+    assert np.array_equal(got, want)
+
+
 def test_two_byte_sources_of_equal_size_get_different_dask_names():
     frames_a = np.zeros((3, 8, 8), np.uint8)
     frames_b = np.full((3, 8, 8), 7, np.uint8)
