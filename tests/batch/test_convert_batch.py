@@ -144,9 +144,8 @@ def test_ctrl_c_cancels_and_a_rerun_finishes(tmp_path, client):
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     with pytest.raises(BatchInterrupted, match="cancelled"):
         convert_batch(srcs, out, "mkv", client=client, progress=False)
-    deadline = time.monotonic() + 30  # the tasks in flight stop (cancel seen within 0.5 s)
-    while any(client.processing().values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # the tasks in flight have stopped when BatchInterrupted comes (they see the cancel
+    # within half a second): nothing is written after this point
     assert not any(client.processing().values())
     finished = sorted(out.glob("*.mkv"))
     assert 0 < len(finished) < len(srcs)  # stopped part-way; what looks complete is exact

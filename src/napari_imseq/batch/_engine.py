@@ -209,6 +209,28 @@ def _run_group(func: Callable, items: list, kwargs: dict, cancel_name: str | Non
 
 
 # ---- on the client -----------------------------------------------------------------------------
+def _executing_keys(dask_worker: Any = None) -> list[str]:
+    try:
+        return [str(ts.key) for ts in dask_worker.state.executing]
+    except Exception:
+        return []
+
+
+def _wait_stopped(client: Any, prefix: str, timeout: float = 15.0) -> None:
+    """Wait until no task of this batch still runs on a worker: a cancelled task keeps running
+    until it sees the cancel event (within half a second), and a re-run started before it
+    stopped would race with it for the same output."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing_keys, on_error="ignore")
+        except Exception:
+            return
+        if not any(k.startswith(prefix) for keys in running.values() for k in keys):
+            return
+        time.sleep(0.1)
+
+
 def run_tasks(
     client: Any,
     func: Callable,
@@ -321,6 +343,7 @@ def run_tasks(
         futures = list(pending.futures) if hasattr(pending, "futures") else []
         with contextlib.suppress(Exception):
             client.cancel(futures, force=True)
+        _wait_stopped(client, f"imseq-{desc}-{token}-")
         if bar is not None:
             bar.close()
         raise BatchInterrupted(
