@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from ._source import _COPY_BLOCK, Source, _filesystem, _local_from_file_url, fs_errors, is_url
+from ._writer_base import Writer
 
 __all__ = ["TargetWriter", "is_target_path", "local_target", "target_name"]
 
@@ -177,14 +178,9 @@ class TargetWriter:
 
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> TargetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    # a clean exit closes (and delivers), an exception aborts: the writers' rule, shared
+    __enter__ = Writer.__enter__
+    __exit__ = Writer.__exit__
 
     def __repr__(self) -> str:
         return f"<TargetWriter {self.path!r} frames={self._inner.count}>"
