@@ -1,6 +1,7 @@
 """Batch conversion on a LocalCluster of 2 worker processes: exact outputs, resume, partial
 outputs, per-file failures, a worker killed mid-job, segment-parallel encoding."""
 
+import json
 import os
 import signal
 import threading
@@ -72,6 +73,19 @@ def test_cli_batch_on_a_scheduler_and_duplicate_names(tmp_path, client, capsys):
     assert "dask: 2 workers" in err and client.scheduler.address in err
     _same(srcs[0], tmp_path / "o" / "rec00.tif")
     _same(srcs[1], tmp_path / "o" / "rec01.tif")
+    # imseq normalise on the same scheduler: global stretch, statistics saved, then reused
+    stats = tmp_path / "s.json"
+    norm = ["normalise", *srcs, "--to", str(tmp_path / "n"), "--stats", str(stats),
+            "--scheduler", client.scheduler.address]  # fmt: skip
+    assert cli.main(norm) == 0
+    err = capsys.readouterr().err
+    assert "Statistics: 2 of 2 files sampled" in err and "2 of 2 files normalised" in err
+    saved = json.loads(stats.read_text())
+    with imseq.open_sequence(srcs[1]) as a, imseq.open_sequence(tmp_path / "n" / "rec01.seq") as b:
+        lo, hi = saved["lo"][0], saved["hi"][0]
+        np.testing.assert_array_equal(b[3], imseq.transforms.rescale(a[3], in_range=(lo, hi)))
+    assert cli.main([*norm, "--method", "equalize"]) == 1
+    assert "holds statistics for method 'stretch'" in capsys.readouterr().err
 
 
 def test_worker_killed_mid_job_completes_exact(tmp_path, client):

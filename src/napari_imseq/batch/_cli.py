@@ -45,6 +45,18 @@ def _sources(args: argparse.Namespace) -> Any:
     return list(args.paths)
 
 
+def _guarded(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+    """``(func(...), 0)``, or ``(None, exit status)`` after printing the error in one line."""
+    try:
+        return func(*args, **kwargs), 0
+    except KeyboardInterrupt as err:
+        _err(str(err) or "interrupted")
+        return None, EXIT_INTERRUPTED
+    except Exception as err:
+        _err(str(err) or type(err).__name__)
+        return None, EXIT_ERROR
+
+
 def _finish(report: Any, verb: str, to: str) -> int:
     total = report.total
     skipped = f" ({len(report.skipped)} already complete)" if report.skipped else ""
@@ -69,26 +81,20 @@ def run_convert_batch(args: argparse.Namespace, opts: dict[str, Any], span: dict
         _err("convert --to DIR needs input files (SRC... or --files-from LIST)")
         return EXIT_ERROR
     span = {k: v for k, v in span.items() if v is not None}
-    try:
-        report = convert_batch(
-            _sources(args),
-            args.to,
-            args.format,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            keep_results=False,
-            **span,
-            **opts,
-        )
-    except KeyboardInterrupt as err:
-        _err(str(err) or "interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as err:
-        _err(str(err) or type(err).__name__)
-        return EXIT_ERROR
-    return _finish(report, "converted", args.to)
+    report, status = _guarded(
+        convert_batch,
+        _sources(args),
+        args.to,
+        args.format,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        keep_results=False,
+        **span,
+        **opts,
+    )
+    return status if report is None else _finish(report, "converted", args.to)
 
 
 def cmd_normalise(args: argparse.Namespace) -> int:
@@ -102,29 +108,25 @@ def cmd_normalise(args: argparse.Namespace) -> int:
     if not args.paths and not args.files_from:
         _err("normalise needs input files (SRC... or --files-from LIST)")
         return EXIT_ERROR
-    try:
-        report = normalise(
-            _sources(args),
-            args.to,
-            method=args.method,
-            per_file=args.per_file,
-            stats=args.stats,
-            percentiles=(lo, hi),
-            channels=args.channels,
-            reference=args.reference,
-            format=args.format,
-            max_files=args.max_files,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
-    except KeyboardInterrupt as err:
-        _err(str(err) or "interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as err:
-        _err(str(err) or type(err).__name__)
-        return EXIT_ERROR
+    report, status = _guarded(
+        normalise,
+        _sources(args),
+        args.to,
+        method=args.method,
+        per_file=args.per_file,
+        stats=args.stats,
+        percentiles=(lo, hi),
+        channels=args.channels,
+        reference=args.reference,
+        format=args.format,
+        max_files=args.max_files,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if report is None:
+        return status
     if not args.quiet:
         s = report.stats
         if s.get("scope") == "global":
