@@ -174,6 +174,7 @@ def _worker(path: str, cores: int) -> dict:
 
     with imseq.open_sequence(path) as seq:
         n = len(seq)
+        seq.to_dask("auto")[:2].mean(axis=(1, 2)).compute()  # imports and warm-up, not timed
     variants = {"iterate": iterate, "dask_mean": dask_mean, "dask_max": dask_max}
     best = {k: float("inf") for k in variants}
     ref = None

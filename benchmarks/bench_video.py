@@ -63,6 +63,7 @@ def _make_h264_pyav(path: str) -> None:
         for _ in range(H264_FRAMES):
             frame = sink.pull()
             frame.pts = None
+            frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I
             for p in s.encode(frame):
                 out.mux(p)
         for p in s.encode():
