@@ -612,7 +612,18 @@ class TiffWriter(Writer):
     def _finish(self) -> None:
         import tifffile
 
+        desc = self._final_description(tifffile)
+        if desc is not None and getattr(self._tif, "_descriptiontag", None) is not None:
+            # rewritten through the open handle: no second parse of the file (a small file's
+            # tiffcomment costs as much as writing it)
+            self._tif.overwrite_description(desc)
+            desc = None
         self._tif.close()
+        if desc is not None:
+            tifffile.tiffcomment(self.partial, desc)
+
+    def _final_description(self, tifffile) -> str | None:
+        """The first page's description for the frames written (None: keep tifffile's)."""
         if self._imagej:
             # tifffile labels a streamed stack as channels; ImageJ needs frames for time. The
             # new description must fit where the old one is (a file past 4 GB cannot point
@@ -622,10 +633,9 @@ class TiffWriter(Writer):
             desc = tifffile.imagej_description(
                 (self.count, *self.shape), axes="TYXS" if rgb else "TYX", rgb=rgb,
                 **self._ij_rate(),
-            ).replace("loop=false\n", "")  # fmt: skip
-            tifffile.tiffcomment(self.partial, desc)
-        elif self.count:
-            tifffile.tiffcomment(self.partial, self._shaped(self.count))
+            )  # fmt: skip
+            return desc.replace("loop=false\n", "")
+        return self._shaped(self.count) if self.count else None
 
 
 # ---- registration (napari_imseq.io._formats) -----------------------------------------------
