@@ -46,8 +46,32 @@ def _cancel_requested(cancel: Any) -> bool:
     return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
 
 
+_CONTEXT_BY_TYPE: dict[type, bool] = {}
+
+
 def _takes_context(func) -> bool:
-    """True when ``func`` accepts ``index=`` and ``timestamp=`` (a Pipeline does)."""
+    """True when ``func`` accepts ``index=`` and ``timestamp=`` (a Pipeline does).
+
+    For an instance of a callable class (a Pipeline, a Normaliser) the answer depends on its
+    class's ``__call__`` only, so it is worked out once per class: a batch of many small files
+    would otherwise pay for ``inspect.signature`` on every file."""
+    import types
+
+    cls = type(func)
+    call = next((k.__dict__["__call__"] for k in cls.__mro__ if "__call__" in k.__dict__), None)
+    # an instance of a class whose __call__ is written in Python
+    plain_instance = isinstance(call, types.FunctionType) and (
+        getattr(func, "__signature__", None) is None
+    )
+    if plain_instance:
+        known = _CONTEXT_BY_TYPE.get(cls)
+        if known is None:
+            known = _CONTEXT_BY_TYPE[cls] = _signature_takes_context(func)
+        return known
+    return _signature_takes_context(func)
+
+
+def _signature_takes_context(func) -> bool:
     import inspect
 
     try:

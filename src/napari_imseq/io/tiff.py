@@ -8,6 +8,7 @@ goes through tifffile's zarr store, which decodes only the tiles/strips a frame 
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -156,7 +157,7 @@ class TiffStack(Sequence):
             stored_bytes=self._stat.st_size if uncompressed else None,
         )  # fmt: skip
         check_frame_size(path, tuple(page.shape), self._native)  # one page, one chunk
-        needed = int(np.prod(getattr(page, "chunked", ()) or (1,)))
+        needed = math.prod(getattr(page, "chunked", ()) or (1,))
         listed = len(page.dataoffsets)
         if listed and needed != listed:
             raise SequenceFormatError(
