@@ -209,9 +209,10 @@ class _Decoder:
             return True
         if idx.mode == "packet" and packet is not None and len(frames) > 1:
             raise _Renumber("one packet decoded to several frames")
-        if p is not None and self.skipping != "NONREF":
-            # (a packet fed while non-reference frames are skipped may never come out; such
-            # frames are not handed out, and no frame near the target waits for it)
+        if p is not None and self.skipping != "NONREF" and not self._leading(p):
+            # (a packet fed while non-reference frames are skipped, or a leading picture after
+            # a seek, may never come out: such frames are not handed out, and no frame waits
+            # for them)
             self.unseen[p] = self.serial
             self.serial += 1
         for frame in frames:
@@ -227,7 +228,7 @@ class _Decoder:
         """Packet ``q`` is a leading picture of the keyframe this run started from (shown
         before it, so it may predict from a GOP this run never decoded)."""
         k, idx = self.run_key, self.owner._index
-        if not k or q <= k or idx.pts[q] == _damage.NO_TS or idx.pts[k] == _damage.NO_TS:
+        if not k or not k < q < idx.n or _damage.NO_TS in (idx.pts[q], idx.pts[k]):
             return False
         return bool(idx.pts[q] < idx.pts[k]) and q < _damage.next_key_packet(idx, k)
 
