@@ -3,7 +3,7 @@ import logging
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client():
     """One LocalCluster of 2 single-threaded worker processes on 127.0.0.1 for the batch tests."""
     distributed = pytest.importorskip("distributed")
@@ -15,7 +15,9 @@ def client():
         dashboard_address="127.0.0.1:0",  # a free port: never 8787 of a running cluster
         silence_logs=logging.ERROR,
     )
-    c = distributed.Client(cluster)
+    # never the default dask scheduler: the rest of the suite computes with its own schedulers,
+    # and a live in-process scheduler (its system monitor reads /proc) must end with tests/batch
+    c = distributed.Client(cluster, set_as_default=False)
     yield c
     c.close()
     cluster.close()

@@ -84,7 +84,7 @@ def cluster(
 
     if scheduler:
         try:
-            own = Client(scheduler, timeout="20s")
+            own = Client(scheduler, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as err:
             raise BatchError(
                 f"no dask scheduler answers at {scheduler} ({err}); start one with "
@@ -105,7 +105,7 @@ def cluster(
                 dashboard_address="127.0.0.1:0" if _has_dashboard() else None,
                 silence_logs=logging.ERROR,
             )
-        own = Client(local)
+        own = Client(local, set_as_default=False)
     try:
         _announce(own, quiet)
         yield own
@@ -276,7 +276,7 @@ def run_tasks(
 
         bar = tqdm(total=total, unit="file", desc=desc, file=sys.stderr, smoothing=0.05)
     t0 = time.perf_counter()
-    pending = as_completed()
+    pending = as_completed(loop=client.loop)  # the given client, which need not be the default
     counter = itertools.count()
 
     def submit() -> bool:

@@ -571,7 +571,10 @@ def normalise(
         stats_seconds = time.perf_counter() - t0
         if stats_path is not None and not per_file:
             save_stats(stats, stats_path)
-        shared = c.scatter(mapping, broadcast=True) if mapping is not None else None
+        # the mapping (a LUT of at most 65536 entries per channel) travels with each task group;
+        # a scattered future inside the task arguments is lost when the client is not dask's
+        # default (we never make ours the default: the caller's dask work stays theirs)
+        shared = mapping
         report = run_tasks(
             c,
             _normalise_one,
