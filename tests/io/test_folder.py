@@ -88,3 +88,15 @@ def test_fifo_and_device_links_in_a_folder_are_skipped(tmp_path):
     with imseq.open_sequence(tmp_path) as seq:
         assert len(seq) == 2
         assert seq[1][0, 0] == 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 6, 4), (5, 6)])
+def test_bool_frames_round_trip_through_a_tif_folder(tmp_path, shape):
+    """tifffile packs bool 1 bit per sample right only as minisblack: (Y, X, 3) bool written
+    with photometric RGB read back as [True, False, False]."""
+    frames = np.random.default_rng(5).random((3, *shape)) > 0.5
+    out = tmp_path / "frames"
+    imseq.imwrite(out, frames, format="folder", image_format="tif", fps=10)
+    with imseq.open_sequence(out) as seq:
+        assert seq.dtype == bool
+        np.testing.assert_array_equal(seq[:], frames)

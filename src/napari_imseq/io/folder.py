@@ -294,7 +294,8 @@ class FolderWriter(Writer):
         else:
             import tifffile
 
-            rgb = frame.ndim == 3 and frame.shape[2] in (3, 4)
+            # bool is stored 1 bit per sample: tifffile packs it right only as minisblack
+            rgb = frame.ndim == 3 and frame.shape[2] in (3, 4) and frame.dtype != bool
             tifffile.imwrite(name, frame, photometric="rgb" if rgb else "minisblack")
 
 
