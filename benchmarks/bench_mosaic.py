@@ -50,16 +50,20 @@ def per_frame() -> dict[str, float]:
     serial, parallel = _mosaic(threads=1), _mosaic()
     n = min(N, len(serial))
     sums, maxes, bounds, whole, per_tile = [], [], [], [], [[] for _ in TILES]
+    cpus, cpu_bounds = [], []  # CPU seconds of the tiles' reads (decoders' own threads included)
     cores = os.cpu_count() or 1
     serial[0], parallel[0]  # decoders opened, indexes built: not timed
     for k in range(1, n):
         frames = serial.tile_frames(k)
         times = []
+        c0 = time.process_time()
         for s, j in enumerate(frames):
             t = time.perf_counter()
             serial._tiles[s].frame(j)
             times.append(time.perf_counter() - t)
             per_tile[s].append(times[-1])
+        cpus.append(time.process_time() - c0)
+        cpu_bounds.append(max(max(times), cpus[-1] / cores))
         t = time.perf_counter()
         parallel[k]
         whole.append(time.perf_counter() - t)
@@ -76,6 +80,8 @@ def per_frame() -> dict[str, float]:
         "sum": mean(sums) * 1000,
         "max": mean(maxes) * 1000,
         "bound": mean(bounds) * 1000,
+        "cpu": mean(cpus) * 1000,
+        "cpu_bound": mean(cpu_bounds) * 1000,
         "mosaic": mean(whole) * 1000,
         "shape": parallel.frame_shape,
         "dtype": str(parallel.dtype),
@@ -136,6 +142,8 @@ def run() -> str:
         ["**sum of tiles** (one thread)", f"{pf['sum']:.1f}"],
         ["**slowest tile**", f"{pf['max']:.1f}"],
         [f"**parallel bound** max(slowest, sum / {pf['cores']} cores)", f"{pf['bound']:.1f}"],
+        ["CPU of the tiles' reads (all threads, decoders' own included)", f"{pf['cpu']:.1f}"],
+        [f"**CPU bound** max(slowest, tiles' CPU / {pf['cores']} cores)", f"{pf['cpu_bound']:.1f}"],
         ["**mosaic frame** (tiles in parallel threads)", f"{pf['mosaic']:.1f}"],
         [
             "mosaic frame, streamed (`iter_frames`, 2 frames ahead; runs below)",
@@ -162,7 +170,11 @@ def run() -> str:
             "",
             f"Mosaic / parallel bound: **{ratio:.2f}x** (goal <= 1.25x: {goal_time}); streamed: "
             f"{1000 / wc['compose'] / pf['bound']:.2f}x. "
-            f"Mosaic / sum of tiles: {pf['mosaic'] / pf['sum']:.2f}x.",
+            f"Mosaic / sum of tiles: {pf['mosaic'] / pf['sum']:.2f}x. The tiles' reads used "
+            f"{pf['cpu']:.1f} ms of CPU per frame ({pf['cpu'] / pf['sum']:.2f} CPU-seconds per "
+            f"second of their wall time: decoders' own threads), so on {pf['cores']} cores no "
+            f"schedule beats {pf['cpu_bound']:.1f} ms: mosaic / CPU bound "
+            f"**{pf['mosaic'] / pf['cpu_bound']:.2f}x**.",
             "",
             f"Writing the mosaic to FFV1 (`convert`, reading and encoding in two threads): "
             f"{wc['write']:.1f} frames/s; composing alone (streamed, the same read-ahead): "
