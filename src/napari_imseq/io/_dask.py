@@ -24,12 +24,21 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._base import Sequence
+
+class Sequence(Protocol):  # what of a napari_imseq.io._base.Sequence is used here
+    path: str
+    _options: dict
+    frame_shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int
+
+    def __len__(self) -> int: ...
+    def _decode_points(self) -> np.ndarray | None: ...
+
 
 #: bytes of decoded frames per ``"auto"`` chunk (lowered by dask's ``array.chunk-size``)
 CHUNK_BYTES = 16 << 20

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
+
+import numpy as np
 
 from . import _formats
 from ._base import (
@@ -13,7 +16,9 @@ from ._base import (
     check_path,
     read_head,
 )
-from ._source import is_url
+from ._source import PathSource, Source, as_source, fs_errors
+from .array import ArraySequence, check_fps
+from .folder import IMAGE_EXTENSIONS
 
 
 def formats() -> list[type[Sequence]]:
@@ -78,29 +83,39 @@ def _by_content(path: str | os.PathLike) -> type[Sequence] | None:
     return fmt.reader if fmt is not None else None
 
 
-def open_sequence(path: str | os.PathLike, **options) -> Sequence:
-    """Open ``path`` with the reader its content calls for.
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
-    ``path`` may also be a URL (``memory://``, ``http(s)://``, ``s3://`` ...), bytes, a
-    binary file object or a numpy/dask array; ``format=`` names the reader (see
-    :mod:`napari_imseq.io._source`).
 
-    Raises
-    ------
-    SequenceFileNotFoundError
-        The path does not exist.
-    SequenceFormatError
-        The file is empty, damaged, not in a format we read, or not a regular file or
-        folder (a FIFO, a device or a socket).
-    """
-    if options.get("format") is not None or not isinstance(path, (str, os.PathLike)) or (
-        is_url(path)
-    ):
-        from ._source import open_source
+def is_array(obj: Any) -> bool:
+    """True for numpy and dask arrays (and array-likes with shape, dtype and indexing)."""
+    if isinstance(obj, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(obj, "read"):
+        return False
+    if isinstance(obj, np.ndarray):
+        return True
+    return all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__", "ndim"))
 
-        return open_source(path, **options)
-    options.pop("format", None)
-    path = os.path.abspath(os.fspath(path))
+
+def _named_reader(format: str) -> type[Sequence]:
+    cls = find_format(format=format)
+    if cls is not None:
+        return cls
+    names = sorted({c.format_name for c in formats()})
+    raise SequenceFormatError(
+        f"format={format!r} is not a format napari-imseq reads; use one of {', '.join(names)} "
+        f"or a file extension such as 'mkv', 'tif' or 'seq'"
+    )
+
+
+def _unsupported(name: str, hint: str) -> UnsupportedFormatError:
+    tried = ", ".join(c.format_name for c in formats())
+    return UnsupportedFormatError(
+        f"{name}: no reader recognises this content (tried {tried}); check that it is an "
+        f"image sequence, or {hint}"
+    )
+
+
+def _open_path(path: str, options: dict) -> Sequence:
+    path = os.path.abspath(path)
     st = check_path(path)  # missing paths, FIFOs, devices and sockets: a clear error
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise SequenceFormatError(f"{path}: the file is empty (0 bytes); nothing to read")
@@ -108,13 +123,79 @@ def open_sequence(path: str | os.PathLike, **options) -> Sequence:
     if cls is None:
         ext = os.path.splitext(path)[1].lower()
         by_ext = [c for c in formats() if ext and ext in c.extensions]
-        if by_ext:
-            # the extension promises a format the content does not have: let that reader
-            # explain exactly what is wrong (wrong magic, cut header ...)
-            return by_ext[0](path, **options)
-        names = ", ".join(c.format_name for c in formats())
-        raise UnsupportedFormatError(
-            f"{path}: no reader recognises this file's content (tried {names}); "
-            f"check that it is an image sequence, or convert it to TIFF"
-        )
+        if not by_ext:
+            raise _unsupported(path, "convert it to TIFF")
+        # the extension promises a format the content does not have: let that reader
+        # explain exactly what is wrong (wrong magic, cut header ...)
+        cls = by_ext[0]
     return cls(path, **options)
+
+
+def _detect(source: Source) -> type[Sequence]:
+    """The reader for content without a local path: its first bytes (a folder: the names in
+    it), then the extension of its name."""
+    cls = None
+    with fs_errors(source.name, "reading the first bytes"):
+        if source.isdir():
+            names = set(source.listdir())
+            if names & set(_ZARR_MARKERS):
+                cls = find_format(format="zarr")
+            elif any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
+                cls = find_format(format="folder")
+        else:
+            head = source.head()
+            cls = find_format(head=head) if head else None
+            if cls is None and source.size() == 0:
+                raise SequenceFormatError(f"{source.name}: the content is empty (0 bytes)")
+    if cls is None and source.extension:  # the name promises a format: its reader says
+        cls = find_format(name=source.name.split("?", 1)[0])  # what is wrong
+    if cls is None:
+        raise _unsupported(source.name, "pass format= to name its format")
+    return cls
+
+
+def open_sequence(
+    source: Any,
+    *,
+    format: str | None = None,
+    fps: float | None = None,
+    storage_options: dict | None = None,
+    spill_limit: int | None = None,
+    **options: Any,
+) -> Sequence:
+    """Open ``source`` with the reader its content calls for, or the one ``format`` names.
+
+    ``source`` is a path, a URL (``memory://``, ``file://``, ``http(s)://``, ``s3://`` ...),
+    bytes, a binary file object or a numpy/dask array (see :mod:`napari_imseq.io._source`).
+    ``format`` is a format name, alias or extension (``"tiff"``, ``"mkv"``, ``".seq"``).
+    ``fps`` gives the frame rate: for an array its rate; for a file it replaces the rate the
+    file declares (``metadata["fps"]``; the file's own is kept as ``metadata["file_fps"]``),
+    and the timestamps are derived from it when the file has no timestamps of its own.
+
+    Raises
+    ------
+    SequenceFileNotFoundError
+        The path does not exist.
+    SequenceFormatError
+        The file is empty, damaged, not in a format we read, or not a regular file or
+        folder (a FIFO, a device or a socket); ``fps`` is not a finite positive number.
+    """
+    if is_array(source):
+        return ArraySequence(source, fps=fps, **options)
+    given = check_fps(fps, "open_sequence") if fps is not None else None
+    src = as_source(source, storage_options=storage_options, spill_limit=spill_limit)
+    if isinstance(src, PathSource):
+        if format is None:
+            seq = _open_path(src.name, options)
+        else:
+            seq = _named_reader(format)(src.name, **options)
+    else:
+        try:
+            cls = _named_reader(format) if format is not None else _detect(src)
+            seq = cls(src, **options)
+        except BaseException:
+            src.close()
+            raise
+    if given is not None:
+        seq._give_fps(given)
+    return seq

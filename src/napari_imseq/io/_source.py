@@ -49,16 +49,13 @@ from typing import Any
 
 import numpy as np
 
-from ._base import (
-    HEAD_BYTES,
-    FileHandle,
+from ._errors import (
     SequenceClosedError,
     SequenceError,
     SequenceFileNotFoundError,
     SequenceFormatError,
-    check_path,
-    read_head,
 )
+from ._files import HEAD_BYTES, FileHandle, check_path, read_head
 
 __all__ = [
     "MemorySource",
@@ -871,88 +868,3 @@ def is_array(obj: Any) -> bool:
     if isinstance(obj, np.ndarray):
         return True
     return all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__", "ndim"))
-
-
-def reader_for_format(format: str) -> type:
-    """The reader class a ``format=`` hint names (a format name, alias or extension, as the
-    format registry knows them: ``"tiff"``, ``"video"``, ``"seq"``, ``"mkv"``, ``".zarr"``)."""
-    from ._registry import find_format, formats
-
-    cls = find_format(format=format)
-    if cls is not None:
-        return cls
-    names = sorted({c.format_name for c in formats()})
-    raise SequenceFormatError(
-        f"format={format!r} is not a format napari-imseq reads; use one of {', '.join(names)} "
-        f"or a file extension such as 'mkv', 'tif' or 'seq'"
-    )
-
-
-def find_reader(source: Source) -> type | None:
-    """The reader class for the content of ``source``, or None: the registry's sniff of the
-    first bytes of a file; for a folder, the names in it (zarr metadata, image files)."""
-    from ._registry import find_format
-
-    if source.isdir():
-        names = set(source.listdir())
-        if names & set(_ZARR_MARKERS):
-            return find_format(format="zarr")
-        from .folder import IMAGE_EXTENSIONS
-
-        if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
-            return find_format(format="folder")
-        return None
-    head = source.head()
-    return find_format(head=head) if head else None
-
-
-def open_source(
-    obj: Any,
-    *,
-    format: str | None = None,
-    storage_options: dict | None = None,
-    spill_limit: int | None = None,
-    **options: Any,
-):
-    """Open any source (see the module documentation) with the reader its content calls for,
-    or the one ``format`` names."""
-    if is_array(obj):
-        from .array import ArraySequence
-
-        return ArraySequence(obj, **options)
-    source = as_source(obj, storage_options=storage_options, spill_limit=spill_limit)
-    if isinstance(source, PathSource):
-        if format is None:
-            from ._registry import open_sequence
-
-            return open_sequence(source.name, **options)
-        return reader_for_format(format)(source.name, **options)
-    try:
-        if format is not None:
-            cls = reader_for_format(format)
-        else:
-            cls = _detect(source)
-        return cls(source, **options)
-    except BaseException:
-        source.close()
-        raise
-
-
-def _detect(source: Source) -> type:
-    from ._registry import find_format, formats
-
-    with fs_errors(source.name, "reading the first bytes"):
-        cls = find_reader(source)
-        if cls is None and not source.isdir() and source.size() == 0:
-            raise SequenceFormatError(f"{source.name}: the content is empty (0 bytes)")
-    if cls is None and source.extension:  # the name promises a format: its reader says
-        cls = find_format(name=source.name.split("?", 1)[0])  # what is wrong
-    if cls is not None:
-        return cls
-    names = ", ".join(c.format_name for c in formats())
-    from ._base import UnsupportedFormatError
-
-    raise UnsupportedFormatError(
-        f"{source.name}: no reader recognises this content (tried {names}); check that it is "
-        f"an image sequence, or pass format= to name its format"
-    )
