@@ -93,7 +93,7 @@ def mosaic_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_mosaic(args: argparse.Namespace) -> int:
     import napari_imseq as imseq
-    from napari_imseq.cli import EXIT_ERROR, EXIT_INTERRUPTED, _err, _writer_options
+    from napari_imseq._cli_common import EXIT_ERROR, EXIT_INTERRUPTED, _err, _writer_options
 
     from . import mosaic
 
