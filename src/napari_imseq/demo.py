@@ -90,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     with imseq.open_sequence(movie) as out:
         exported_shape, exported_fps = list(out.shape), out.fps
 
+    # -- 4. mosaic: the recording next to its exported rendering, in sync, written lossless ------
+    side_path = os.path.join(args.out, "side_by_side.mkv")
+    t = time.perf_counter()
+    side = imseq.mosaic([path, movie], grid="1x2", labels=True)
+    imseq.convert(side, side_path, stop=min(args.frames, 50), overwrite=True, progress=False)
+    mosaic_s = time.perf_counter() - t
+    with imseq.open_sequence(side_path) as out:
+        mosaic_shape, mosaic_dtype = list(out.shape), str(out.dtype)
+
     viewer.reset_view()
     from napari_imseq._napari._time import attach
 
@@ -124,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 k: v for k, v in exported.items() if isinstance(v, (str, int, float))
             },
             "export_seconds": round(export_s, 3),
+            "mosaic_file": side_path,
+            "mosaic_shape": mosaic_shape,
+            "mosaic_dtype": mosaic_dtype,
+            "mosaic_tiles": [(t["name"], list(t["box"])) for t in side.metadata["tiles"]],
+            "mosaic_seconds": round(mosaic_s, 3),
             "write_seconds": round(write_s, 3),
             "open_seconds": round(open_s, 3),
             "apply_seconds": round(apply_s, 3),
