@@ -855,16 +855,3 @@ def _fsspec_file(obj: Any) -> tuple[str, dict] | None:
     if not (isinstance(obj, OpenFile) or (opened and not _is_memory_fs(obj.fs))):
         return None
     return obj.fs.unstrip_protocol(obj.path), dict(getattr(obj.fs, "storage_options", {}))
-
-
-# ---- opening -------------------------------------------------------------------------------
-_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
-
-
-def is_array(obj: Any) -> bool:
-    """True for numpy and dask arrays (and array-likes with shape, dtype and indexing)."""
-    if isinstance(obj, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(obj, "read"):
-        return False
-    if isinstance(obj, np.ndarray):
-        return True
-    return all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__", "ndim"))
