@@ -108,3 +108,27 @@ def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
     assert isinstance(seq, ArraySequence) and seq.bit_depth == 12
     np.testing.assert_array_equal(seq.timestamps, ts)
     assert seq.path == "a"
+
+
+def test_contrast_follows_the_composed_frame_not_the_bit_depth(make_napari_viewer):
+    """8-bit tiles beside a 16-bit one give a 16-bit mosaic whose values stay small: limits at
+    the bit depth (0..65535) showed it black; they come from the frame just composed, while
+    the slider still reaches the whole bit-depth range."""
+    viewer = make_napari_viewer()
+    viewer.add_image(coded(10, (20, 30), np.uint16) * 20, name="wide",
+                     metadata={"fps": 10.0, "bit_depth": 16})  # fmt: skip
+    viewer.add_image(coded(10, (20, 30, 3), np.uint8) * 20, name="video", rgb=True,
+                     metadata={"fps": 10.0})  # fmt: skip
+    widget = MosaicWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    viewer.dims.set_current_step(0, 5)
+    widget.grid.setText("1x2")
+    widget.update_mosaic()
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    layer = widget.layer
+    assert layer.data.dtype == np.uint16
+    lo, hi = layer.contrast_limits
+    frame = np.asarray(layer.data[5])
+    assert lo <= frame.max() and 0 < hi <= 255, (lo, hi)  # the values shown: 0..120
+    assert tuple(layer.contrast_limits_range) == (0.0, 65535.0)

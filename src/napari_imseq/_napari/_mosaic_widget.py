@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from ..io._base import Sequence
 from ..io.array import ArraySequence
+from ..io.display import frame_display_range
 from ..mosaic import FITS, OUTSIDE, SPANS, SYNC_MODES, MosaicSequence, mosaic
 
 #: name of the layer the widget makes (made unique by napari if taken)
@@ -400,7 +401,10 @@ class MosaicWidget(QWidget):
         self.last_error = None
 
     def _show(self, m: MosaicSequence, data: Any, frame: np.ndarray) -> None:
-        limits = _limits(m, frame)
+        # from the frame just composed (no further reads): a 16-bit mosaic of 8-bit videos
+        # would show black with limits at its bit depth
+        display = frame_display_range(frame, m.bit_depth, rgb=m.rgb)
+        limits = display.limits
         md = {k: v for k, v in m.metadata.items() if k != "source"}
         old, self.mosaic = self.mosaic, m
         layer = self.layer
@@ -412,10 +416,11 @@ class MosaicWidget(QWidget):
             self.layer = self.viewer.add_image(
                 data, name=LAYER_NAME, rgb=m.rgb, metadata=md, contrast_limits=limits
             )
+            self.layer.contrast_limits_range = display.range
         else:
             layer.data = data
             layer.metadata = md
-            layer.contrast_limits_range = limits
+            layer.contrast_limits_range = display.range
             layer.contrast_limits = limits
         if old is not None and old is not m:
             old.close()  # the widget's files stay open: the mosaic only borrows them
@@ -462,12 +467,3 @@ class MosaicWidget(QWidget):
             for seq in self._files.values():  # else the layer still reads them
                 seq.close()
         self._files.clear()
-
-
-def _limits(m: MosaicSequence, frame: np.ndarray) -> tuple[float, float]:
-    """Contrast limits: the significant bit depth for integers, the frame's range for floats."""
-    if m.dtype.kind in "ui":
-        return 0.0, float(2**m.bit_depth - 1)
-    finite = frame[np.isfinite(frame)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)

@@ -137,18 +137,38 @@ def estimate_display_range(
         rng = full or (0.0, 1.0)
         return DisplayRange(rng, rng, "bit depth (estimate timed out)", (), _since(t0))
     data = np.concatenate([s.ravel() for _, s in samples])
-    if dtype.kind == "f":
+    limits, rng = _percentile_limits(data, full)
+    return DisplayRange(limits, rng, "estimate", _frames(samples), _since(t0))
+
+
+def frame_display_range(frame: np.ndarray, bit_depth: int, *, rgb: bool = False) -> DisplayRange:
+    """Contrast limits from one frame already in memory (strided to about 40,000 pixels):
+    for a view that has just composed its current frame and must not read more to show it."""
+    frame = np.asarray(frame)
+    full = _bit_depth_range(frame.dtype, bit_depth)
+    if frame.dtype == np.uint8 or frame.dtype.kind == "b" or frame.size == 0:
+        rng = full or (0.0, 1.0)
+        return DisplayRange(rng, rng, "bit depth")
+    spatial = frame.shape[-3:-1] if rgb else frame.shape[-2:]
+    step = max(1, math.ceil(math.sqrt(math.prod(spatial) / PIXELS_PER_FRAME)))
+    part = frame[..., ::step, ::step, :] if rgb else frame[..., ::step, ::step]
+    limits, rng = _percentile_limits(part.ravel(), full)
+    return DisplayRange(limits, rng, "estimate (current frame)", ())
+
+
+def _percentile_limits(data: np.ndarray, full: tuple[float, float] | None):
+    """The 0.1..99.9 percentiles of ``data`` and the range the limits may move in: the
+    bit-depth range for integers, the sampled extremes for floats (NaN/inf left out)."""
+    if data.dtype.kind == "f":
         data = data[np.isfinite(data)]
         if data.size == 0:
-            return DisplayRange((0.0, 1.0), (0.0, 1.0), "estimate", _frames(samples), _since(t0))
+            return (0.0, 1.0), (0.0, 1.0)
     lo, hi = (float(v) for v in np.percentile(data, PERCENTILES))
     if hi <= lo:
         hi = lo + 1.0
     if full is None:  # floats: the sampled extremes bound the slider
-        rng = (min(float(data.min()), lo), max(float(data.max()), hi))
-    else:
-        rng = (min(full[0], lo), max(full[1], hi))
-    return DisplayRange((lo, hi), rng, "estimate", _frames(samples), _since(t0))
+        return (lo, hi), (min(float(data.min()), lo), max(float(data.max()), hi))
+    return (lo, hi), (min(full[0], lo), max(full[1], hi))
 
 
 def _frames(samples: list[tuple[int, np.ndarray]]) -> tuple[int, ...]:
