@@ -281,3 +281,15 @@ def test_every_step_on_other_dtypes(dtype, channels):
         if channels == 4:
             expect[..., 3] = f[..., 3]
         np.testing.assert_array_equal(T.invert(f), expect)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (3, 5, 3), (2, 3, 5, 3)])
+def test_point_op_any_shape_uint8(shape):
+    """The cv2 fast path for uint8 applies only to 2-D and (Y, X, C<=4) frames; 1-D and
+    extra-axis arrays go through the table too, with the same values."""
+    from napari_imseq.transforms._registry import point_op
+
+    frame = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    out = point_op(frame, lambda v: 255 - v)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, 255 - frame)

@@ -183,7 +183,7 @@ def _info(name: str, hint: Any, default: Any) -> ParamInfo:
     elif spec.choices == "dtype":
         choices = DTYPES
     elif spec.choices == "colormap":
-        from .colour import colormap_names
+        from ._colormaps import colormap_names
 
         choices = tuple(colormap_names())
     kind = (
@@ -266,7 +266,9 @@ def _point_op(frame: np.ndarray, func, out_dtype: np.dtype | None) -> np.ndarray
         if frame.dtype == np.uint8 and frame.shape[-1:] != (0,):
             import cv2
 
-            if out_dtype == np.uint8 and (frame.ndim == 2 or frame.shape[2] <= 4):
+            if out_dtype == np.uint8 and (
+                frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] <= 4)
+            ):
                 return cv2.LUT(np.ascontiguousarray(frame), lut)
         return np.take(lut, frame)
     return restore(np.asarray(func(frame.astype(np.float64))), out_dtype)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._colormaps import _ALIASES, _RAMPS
+from ._colormaps import colormap_names as colormap_names  # re-exported
 from ._registry import (
     ColormapName,
     Intensity,
@@ -15,19 +17,6 @@ from ._registry import (
     register,
     restore,
 )
-
-_ALIASES = {"gray": "grays", "grey": "grays", "greys": "grays"}
-_RAMPS = {
-    "red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "magenta": (1, 0, 1),
-    "cyan": (0, 1, 1), "yellow": (1, 1, 0),
-}  # fmt: skip
-
-
-def colormap_names() -> list[str]:
-    """Every name :func:`colormap_lut` and :func:`apply_colormap` accept."""
-    from vispy.color import get_colormaps
-
-    return sorted({"gray", *_RAMPS, *get_colormaps()})
 
 
 def colormap_lut(name: str, size: int = 256) -> np.ndarray:
