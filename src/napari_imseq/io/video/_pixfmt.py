@@ -3,6 +3,8 @@ GIF can show transparency at all (:class:`_GifAlpha`)."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._base import SequenceFormatError
@@ -16,6 +18,9 @@ class _Plan:
 
         fmt = av.VideoFormat(pix_fmt)
         self.pix_fmt = pix_fmt
+        # one swscale context per thread, reused frame after frame (``frame.to_ndarray(format=)``
+        # builds and initialises a new one for every frame: about a third of a 1080p read)
+        self._local = threading.local()
         comps = fmt.components
         bits = max(c.bits for c in comps) if comps else 8
         has_alpha = any(c.is_alpha for c in comps)
@@ -97,10 +102,20 @@ class _Plan:
             self.kind, self.target, self.shape_tail = "opaque", "rgba", (3,)
             self.path = path
 
+    def _convert(self, frame, target: str):
+        """``frame`` in pixel format ``target`` (``frame`` itself when it is in it already),
+        through this thread's swscale context: the same conversion as a fresh one makes."""
+        reformatter = getattr(self._local, "reformatter", None)
+        if reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            reformatter = self._local.reformatter = VideoReformatter()
+        return reformatter.reformat(frame, format=target)
+
     def to_array(self, frame) -> np.ndarray:
         """A new array (never a view on the decoder's buffers)."""
         if self.kind == "opaque":
-            rgba = frame.to_ndarray(format="rgba")
+            rgba = self._convert(frame, "rgba").to_ndarray()
             if rgba[..., 3].min() < 255:
                 raise SequenceFormatError(
                     f"{self.path}: a frame has transparent pixels although the GIF's headers "
@@ -116,9 +131,10 @@ class _Plan:
             g, b, r = (self._plane(frame, k, dt) for k in range(3))
             planes = [r, g, b] + ([self._plane(frame, 3, dt)] if self.alpha else [])
             return np.stack(planes, axis=-1).astype(self.dtype, copy=False)
-        arr = frame.to_ndarray(format=self.target)
+        converted = self._convert(frame, self.target)
+        arr = converted.to_ndarray()
         # a converted frame is a new buffer already; an unconverted one is the decoder's
-        return arr.copy() if frame.format.name == self.target else arr
+        return arr if converted is not frame else arr.copy()
 
 
 class _GifAlpha:
