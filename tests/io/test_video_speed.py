@@ -1,0 +1,92 @@
+"""Speed paths of video reading (issue #11 part 1) that must not change a pixel: the pixel-
+format conversion reuses one swscale context per thread (a new one per frame cost about a
+third of a 1080p read), and its arrays stay the caller's own."""
+
+import threading
+
+import av.video.reformatter as reformatter_module
+import numpy as np
+import pytest
+
+import napari_imseq as imseq
+
+from . import videomaker as vm
+
+
+def _rgb(n, h, w):
+    return [np.stack([f, f[::-1], np.roll(f, 5, axis=1)], -1) for f in vm.pattern(n, h, w)]
+
+
+@pytest.fixture
+def counted_reformatters(monkeypatch):
+    """Every swscale context the reader makes, with the thread that made it."""
+    real = reformatter_module.VideoReformatter
+    made: list[str] = []
+
+    def make():
+        made.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(reformatter_module, "VideoReformatter", make)
+    return made
+
+
+@pytest.mark.parametrize(
+    "codec, pix_fmt, ext, fmt_in",
+    [
+        ("libx264", "yuv420p", ".mp4", "rgb24"),  # 8-bit YUV -> rgb24
+        ("libx264", "yuv420p10le", ".mkv", "rgb48le"),  # 10-bit YUV -> rgb48le
+        ("mjpeg", "yuvj422p", ".avi", "rgb24"),  # full-range JPEG YUV
+    ],
+)
+def test_one_swscale_context_per_thread_and_identical_frames(
+    tmp_path, counted_reformatters, codec, pix_fmt, ext, fmt_in
+):
+    frames = _rgb(24, 32, 48)
+    if fmt_in == "rgb48le":
+        frames = [f.astype(np.uint16) * 257 for f in frames]
+    path = tmp_path / f"a{ext}"
+    vm.write(path, frames, codec=codec, pix_fmt=pix_fmt, fmt_in=fmt_in, gop=8)
+    expected = vm.sequential(path)  # each frame converted by a fresh context (PyAV's default)
+    with imseq.open_sequence(path) as seq:
+        got = list(seq.iter_frames())  # every array kept: none may share a buffer
+        assert len(counted_reformatters) == 1
+        np.testing.assert_array_equal(np.stack(got), expected)
+        for a, b in zip(got[:-1], got[1:], strict=True):
+            assert not np.shares_memory(a, b)
+        # random access in a new thread gets a context of its own (they are not thread-safe)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(f=seq[17]), name="other-reader")
+        t.start()
+        t.join()
+        np.testing.assert_array_equal(out["f"], expected[17])
+        assert counted_reformatters.count("other-reader") == 1
+    # dask threads: each converts with its own context, frames exact
+    before = len(counted_reformatters)
+    arr = imseq.imread(path, chunks=4)
+    np.testing.assert_array_equal(arr.compute(scheduler="threads", num_workers=3), expected)
+    assert len(counted_reformatters) - before <= 3
+
+
+def test_frames_from_many_threads_at_once_are_exact(tmp_path):
+    """Conversions run concurrently in several threads, each with its own context."""
+    path = tmp_path / "a.mp4"
+    vm.write(path, _rgb(40, 48, 64), codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24", gop=5)
+    expected = vm.sequential(path)
+    errors = []
+    with imseq.open_sequence(path) as seq:
+
+        def reader(offset):
+            try:
+                for k in range(len(expected)):
+                    i = (k * 7 + offset) % len(expected)
+                    np.testing.assert_array_equal(seq[i], expected[i])
+            except Exception as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=reader, args=(o,)) for o in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
