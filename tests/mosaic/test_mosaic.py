@@ -116,14 +116,15 @@ def test_variable_frame_rate_by_true_timestamps(tmp_path):
     with imseq.open_sequence(tmp_path / "vfr.mkv") as video:
         np.testing.assert_allclose(video.timestamps, vts, atol=1e-3)
         m = mosaic([vfr, steady, video], fps=100)
-        check_every_frame(m, [1, 1, 1])
+        # promote="scale": the 8-bit tiles span the 16-bit range (x 257), frames unchanged
+        check_every_frame(m, [1, 257, 257])
         # relative clocks: the VFR source starts at the mosaic's time 0
         assert m.timeline.source_times[0][0] == 0.0
         m.close()
     # absolute clocks keep the stamps as they are
     m = mosaic([vfr, steady], absolute=True, fps=100)
     assert m.timeline.source_times[0][0] == pytest.approx(ts[0])
-    check_every_frame(m, [1, 1])
+    check_every_frame(m, [1, 257])
 
 
 def test_sync_by_fps_and_by_index():
@@ -224,7 +225,8 @@ def test_positions_background_and_labels_inside_their_cells():
     over = mosaic([a, b], positions=[(0, 0), (20, 40)], background=7)
     assert not over._disjoint and over.frame_shape == (50, 70)
     frame = over[1]
-    assert frame[5, 5] == 100 and frame[25, 45] == 50 and frame[45, 50] == 50
+    b50 = round(50 * 4095 / 255)  # the 8-bit tile spans the 12-bit range (promote)
+    assert frame[5, 5] == 100 and frame[25, 45] == b50 and frame[45, 50] == b50
     assert frame[45, 5] == 7 and frame[5, 65] == 7
 
 
@@ -243,7 +245,7 @@ def test_promotion_rules():
     rgb8 = ArraySequence(np.full((2, 8, 8, 3), 9, np.uint8), fps=1)
     f32 = ArraySequence(np.full((2, 8, 8), 0.25, np.float32), fps=1)
     i64 = ArraySequence(np.full((2, 8, 8), 2**60 + 1, np.int64), fps=1)
-    m = mosaic([g12, g8])
+    m = mosaic([g12, g8], promote="keep")
     assert (m.dtype, m.bit_depth, m.rgb) == (np.uint16, 12, False)
     assert m[0].max() == 4095 and m[0].min() == 200, "values kept, not rescaled"
     m = mosaic([g12, rgb8], grid="1x2")
@@ -261,6 +263,44 @@ def test_promotion_rules():
     rgba = ArraySequence(np.full((2, 8, 8, 4), 3, np.uint8), fps=1)
     m = mosaic([g8, rgba], grid="1x2")
     assert m.frame_shape[-1] == 4 and tuple(m[0][4, 4]) == (200, 200, 200, 255)
+
+
+def test_promote_scale_spans_the_deepest_tiles_range_without_loss():
+    """8-bit tiles beside a 12- or 16-bit one span its range (not dim), every 8-bit value
+    keeps a value of its own (invertible), the deepest tile is untouched; promote="keep"
+    keeps values; colour and colormapped tiles too; a bad promote is refused."""
+    ramp8 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(2, 0)
+    g8 = ArraySequence(ramp8, fps=1, name="g8")
+    for bits in (12, 16):
+        deep = ArraySequence(np.full((2, 16, 16), 2**bits - 1, np.uint16), fps=1,
+                             bit_depth=bits, name="deep")  # fmt: skip
+        m = mosaic([deep, g8], grid="1x2")
+        assert (m.dtype, m.bit_depth) == (np.uint16, bits)
+        left, right = m[1][:, :16], m[1][:, 16:]
+        assert (left == 2**bits - 1).all(), "the deepest tile is not touched"
+        top = 2**bits - 1
+        np.testing.assert_array_equal(right, np.rint(ramp8[0] * (top / 255)).astype(np.uint16))
+        assert right.min() == 0 and right.max() == top, "0..255 spans the deep tile's range"
+        assert len(np.unique(right)) == 256, "no two 8-bit values merge: nothing is lost"
+        back = np.rint(right.astype(np.float64) * 255 / top).astype(np.uint8)
+        np.testing.assert_array_equal(back, ramp8[0])
+        kept = mosaic([deep, g8], grid="1x2", promote="keep")
+        np.testing.assert_array_equal(kept[1][:, 16:], ramp8[0])
+    # 8 onto 16 bits is exact: x 257
+    rgb8 = ArraySequence(np.full((2, 8, 8, 3), 9, np.uint8), fps=1)
+    g16 = ArraySequence(np.full((2, 8, 8), 1000, np.uint16), fps=1)
+    m = mosaic([g16, rgb8], grid="1x2")
+    assert m.rgb and (m[0][4, 12] == 9 * 257).all() and (m[0][4, 4] == 1000).all()
+    # all 8-bit, or a float mosaic: nothing to scale
+    assert mosaic([g8, rgb8], grid="1x2")[0][4, 20, 0] == 9
+    f32 = ArraySequence(np.full((2, 16, 16), 0.5, np.float32), fps=1)
+    assert mosaic([g8, f32], grid="1x2")[0][15, 15] == 255.0
+    # a pickled mosaic keeps its promotion; the fingerprint tells the two apart
+    clone = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(clone[1], m[1])
+    assert mosaic([g16, rgb8], promote="keep").fingerprint != m.fingerprint
+    with pytest.raises(MosaicError, match="promote"):
+        mosaic([g16, rgb8], promote="stretch")
 
 
 def test_per_tile_pipelines():

@@ -4,8 +4,8 @@ See :func:`mosaic` and ``docs/mosaic.md``.
 """
 
 from ._layout import FITS
-from ._mosaic import MosaicSequence, mosaic
+from ._mosaic import PROMOTIONS, MosaicSequence, mosaic
 from ._timeline import OUTSIDE, SPANS, SYNC_MODES, MosaicError, Timeline
 
-__all__ = ["FITS", "OUTSIDE", "SPANS", "SYNC_MODES", "MosaicError", "MosaicSequence", "Timeline",
+__all__ = ["FITS", "OUTSIDE", "PROMOTIONS", "SPANS", "SYNC_MODES", "MosaicError", "MosaicSequence", "Timeline",
            "mosaic"]  # fmt: skip

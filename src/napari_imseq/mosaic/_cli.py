@@ -61,6 +61,7 @@ def mosaic_options(args: argparse.Namespace) -> dict[str, Any]:
         "gap": args.gap,
         "gray": args.gray,
         "dtype": args.dtype,
+        "promote": args.promote,
         "cache": args.cache,
     }
     if args.label:
@@ -163,6 +164,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--gray", default="replicate", help="gray tiles in colour: replicate or a colormap"
     )
     p.add_argument("--dtype", help="output type, e.g. uint8 (each tile scaled from its range)")
+    p.add_argument(
+        "--promote", choices=["scale", "keep"], default="scale",
+        help="tiles of fewer bits in a deeper mosaic: span its range (scale) or keep values",
+    )  # fmt: skip
     p.add_argument("--tile-pipeline", action="append", metavar="N=steps.json",
                    help="a JSON pipeline for source N (1-based), before it is placed")  # fmt: skip
     p.add_argument("--pipeline", help="a JSON pipeline applied to the composed frames")

@@ -20,10 +20,13 @@ from ._timeline import MosaicError, Timeline, build_timeline
 if TYPE_CHECKING:  # transforms import scipy and OpenCV: only when a tile needs them
     from ..transforms.pipeline import Pipeline
 
-__all__ = ["MosaicSequence", "mosaic"]
+__all__ = ["PROMOTIONS", "MosaicSequence", "mosaic"]
 
 #: bumped when the composition changes, so old cache stores are not reused
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+
+#: how tiles of fewer bits go into a deeper integer mosaic (``promote=``)
+PROMOTIONS = ("scale", "keep")
 
 
 # ---- sources -------------------------------------------------------------------------------------
@@ -159,6 +162,7 @@ class _Tile:
         self.gray = None  # "replicate" or a colormap name, when gray goes into colour output
         self.out_channels = self.channels
         self.scale: tuple[float, float, float] | None = None  # (in lo, in hi, out hi)
+        self._lut: np.ndarray | None = None  # the scale as a table, for 8/16-bit unsigned input
         self.out_dtype = self.dtype
         self.placement: _layout.Placement | None = None
         self.interpolation = "area"
@@ -184,12 +188,27 @@ class _Tile:
 
             frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, self._top_in))
         if self.scale is not None and frame.dtype != self.out_dtype:
-            from ..transforms._registry import restore
-
-            lo, hi, top = self.scale
-            values = (frame.astype(np.float64) - lo) * (top / (hi - lo))
-            frame = restore(np.clip(values, 0, top), self.out_dtype)
+            if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2:
+                return self._table(frame.dtype)[frame]  # one lookup per pixel
+            frame = self._scaled(frame)
         return frame
+
+    def _scaled(self, values: np.ndarray) -> np.ndarray:
+        """``values`` mapped linearly from the tile's range onto the output's (clipped)."""
+        from ..transforms._registry import restore
+
+        lo, hi, top = self.scale
+        values = (values.astype(np.float64) - lo) * (top / (hi - lo))
+        return restore(np.clip(values, 0, top), self.out_dtype)
+
+    def _table(self, dtype: np.dtype) -> np.ndarray:
+        """:meth:`_scaled` of every value of ``dtype`` (made once, read-only)."""
+        lut = self._lut
+        if lut is None or len(lut) != 2 ** (dtype.itemsize * 8):
+            lut = self._scaled(np.arange(2 ** (dtype.itemsize * 8), dtype=dtype))
+            lut.flags.writeable = False
+            self._lut = lut
+        return lut
 
     @property
     def _top_in(self) -> float:
@@ -248,6 +267,7 @@ class MosaicSequence(Sequence):
         background: Any = 0,
         gray: str = "replicate",
         dtype: Any = None,
+        promote: str = "scale",
         pipelines: Any = None,
         cache: str | os.PathLike | None = None,
         threads: int | None = None,
@@ -290,7 +310,7 @@ class MosaicSequence(Sequence):
         self._kwargs = {k: args[k] for k in (
             "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
             "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
-            "dtype", "pipelines", "cache", "threads", "recent")}  # fmt: skip
+            "dtype", "promote", "pipelines", "cache", "threads", "recent")}  # fmt: skip
         self._kwargs["source_fps"] = self._rates
         a = self._kwargs
         if a["fit"] not in _layout.FITS:
@@ -327,7 +347,7 @@ class MosaicSequence(Sequence):
             tile = _Tile(seq, name, pipe, tuple(shape), dt, bits)
             tile.interpolation = a["interpolation"]
             self._tiles.append(tile)
-        self._promote(a["gray"], a["dtype"])
+        self._promote(a["gray"], a["dtype"], a["promote"])
         self._layout(a)
         self._background_frame(a["background"])
         self._labels = self._label_texts(a["labels"], names)
@@ -349,8 +369,10 @@ class MosaicSequence(Sequence):
             )  # fmt: skip
 
     # ---- promotion and layout -----------------------------------------------------------------
-    def _promote(self, gray: str, dtype: Any) -> None:
+    def _promote(self, gray: str, dtype: Any, promote: str = "scale") -> None:
         tiles = self._tiles
+        if promote not in PROMOTIONS:
+            raise MosaicError(f"mosaic: promote must be one of {PROMOTIONS}, not {promote!r}")
         channels = max(t.channels for t in tiles)
         if gray != "replicate":
             from ..transforms.colour import colormap_names
@@ -384,11 +406,20 @@ class MosaicSequence(Sequence):
             if out.kind not in "uif":
                 raise MosaicError(f"mosaic: dtype {out} is not an image type (uint, int, float)")
         self._dtype = out
+        # promote="scale": unsigned tiles of fewer significant bits span the deepest one's
+        # range (0..255 onto 0..4095 beside a 12-bit camera), so they do not look dim; each
+        # value keeps its own output value (the map widens: invertible, nothing is lost)
+        deep = [b for k, b in zip(kinds, tile_bits, strict=True) if k.kind == "u"]
+        widen = promote == "scale" and out.kind == "u" and bool(deep)
+        target = min(max(deep), out.itemsize * 8) if widen else 0
         bits_out = []
         for t, k, bits in zip(tiles, kinds, tile_bits, strict=True):
             t.out_dtype = out
             if _lossless(k, out):
                 t.scale = None
+                if widen and k.kind == "u" and bits < target:
+                    t.scale = (0.0, _top(k, bits), float(2**target - 1))
+                    bits = target
                 bits_out.append(bits if out.kind in "ui" and k.kind in "uib" else None)
             else:  # asked for a narrower type: the tile's range maps onto the output's
                 lo, hi = (0.0, _top(k, bits)) if k.kind in "ui" else (0.0, 1.0)
@@ -775,7 +806,11 @@ def mosaic(
     ``outside`` (``"background"`` or ``"hold"``: a source before its start or after its end
     shows the background or its first/last frame), ``gray`` (``"replicate"`` or a colormap
     name: how gray tiles go into colour mosaics), ``dtype`` (the output type; default the
-    smallest that holds every tile without loss, see ``docs/mosaic.md``), ``threads``
+    smallest that holds every tile without loss, see ``docs/mosaic.md``), ``promote``
+    (``"scale"``, default: in an unsigned integer mosaic, tiles of fewer significant bits are
+    mapped from their range onto the deepest tile's, e.g. 8-bit 0..255 onto 0..4095 next to a
+    12-bit camera, so they do not look dim; distinct values stay distinct; ``"keep"``: values
+    as they are), ``threads``
     (``1`` reads the tiles one after another; by default each tile has its own reading
     thread), ``recent`` (how many of the
     newest composed frames to keep in memory, e.g. for a preview shown again; default 0).
