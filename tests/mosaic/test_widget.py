@@ -123,6 +123,7 @@ def test_contrast_follows_the_composed_frame_not_the_bit_depth(make_napari_viewe
     viewer.window.add_dock_widget(widget)
     viewer.dims.set_current_step(0, 5)
     widget.grid.setText("1x2")
+    widget.promote.setCurrentText("keep")  # values kept: the 8-bit tile stays 0..255
     widget.update_mosaic()
     widget.wait()
     assert widget.last_error is None, widget.status.text()
@@ -132,3 +133,53 @@ def test_contrast_follows_the_composed_frame_not_the_bit_depth(make_napari_viewe
     frame = np.asarray(layer.data[5])
     assert lo <= frame.max() and 0 < hi <= 255, (lo, hi)  # the values shown: 0..120
     assert tuple(layer.contrast_limits_range) == (0.0, 65535.0)
+
+
+def test_widget_positions_cache_and_promotion(make_napari_viewer, tmp_path):
+    """Explicit positions per source (all or none), the zarr cache folder, promote; each
+    equal to napari_imseq.mosaic with the same options."""
+    viewer, widget = setup(make_napari_viewer)
+    widget.set_row("fast", position=(0, 0))
+    widget.set_row("slow", position=(5, 45, 40, 40))
+    widget.cache.setText(str(tmp_path / "cache"))
+    widget.update_mosaic()
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    fast, slow = (layer_source(viewer.layers[n]) for n in ("fast", "slow"))
+    want = imseq.mosaic([fast, slow], positions=[(0, 0), (5, 45, 40, 40)])
+    m = widget.mosaic
+    assert m.grid is None and "positions" in widget.status.text()
+    assert [t["cell"] for t in m.metadata["tiles"]] == [(0, 0, 30, 40), (5, 45, 40, 40)]
+    assert widget.layer.data.shape == want.shape == (24, 45, 85, 3)
+    # the cache: a zarr store under the folder, holding the frame composed in the worker
+    assert m.cache_path is not None and m.cache_path.startswith(str(tmp_path / "cache"))
+    assert "cache" in widget.status.text()
+    for k in (0, 9, 19):
+        np.testing.assert_array_equal(np.asarray(widget.layer.data[k]), want[k])
+    with imseq.open_sequence(m.cache_path) as cached:
+        np.testing.assert_array_equal(cached[9], want[9])
+    # promote: the 8-bit tile spans the 12-bit range by default, keeps its values if asked
+    # (output frame 20 is 0.5 s: the 10 fps layer's frame 5, whose pixels are 6)
+    assert m.bit_depth == 12 and np.asarray(widget.layer.data[20])[25, 65, 0] == round(
+        6 * 4095 / 255
+    )
+    widget.promote.setCurrentText("keep")
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert np.asarray(widget.layer.data[20])[25, 65, 0] == 6
+    # back to the grid when no position is given; a partial set is refused, layer kept
+    widget.set_row("slow", position="")
+    widget.wait()
+    assert "position to every ticked source" in widget.status.text()
+    assert widget.layer in viewer.layers
+    widget.set_row("fast", position="")
+    widget.cache.setText("")
+    widget.grid.setText("1x2")
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert widget.mosaic.grid == (1, 2) and widget.mosaic.cache_path is None
+    widget.set_row("fast", position=(0, 0))
+    widget.table.item(0, 4).setText("here")  # not pixels
+    widget.wait()
+    assert "not 'y,x'" in widget.status.text()
+    widget.cleanup()

@@ -37,12 +37,29 @@ from qtpy.QtWidgets import (
 from ..io._base import Sequence
 from ..io.array import ArraySequence
 from ..io.display import frame_display_range
-from ..mosaic import FITS, OUTSIDE, SPANS, SYNC_MODES, MosaicSequence, mosaic
+from ..mosaic import FITS, OUTSIDE, PROMOTIONS, SPANS, SYNC_MODES, MosaicSequence, mosaic
 
 #: name of the layer the widget makes (made unique by napari if taken)
 LAYER_NAME = "mosaic"
 GRAYS = ["replicate", "gray", "viridis", "magma", "inferno", "green", "magenta", "cyan"]
-_COL_NAME, _COL_OFFSET, _COL_FPS, _COL_LABEL = 0, 1, 2, 3
+_COL_NAME, _COL_OFFSET, _COL_FPS, _COL_LABEL, _COL_POSITION = 0, 1, 2, 3, 4
+
+
+def parse_position(text: str, name: str) -> tuple[int, ...] | None:
+    """A table cell's position: empty (None), ``y,x`` or ``y,x,h,w`` in whole pixels."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 4):
+        raise ValueError(
+            f"position {text!r} of {name} is not 'y,x' or 'y,x,height,width' in whole pixels"
+        )
+    return values
 
 
 def layer_source(layer) -> ArraySequence:
@@ -83,11 +100,13 @@ class MosaicWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.update_mosaic)
 
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["source", "offset (s)", "fps", "label"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["source", "offset (s)", "fps", "label", "position"])
         self.table.setToolTip(
             "tick the sources; offset: seconds added to its clock; fps: its frame rate when it "
-            "states none or a wrong one (empty: its own); label: text drawn in its cell"
+            "states none or a wrong one (empty: its own); label: text drawn in its cell; "
+            "position: 'y,x' (its own size) or 'y,x,height,width' in pixels, given for every "
+            "ticked source to place them explicitly instead of on the grid"
         )
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(110)
@@ -117,6 +136,19 @@ class MosaicWidget(QWidget):
         self.gray = QComboBox()
         self.gray.addItems(GRAYS)
         self.gray.setToolTip("gray tiles in a colour mosaic: replicated, or through a colormap")
+        self.promote = QComboBox()
+        self.promote.addItems(list(PROMOTIONS))
+        self.promote.setToolTip(
+            "tiles of fewer bits beside deeper ones: scale (span the deepest tile's range, "
+            "invertible) or keep (values as they are: 8-bit tiles look dim)"
+        )
+        self.cache = QLineEdit("")
+        self.cache.setPlaceholderText("none (composed frames not kept)")
+        self.cache.setToolTip(
+            "a folder for a zarr store of the frames composed so far: scrubbing back reads "
+            "them from there (one store per mosaic, never overwritten)"
+        )
+        self.cache_button = QPushButton("...")
         self.update_button = QPushButton("Create / update mosaic layer")
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -146,6 +178,11 @@ class MosaicWidget(QWidget):
         labels.addWidget(self.time_labels)
         form.addRow("Labels", labels)
         form.addRow("Gray in colour", self.gray)
+        form.addRow("Fewer bits", self.promote)
+        caches = QHBoxLayout()
+        caches.addWidget(self.cache)
+        caches.addWidget(self.cache_button)
+        form.addRow("Cache folder", caches)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.update_button)
@@ -153,11 +190,15 @@ class MosaicWidget(QWidget):
         layout.addStretch(1)
 
         self.add_files_button.clicked.connect(self._add_files_dialog)
+        self.cache_button.clicked.connect(self._cache_dialog)
         self.update_button.clicked.connect(self.update_mosaic)
         self.table.itemChanged.connect(self._changed)
         for edit in (self.grid, self.cell):
             edit.textChanged.connect(self._changed)
-        for box in (self.fit, self.interpolation, self.sync, self.span, self.outside, self.gray):
+        self.cache.editingFinished.connect(self._changed)  # not on every key: a folder is made
+        boxes = (self.fit, self.interpolation, self.sync, self.span, self.outside, self.gray,
+                 self.promote)  # fmt: skip
+        for box in boxes:
             box.currentTextChanged.connect(self._changed)
         for spin in (self.gap, self.fps):
             spin.valueChanged.connect(self._changed)
@@ -207,6 +248,7 @@ class MosaicWidget(QWidget):
         self.table.setItem(r, _COL_OFFSET, QTableWidgetItem("0"))
         self.table.setItem(r, _COL_FPS, QTableWidgetItem(""))
         self.table.setItem(r, _COL_LABEL, QTableWidgetItem(""))
+        self.table.setItem(r, _COL_POSITION, QTableWidgetItem(""))
 
     def _refresh_layers(self, *_: Any) -> None:
         """Rows for the viewer's image layers (kept: checks, offsets, labels) and files."""
@@ -245,9 +287,17 @@ class MosaicWidget(QWidget):
         if paths:
             self.add_files(paths)
 
+    def _cache_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for the mosaic's frame cache")
+        if path:
+            self.cache.setText(path)
+            self._changed()
+
     def set_row(self, name: str, *, use: bool | None = None, offset: float | None = None,
-                fps: float | None = None, label: str | None = None) -> None:  # fmt: skip
-        """Set a source's check, offset (seconds), rate or label text, by its shown name."""
+                fps: float | None = None, label: str | None = None,
+                position: Any = None) -> None:  # fmt: skip
+        """Set a source's check, offset (seconds), rate, label text or position (``(y, x)``,
+        ``(y, x, h, w)`` or ``""`` for none), by its shown name."""
         for r in range(self.table.rowCount()):
             if self.table.item(r, _COL_NAME).text() != name:
                 continue
@@ -260,6 +310,9 @@ class MosaicWidget(QWidget):
                 self.table.item(r, _COL_FPS).setText(repr(float(fps)) if fps else "")
             if label is not None:
                 self.table.item(r, _COL_LABEL).setText(label)
+            if position is not None:
+                text = ",".join(str(int(v)) for v in position) if position != "" else ""
+                self.table.item(r, _COL_POSITION).setText(text)
             return
         raise KeyError(f"no source named {name!r} in the mosaic widget")
 
@@ -271,7 +324,7 @@ class MosaicWidget(QWidget):
 
     def request(self) -> dict[str, Any]:
         """What the mosaic is made of (read on the GUI thread; the worker builds it)."""
-        sources, offsets, rates, labels = [], [], [], []
+        sources, offsets, rates, labels, positions = [], [], [], [], []
         for r in range(self.table.rowCount()):
             item = self.table.item(r, _COL_NAME)
             if item.checkState() != Qt.CheckState.Checked:
@@ -298,8 +351,14 @@ class MosaicWidget(QWidget):
                     f"fps {text!r} of {item.text()} is not a number (empty: its own rate)"
                 ) from None
             labels.append(self.table.item(r, _COL_LABEL).text().strip() or None)
+            positions.append(parse_position(self.table.item(r, _COL_POSITION).text(), item.text()))
         if not sources:
             raise ValueError("choose at least one source: tick a layer or add files")
+        placed = [p is not None for p in positions]
+        if any(placed) and not all(placed):
+            raise ValueError(
+                "give a position to every ticked source (explicit placement), or to none (grid)"
+            )
         use_names = self.labels.isChecked()
         options: dict[str, Any] = {
             "grid": self.grid.text().strip() or None,
@@ -315,11 +374,18 @@ class MosaicWidget(QWidget):
             "labels": [t if t else (True if use_names else None) for t in labels],
             "time_labels": self.time_labels.isChecked(),
             "gray": self.gray.currentText(),
+            "promote": self.promote.currentText(),
             "recent": 2,  # the frame composed in the worker is shown without composing again
         }
         cell = self.cell.text().strip()
         if cell and cell.lower() != "auto":
             options["cell"] = cell
+        if all(placed):  # explicit positions replace the grid (and its cell and gap)
+            options["positions"] = positions
+            options["grid"] = None
+        cache = self.cache.text().strip()
+        if cache:
+            options["cache"] = os.path.expanduser(cache)
         return {"sources": sources, "options": options, "index": self._current_index()}
 
     def _current_index(self) -> int:
@@ -394,6 +460,8 @@ class MosaicWidget(QWidget):
         self._show(m, data, frame)
         h, w = m.frame_shape[:2]
         grid = "x".join(map(str, m.grid)) if m.grid else "positions"
+        if m.cache_path:
+            grid += f", cache {m.cache_path}"
         self.status.setText(
             f"{len(m.sources)} tiles ({grid}), {w}x{h} {m.dtype}, {len(m)} frames at "
             f"{m.fps:.4g} fps; frame {k} composed in {seconds * 1000:.0f} ms"
