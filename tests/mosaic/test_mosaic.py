@@ -435,6 +435,54 @@ class Failing(ArraySequence):
         return super()._read(index)
 
 
+def test_lanes_auto_reads_cheap_tiles_in_the_composing_thread(three):
+    """lanes="auto" times the first frames in a thread per tile, then the composing thread
+    reads the cheap tiles (their CPU time summed within the costliest tile's, which keeps its
+    own thread); every frame, in any order, equals a serial composition; lanes="all" keeps a
+    thread per tile; an inline tile's error comes in order, naming the tile and frame."""
+    sources, _ = three
+    big = ArraySequence(coded(30, (400, 600), np.uint16), fps=24.0, name="big")
+    serial = mosaic([*sources, big], grid="2x2", cell=(60, 60), threads=1)
+    m = mosaic([*sources, big], grid="2x2", cell=(60, 60))
+    assert m._inline is None, "nothing chosen before frames are timed"
+    for k in range(6):
+        np.testing.assert_array_equal(m[k], serial[k])
+    assert m._inline is not None
+    costs = m.lane_costs
+    heavy = int(np.argmax(costs))
+    assert heavy not in m._inline
+    assert sum(costs[s] for s in m._inline) <= costs[heavy]
+    order = list(range(len(m)))
+    random.Random(2).shuffle(order)
+    for k in order:
+        np.testing.assert_array_equal(m[k], serial[k])
+    np.testing.assert_array_equal(np.stack(list(m.iter_frames())), serial[:])
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone.fingerprint == m.fingerprint
+    np.testing.assert_array_equal(clone[9], serial[9])
+    every = mosaic([*sources, big], grid="2x2", cell=(60, 60), lanes="all")
+    for k in range(8):
+        np.testing.assert_array_equal(every[k], serial[k])
+    assert every._inline == frozenset() and every.fingerprint == m.fingerprint
+    with pytest.raises(MosaicError, match="lanes"):
+        mosaic(sources, lanes="processes")
+    # a cheap tile read inline fails at frame 7 of a stream: frames 0..6 come first
+    big = ArraySequence(coded(10, (300, 400), np.uint16), fps=10.0, name="big")
+    bad = Failing(coded(10, (8, 8), np.uint8), fps=10.0, name="bad")
+    failing = mosaic([big, bad], grid="1x2")
+    failing._costs = [[1.0] * 4, [0.001] * 4]  # as timed: "bad" is cheap
+    failing._choose_inline()
+    assert failing._inline == frozenset({1})
+    got = []
+    with pytest.raises(imseq.FrameIndexError, match="frame 7 is damaged") as info:
+        for frame in failing.iter_frames():
+            got.append(frame)
+    assert len(got) == 7
+    assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
+    for seq in (serial, m, every, failing):
+        seq.close()
+
+
 def test_streaming_reads_ahead_and_equals_indexing(three):
     sources, _ = three
     serial = mosaic(sources, offsets=[0, 0.2, -0.1], threads=1)

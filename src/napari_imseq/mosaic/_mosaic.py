@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,14 @@ _CACHE_VERSION = 2
 
 #: how tiles of fewer bits go into a deeper integer mosaic (``promote=``)
 PROMOTIONS = ("scale", "keep")
+
+#: where tiles are read (``lanes=``): "auto" measures the first frames in a thread per tile,
+#: then reads the cheap tiles in the thread that composes, beside the costliest in their own;
+#: "all" keeps a thread per tile
+LANES = ("auto", "all")
+
+#: frames timed before ``lanes="auto"`` chooses which tiles the composing thread reads
+_PROBE_FRAMES = 4
 
 
 # ---- sources -------------------------------------------------------------------------------------
@@ -232,6 +241,24 @@ class _Tile:
 
 
 # ---- the sequence --------------------------------------------------------------------------------
+class _Done:
+    """A finished job's result or error, standing in for a future (a tile read inline): an
+    error is raised when the frame is finished, in order, as a lane's would be."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any = None, error: BaseException | None = None):
+        self.value, self.error = value, error
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def cancel(self) -> bool:
+        return False
+
+
 def _rebuild(sources, kwargs):
     return MosaicSequence(sources, _owned=True, **kwargs)
 
@@ -271,6 +298,7 @@ class MosaicSequence(Sequence):
         pipelines: Any = None,
         cache: str | os.PathLike | None = None,
         threads: int | None = None,
+        lanes: str = "auto",
         recent: int = 0,
         source_fps: Any = None,
         _owned: bool = False,
@@ -310,7 +338,7 @@ class MosaicSequence(Sequence):
         self._kwargs = {k: args[k] for k in (
             "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
             "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
-            "dtype", "promote", "pipelines", "cache", "threads", "recent")}  # fmt: skip
+            "dtype", "promote", "pipelines", "cache", "threads", "lanes", "recent")}  # fmt: skip
         self._kwargs["source_fps"] = self._rates
         a = self._kwargs
         if a["fit"] not in _layout.FITS:
@@ -356,6 +384,10 @@ class MosaicSequence(Sequence):
         if threads is not None and (int(threads) != threads or threads < 1):
             raise MosaicError(f"mosaic: threads must be a positive whole number, not {threads!r}")
         self._threads = int(threads) if threads else len(self._tiles)
+        if a["lanes"] not in LANES:
+            raise MosaicError(f"mosaic: lanes must be one of {LANES}, not {a['lanes']!r}")
+        self._inline: frozenset[int] | None = None if a["lanes"] == "auto" else frozenset()
+        self._costs: list[list[float]] = [[] for _ in self._tiles]
         recent = a["recent"]
         if not isinstance(recent, (int, np.integer)) or recent < 0:
             raise MosaicError(f"mosaic: recent must be a whole number >= 0, not {recent!r}")
@@ -523,7 +555,8 @@ class MosaicSequence(Sequence):
         if self._fingerprint is None:
             from dask.base import tokenize
 
-            kw = {k: v for k, v in self._kwargs.items() if k not in ("cache", "threads", "recent")}
+            kw = {k: v for k, v in self._kwargs.items()
+                  if k not in ("cache", "threads", "lanes", "recent")}  # fmt: skip
             kw["pipelines"] = [None if t.pipeline is None else t.pipeline.to_json()
                                for t in self._tiles]  # fmt: skip
             self._fingerprint = tokenize(
@@ -610,6 +643,35 @@ class MosaicSequence(Sequence):
     def _tile_into(self, out: np.ndarray, job: tuple[int, int, int]) -> None:
         self._tiles[job[1]].paste(out, self._tile_pixels(job))
 
+    def _timed(self, fn, out: np.ndarray | None, job: tuple[int, int, int]):
+        """``fn`` run for ``job`` in the tile's lane, its CPU time kept while probing (the
+        lane thread's own: wall time would count the waits for the cores and the GIL that
+        the other lanes cause)."""
+        t = time.thread_time()
+        result = fn(job) if out is None else fn(out, job)
+        if self._inline is None:
+            self._costs[job[1]].append(time.thread_time() - t)
+        return result
+
+    def _choose_inline(self) -> None:
+        """After :data:`_PROBE_FRAMES` frames: the composing thread takes the cheapest tiles
+        while their summed time stays within the costliest tile's (which, like every tile
+        that does not fit, keeps its own thread), so the threads finish together and no
+        cheap tile waits for the GIL behind another. Fixed from then on: a source is read
+        by one thread at a time in frame order, as before."""
+        with self._state_lock:
+            if self._inline is not None or min(len(c) for c in self._costs) < _PROBE_FRAMES:
+                return
+            costs = [float(np.median(c)) for c in self._costs]
+            heavy = int(np.argmax(costs))
+            inline, total = set(), 0.0
+            for s in sorted(range(len(costs)), key=costs.__getitem__):
+                if s != heavy and total + costs[s] <= costs[heavy]:
+                    inline.add(s)
+                    total += costs[s]
+            self.lane_costs = costs
+            self._inline = frozenset(inline)
+
     def _start(self, index: int) -> tuple:
         """Begin composing frame ``index``: the background, and each tile's job in its lane
         (run here at once when there is one tile to read or ``threads=1``)."""
@@ -623,13 +685,23 @@ class MosaicSequence(Sequence):
             out[...] = bg
         if len(jobs) > 1 and self._threads > 1:
             lanes = self._lanes()
+            if self._inline is None:
+                self._choose_inline()
+            inline = self._inline or frozenset()
             # tiles whose boxes do not overlap paste themselves; else pasted in source order
-            work = self._tile_into if self._disjoint else None
+            work, arg = (self._tile_into, out) if self._disjoint else (self._tile_pixels, None)
             futures = [
-                lanes[job[1]].submit(work, out, job) if work is not None
-                else lanes[job[1]].submit(self._tile_pixels, job)
+                _Done(None) if job[1] in inline
+                else lanes[job[1]].submit(self._timed, work, arg, job)
                 for job in jobs
             ]  # fmt: skip
+            for n, job in enumerate(jobs):  # the cheap tiles, here, while the lanes work
+                if job[1] in inline:
+                    try:
+                        futures[n] = _Done(self._tile_into(out, job) if arg is not None
+                                           else self._tile_pixels(job))  # fmt: skip
+                    except Exception as err:  # raised by _finish: frames before come first
+                        futures[n] = _Done(error=err)
         else:
             futures = None
             for job in jobs:
@@ -810,7 +882,9 @@ def mosaic(
     (``"scale"``, default: in an unsigned integer mosaic, tiles of fewer significant bits are
     mapped from their range onto the deepest tile's, e.g. 8-bit 0..255 onto 0..4095 next to a
     12-bit camera, so they do not look dim; distinct values stay distinct; ``"keep"``: values
-    as they are), ``threads``
+    as they are), ``lanes`` (``"auto"``, default: the first frames are read in a thread
+    per tile and timed, then the cheap tiles are read in the composing thread beside the
+    costliest; ``"all"``: a thread per tile throughout), ``threads``
     (``1`` reads the tiles one after another; by default each tile has its own reading
     thread), ``recent`` (how many of the
     newest composed frames to keep in memory, e.g. for a preview shown again; default 0).
