@@ -177,6 +177,13 @@ class _Index:
         both = (pts != _NO_TS) & (dts != _NO_TS)
         self.seek_ts = np.where(both, np.minimum(pts, dts), np.where(pts == _NO_TS, dts, pts))
         self.verified: set[int] = set()  # count mode: keyframes whose GOP proved closed
+        #: whether a keyframe has leading pictures (the packet after it in decode order is
+        #: shown before it: an open GOP); None when the stamps cannot say (decode stamps only,
+        #: missing or repeated stamps)
+        self.open_gops: bool | None = None
+        if have_pts and unique and not (container in _DECODE_STAMP_CONTAINERS and monotone):
+            keys = np.flatnonzero(key[:-1])
+            self.open_gops = bool(np.any(pts[keys + 1] < pts[keys]))
         self.version = 0
         self._set_mode(mode)
 
