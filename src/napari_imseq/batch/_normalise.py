@@ -455,6 +455,41 @@ def _normaliser_from(stats: dict[str, Any]) -> Normaliser:
     )  # fmt: skip
 
 
+_TIFF_EXTS = (".tif", ".tiff")
+
+
+def _plain_tiff(src: str, dst: str, mapping: Normaliser, cancel) -> dict[str, Any] | None:
+    """A plain one-page TIFF to a new TIFF through the mapping, in two reads and one write
+    (:func:`~napari_imseq.io.tiff.read_plain_page`, :func:`~napari_imseq.io.tiff.write_plain_page`:
+    the same output as :func:`~napari_imseq.convert.convert`, byte for byte); None for any other
+    file, which then takes the general path (and its error reports)."""
+    import time
+
+    from ..convert import ConversionCancelled, _cancel_requested
+    from ..io.tiff import read_plain_page, write_plain_page
+
+    if not (src.lower().endswith(_TIFF_EXTS) and dst.lower().endswith(_TIFF_EXTS)):
+        return None
+    t0 = time.perf_counter()
+    got = read_plain_page(src)
+    if got is None:
+        return None
+    frame, fps = got
+    out = mapping(frame)
+    if out.dtype != frame.dtype or out.shape != frame.shape:
+        return None
+    if _cancel_requested(cancel):
+        raise ConversionCancelled(f"conversion to {dst} cancelled; nothing was written")
+    path = os.path.abspath(dst)
+    written = write_plain_page(path, out, fps)
+    seconds = time.perf_counter() - t0
+    return {
+        "source": os.path.abspath(src), "path": path, "frames": 1, "bytes": written,
+        "seconds": round(seconds, 3), "fps": round(1 / seconds, 1) if seconds else None,
+        "lossy": False,
+    }  # fmt: skip
+
+
 def _normalise_one(
     src: str,
     *,
@@ -485,6 +520,11 @@ def _normalise_one(
         if per_file["method"] == "stretch":
             stats.update(_summary(s["hists"], tuple(per_file["percentiles"])))
     redo = overwrite or os.path.lexists(partial_path(os.path.abspath(dst)))
+    if mapping is not None and not redo:
+        out = _plain_tiff(src, dst, mapping, cancel)
+        if out is not None:
+            out["stats"] = stats
+            return out
     out = convert(src, dst, transform=mapping, overwrite=redo, progress=False, cancel=cancel)
     out["stats"] = stats
     return out

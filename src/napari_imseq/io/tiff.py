@@ -490,6 +490,251 @@ class TiffStack(Sequence):
         self._tif.close()
 
 
+# ---- one plain page: the fast path of batch jobs over many small files -------------------
+#: bytes read at the start of a file to find a single page's tags (one read for most files)
+_PLAIN_HEAD = 8192
+#: the tags a plain page may have; any other tag with a bearing on the pixels is not plain
+_PLAIN_TAGS = {
+    254, 256, 257, 258, 259, 262, 266, 270, 273, 274, 277, 278, 279, 282, 283, 284, 296, 305,
+    306, 339,
+}  # fmt: skip
+_TAG_FORMATS = {1: "B", 2: "B", 3: "H", 4: "I", 5: "II", 7: "B", 16: "Q"}
+
+
+def _plain_tags(head: bytes, order: str, fd: int, size: int) -> dict[int, tuple] | None:
+    """The tags of the first page of a classic TIFF as {code: values}; None when the page is
+    not a single plain page (another page follows, a tag outside ``_PLAIN_TAGS``, a value
+    outside the file)."""
+    (ifd,) = struct.unpack_from(order + "I", head, 4)
+    if ifd < 8 or ifd + 2 > len(head):
+        return None
+    (count,) = struct.unpack_from(order + "H", head, ifd)
+    end = ifd + 2 + 12 * count
+    if count == 0 or count > 64 or end + 4 > len(head):
+        return None
+    if struct.unpack_from(order + "I", head, end)[0] != 0:
+        return None  # more pages: the general reader
+    tags: dict[int, tuple] = {}
+    for k in range(count):
+        code, kind, n = struct.unpack_from(order + "HHI", head, ifd + 2 + 12 * k)
+        fmt = _TAG_FORMATS.get(kind)
+        if code not in _PLAIN_TAGS or fmt is None:
+            return None
+        nbytes = n * struct.calcsize(fmt)
+        if nbytes <= 4:
+            raw = head[ifd + 2 + 12 * k + 8 : ifd + 2 + 12 * k + 8 + nbytes]
+        else:
+            (at,) = struct.unpack_from(order + "I", head, ifd + 2 + 12 * k + 8)
+            if at + nbytes > size or nbytes > 1 << 20:
+                return None
+            raw = head[at : at + nbytes] if at + nbytes <= len(head) else os.pread(fd, nbytes, at)
+            if len(raw) != nbytes:
+                return None
+        tags[code] = raw if kind == 2 else struct.unpack(order + fmt * n, raw)
+    return tags
+
+
+def _plain_rate(desc: bytes, page: tuple[int, ...]) -> tuple[bool, float | None]:
+    """(the description describes one plain image of shape ``page``, its frame rate) for
+    a page's description: ImageJ's ``key=value`` lines, tifffile's JSON shape or free text;
+    OME-XML is not plain."""
+    text = desc.rstrip(b"\0").decode("utf-8", "replace")
+    fps = None
+    if text.startswith("ImageJ="):
+        ij = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        for key in ("images", "frames", "slices", "channels"):
+            if ij.get(key, "1").strip() != "1":
+                return False, None
+        try:
+            if "fps" in ij:
+                fps = float(ij["fps"])
+            elif "finterval" in ij:
+                fps = 1.0 / float(ij["finterval"])
+        except (ValueError, ZeroDivisionError):
+            return False, None
+    elif text.startswith("{"):
+        import json
+
+        try:
+            md = json.loads(text)
+        except ValueError:
+            return False, None
+        shape = md.get("shape") if isinstance(md, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(v, int) for v in shape):
+            return False, None
+        while len(shape) > len(page) and shape[0] == 1:
+            shape = shape[1:]
+        if tuple(shape) != page:  # the JSON says frames of another shape
+            return False, None
+        rate = md.get("fps")
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+            fps = float(rate)
+    elif "<OME" in text[:4096] or text.startswith("<?xml"):
+        return False, None
+    if fps is not None and not (math.isfinite(fps) and 1e-6 <= fps <= 1e9):
+        fps = None  # as the writer's FPS_RANGE: a damaged rate is dropped
+    return True, fps
+
+
+def read_plain_page(path: str) -> tuple[np.ndarray, float | None] | None:
+    """The one image of a plain single-page TIFF file, and its frame rate, in two positional
+    reads (the head, the pixels); None when the file is anything else.
+
+    Plain: a classic (not Big) TIFF whose only page is uncompressed 8- or 16-bit unsigned gray
+    or RGB in contiguous strips that all lie inside the file, with no tag that changes how the
+    pixels read (colour maps, extra samples, sub-pages, predictors, fill order ...) and a
+    description of one image (ImageJ, tifffile's JSON or free text; not OME). For such a file
+    :class:`TiffStack` gives the same frame and rate; every other file, including a damaged or
+    truncated one, gives None, and the caller opens it with :class:`TiffStack`, which reports
+    what is wrong. Batch jobs over many small files use this to skip the general reader's
+    cost (the chain walk, tifffile's parse, the page checks), which is most of a small file's.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):  # a regular file only
+            return None
+        size = st.st_size
+        head = os.pread(fd, min(size, _PLAIN_HEAD), 0)
+        if len(head) < 16 or head[:4] not in (b"II*\0", b"MM\0*"):
+            return None
+        order = "<" if head[:2] == b"II" else ">"
+        tags = _plain_tags(head, order, fd, size)
+        if tags is None:
+            return None
+
+        def one(code: int, default: int | None = None) -> int | None:
+            v = tags.get(code)
+            return default if v is None else (v[0] if len(v) == 1 else None)
+
+        width, length = one(256), one(257)
+        spp, photometric = one(277, 1), one(262)
+        bits = tags.get(258, (1,))
+        formats = tags.get(339, (1,) * len(bits))
+        if (
+            not width or not length or one(259, 1) != 1 or one(284, 1) != 1
+            or one(274, 1) != 1 or one(266, 1) != 1 or one(254, 0) != 0
+            or (spp, photometric) not in ((1, 1), (3, 2))
+            or len(bits) != spp or len(set(bits)) != 1 or bits[0] not in (8, 16)
+            or set(formats) != {1}
+        ):  # fmt: skip
+            return None
+        offsets, counts = tags.get(273), tags.get(279)
+        if not offsets or not counts or len(offsets) != len(counts):
+            return None
+        itemsize = bits[0] // 8
+        nbytes = width * length * spp * itemsize
+        start = offsets[0]
+        if start < 8 or sum(counts) != nbytes or start + nbytes > size:
+            return None  # damaged or truncated: the general reader says what is wrong
+        pos = start
+        for o, c in zip(offsets, counts, strict=True):
+            if o != pos:
+                return None  # scattered strips: the general reader
+            pos += c
+        shape = (length, width, 3) if spp == 3 else (length, width)
+        plain, fps = _plain_rate(tags[270], shape) if 270 in tags else (True, None)
+        if not plain:
+            return None
+        dtype = np.dtype(order + ("u1" if itemsize == 1 else "u2"))
+        if start + nbytes <= len(head):
+            frame = np.frombuffer(head, dtype, width * length * spp, start).reshape(shape).copy()
+        else:  # straight into the frame's memory: no copy
+            frame = np.empty(shape, dtype)
+            if os.preadv(fd, [memoryview(frame).cast("B")], start) != nbytes:
+                return None
+        if not dtype.isnative:
+            frame = frame.byteswap().view(dtype.newbyteorder("="))
+        return frame, fps
+    except (OSError, struct.error, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_plain_page(path: str, frame: np.ndarray, fps: float | None = None) -> int:
+    """Write one gray uint8/uint16 or RGB uint8 frame to a new TIFF ``path``, byte for byte what
+    :class:`TiffWriter` writes for it (a one-image ImageJ hyperstack), with the writer's
+    guarantees at fewer system calls: ``NAME.partial`` is created exclusively (never through a
+    link), written and hard-linked to ``NAME``, which fails if ``NAME`` appeared meanwhile: an
+    existing file is never replaced (this path is for new outputs only). Returns the bytes
+    written. Raises :class:`OverwriteRefusedError` when ``NAME`` or ``NAME.partial`` exists,
+    :class:`SequenceWriteError` on a failure of the disk (the partial file is removed: it was
+    ours and incomplete)."""
+    import errno
+
+    import tifffile
+
+    from ._writer_base import (
+        OverwriteRefusedError,
+        SequenceWriteError,
+        UnsupportedWriteError,
+        partial_path,
+    )
+
+    rgb = frame.ndim == 3
+    if not (
+        (frame.ndim == 2 and frame.dtype in (np.uint8, np.uint16))
+        or (rgb and frame.shape[2] == 3 and frame.dtype == np.uint8)
+    ) or 0 in frame.shape:  # fmt: skip
+        raise UnsupportedWriteError(
+            f"{path}: write_plain_page takes gray uint8/uint16 or RGB uint8 frames, not "
+            f"{frame.shape} {frame.dtype}; use napari_imseq.imwrite"
+        )
+    partial = partial_path(path)
+    if os.path.lexists(path):
+        raise OverwriteRefusedError(
+            f"{path} exists; write_plain_page never replaces a file: use napari_imseq.imwrite "
+            f"with overwrite=True"
+        )
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:  # "x": O_CREAT | O_EXCL, never through a link
+        f = open(partial, "xb", opener=lambda p, flags: os.open(p, flags | nofollow, 0o666))  # noqa: SIM115
+    except FileExistsError:
+        raise OverwriteRefusedError(
+            f"{partial} exists; pass overwrite=True to replace a partial file napari-imseq wrote"
+        ) from None
+    rate = {"finterval": 1.0 / fps, "fps": fps} if fps else {}
+    try:
+        with f:
+            tifffile.imwrite(
+                f, frame[None], imagej=True, contiguous=True,
+                photometric="rgb" if rgb else "minisblack",
+                metadata={"axes": "TYXS" if rgb else "TYX", **rate},
+            )  # fmt: skip
+            written = f.tell()
+    except BaseException as err:
+        os.remove(partial)  # ours, and incomplete
+        if isinstance(err, OSError):
+            raise SequenceWriteError(
+                f"{path}: writing the file failed: {err.strerror or err}; nothing was kept; "
+                f"check the disk and write again"
+            ) from err
+        raise
+    try:
+        os.link(partial, path)  # fails when path exists: never a replacement
+    except FileExistsError:
+        raise OverwriteRefusedError(
+            f"{path} appeared while it was written (another program uses this name); it was "
+            f"left untouched and what was written is kept, complete, in {partial}"
+        ) from None
+    except OSError as err:  # a file system without hard links
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV):
+            raise
+        if os.path.lexists(path):
+            raise OverwriteRefusedError(
+                f"{path} appeared while it was written; it was left untouched and what was "
+                f"written is kept, complete, in {partial}"
+            ) from None
+        os.replace(partial, path)
+        return written
+    os.remove(partial)
+    return written
+
+
 # ---- writing -------------------------------------------------------------------------------
 from ._writer_base import Writer  # noqa: E402
 
