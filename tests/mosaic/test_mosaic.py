@@ -291,6 +291,14 @@ def test_promote_scale_spans_the_deepest_tiles_range_without_loss():
     g16 = ArraySequence(np.full((2, 8, 8), 1000, np.uint16), fps=1)
     m = mosaic([g16, rgb8], grid="1x2")
     assert m.rgb and (m[0][4, 12] == 9 * 257).all() and (m[0][4, 4] == 1000).all()
+    # a 12-bit tile beside a 16-bit one (a 16-bit table): 0..4095 onto 0..65535
+    r12 = ArraySequence(np.arange(4096, dtype=np.uint16).reshape(1, 64, 64).repeat(2, 0),
+                        fps=1, bit_depth=12)  # fmt: skip
+    full = ArraySequence(np.zeros((2, 64, 64), np.uint16), fps=1)
+    m12 = mosaic([full, r12], grid="1x2")
+    assert m12.bit_depth == 16
+    want = np.rint(np.arange(4096).reshape(64, 64) * (65535 / 4095)).astype(np.uint16)
+    np.testing.assert_array_equal(m12[0][:, 64:], want)
     # all 8-bit, or a float mosaic: nothing to scale
     assert mosaic([g8, rgb8], grid="1x2")[0][4, 20, 0] == 9
     f32 = ArraySequence(np.full((2, 16, 16), 0.5, np.float32), fps=1)
