@@ -196,3 +196,25 @@ def test_normalise_one_cancelled_writes_nothing(tmp_path):
     with pytest.raises(ConversionCancelled):
         _one(tmp_path / "a.tif", out, _mapping(), cancel=lambda: True)
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "channels"),
+    [("u16.tif", "stretch", "joint"), ("rgb.tif", "equalize", "luminance"),
+     ("rgb.tif", "stretch", "per-channel")],
+)  # fmt: skip
+def test_per_file_statistics_on_the_fast_path(tmp_path, monkeypatch, name, method, channels):
+    _plain_files(tmp_path)
+    per = {"method": method, "channels": channels, "percentiles": [0.5, 99.5], "reference": None}
+    outs = {}
+    for kind in ("general", "fast"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        if kind == "general":
+            monkeypatch.setattr(nm, "_plain_tiff", lambda *a: None)
+        kw = dict(cancel=None, to=str(folder), fmt=None, mapping=None, per_file=per)
+        outs[kind] = nm._normalise_one(str(tmp_path / name), overwrite=False, **kw)["stats"]
+        monkeypatch.undo()
+    assert outs["fast"] == outs["general"]
+    fast, general = (tmp_path / k / name for k in ("fast", "general"))
+    assert fast.read_bytes() == general.read_bytes()

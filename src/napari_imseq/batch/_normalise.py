@@ -458,11 +458,15 @@ def _normaliser_from(stats: dict[str, Any]) -> Normaliser:
 _TIFF_EXTS = (".tif", ".tiff")
 
 
-def _plain_tiff(src: str, dst: str, mapping: Normaliser, cancel) -> dict[str, Any] | None:
+def _plain_tiff(
+    src: str, dst: str, mapping: Normaliser | None, cancel, per_file: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """A plain one-page TIFF to a new TIFF through the mapping, in two reads and one write
     (:func:`~napari_imseq.io.tiff.read_plain_page`, :func:`~napari_imseq.io.tiff.write_plain_page`:
     the same output as :func:`~napari_imseq.convert.convert`, byte for byte); None for any other
-    file, which then takes the general path (and its error reports)."""
+    file, which then takes the general path (and its error reports). With ``per_file`` the
+    mapping is built from all the frame's pixels, as :func:`sample_file` (``whole=True``) does
+    for a one-frame file, without reading it twice."""
     import time
 
     from ..convert import ConversionCancelled, _cancel_requested
@@ -475,6 +479,20 @@ def _plain_tiff(src: str, dst: str, mapping: Normaliser, cancel) -> dict[str, An
     if got is None:
         return None
     frame, fps = got
+    stats = None
+    if per_file is not None:
+        colour = frame.ndim == 3
+        planes = _planes(frame[None], colour, per_file["channels"])
+        levels = _levels(frame.dtype, src)
+        hists = [np.bincount(p.ravel(), minlength=levels) for p in planes]
+        mapping = Normaliser.build(
+            per_file["method"], per_file["channels"], str(frame.dtype), hists,
+            tuple(per_file["percentiles"]), per_file.get("reference"),
+        )  # fmt: skip
+        pixels = frame.shape[0] * frame.shape[1]
+        stats = {"pixels_read": pixels, "pixels_total": pixels}
+        if per_file["method"] == "stretch":
+            stats.update(_summary(hists, tuple(per_file["percentiles"])))
     out = mapping(frame)
     if out.dtype != frame.dtype or out.shape != frame.shape:
         return None
@@ -486,7 +504,7 @@ def _plain_tiff(src: str, dst: str, mapping: Normaliser, cancel) -> dict[str, An
     return {
         "source": os.path.abspath(src), "path": path, "frames": 1, "bytes": written,
         "seconds": round(seconds, 3), "fps": round(1 / seconds, 1) if seconds else None,
-        "lossy": False,
+        "lossy": False, "stats": stats,
     }  # fmt: skip
 
 
@@ -508,6 +526,11 @@ def _normalise_one(
     dst = output_path(src, to, ext)
     if os.path.lexists(dst) and not overwrite:
         return Skipped(f"{dst} exists")
+    redo = overwrite or os.path.lexists(partial_path(os.path.abspath(dst)))
+    if not redo:
+        out = _plain_tiff(src, dst, mapping, cancel, per_file)
+        if out is not None:
+            return out
     stats = None
     if per_file is not None:  # this file's own statistics, from its subsample
         s = sample_file(src, method=per_file["method"], channels=per_file["channels"], whole=True)
@@ -519,12 +542,6 @@ def _normalise_one(
         stats = {"pixels_read": s["pixels_read"], "pixels_total": s["pixels_total"]}
         if per_file["method"] == "stretch":
             stats.update(_summary(s["hists"], tuple(per_file["percentiles"])))
-    redo = overwrite or os.path.lexists(partial_path(os.path.abspath(dst)))
-    if mapping is not None and not redo:
-        out = _plain_tiff(src, dst, mapping, cancel)
-        if out is not None:
-            out["stats"] = stats
-            return out
     out = convert(src, dst, transform=mapping, overwrite=redo, progress=False, cancel=cancel)
     out["stats"] = stats
     return out
