@@ -196,7 +196,7 @@ class _Tile:
             from ..transforms.colour import apply_colormap
 
             frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, self._top_in))
-        if self.scale is not None and frame.dtype != self.out_dtype:
+        if self.scale is not None:  # (a 12-bit tile in uint16 is scaled in its own type)
             if frame.dtype == np.uint8 and frame.ndim in (2, 3) and frame.shape[-1] <= 512:
                 import cv2  # a lookup that releases the GIL: 4x numpy's on a 640x360 RGB tile
 
