@@ -110,7 +110,10 @@ class _Plan:
             from av.video.reformatter import VideoReformatter
 
             reformatter = self._local.reformatter = VideoReformatter()
-        return reformatter.reformat(frame, format=target)
+        # threads=1: a context with swscale's slice threads hangs when freed in a forked child
+        # (threading's after-fork cleanup frees other threads' locals; subprocess with
+        # preexec_fn, multiprocessing); the decoders' threads keep the cores busy anyway
+        return reformatter.reformat(frame, format=target, threads=1)
 
     def to_array(self, frame) -> np.ndarray:
         """A new array (never a view on the decoder's buffers)."""
