@@ -2,6 +2,9 @@
 format conversion reuses one swscale context per thread (a new one per frame cost about a
 third of a 1080p read), and its arrays stay the caller's own."""
 
+import platform
+import subprocess
+import sys
 import threading
 
 import av.video.reformatter as reformatter_module
@@ -109,3 +112,45 @@ def test_h264_uses_frame_threads_only_where_every_gop_is_closed(tmp_path, open_g
         finally:
             seq._release(dec, broken=True)
         np.testing.assert_array_equal(np.stack(list(seq.iter_frames())), vm.sequential(path))
+
+
+_KEEPING_CHILD = """
+import resource, sys
+import napari_imseq as imseq
+from napari_imseq.io.video import _pixfmt
+if sys.argv[2] == "off":
+    _pixfmt._hinted = 1 << 40  # as if the allocator had been hinted already: no hint
+with imseq.open_sequence(sys.argv[1]) as seq:
+    frames = seq.iter_frames()
+    f = next(frames)
+    f = next(frames)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    n = 0
+    for f in frames:  # each frame kept until the next one is made
+        n += 1
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, n, f.nbytes // 4096)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator thresholds")
+def test_frames_kept_by_the_consumer_cost_no_page_faults(tmp_path):
+    """A loop that keeps each frame while the next is made: without the allocator hint glibc
+    returns every freed frame buffer to the system and faults it in again page by page."""
+    path = tmp_path / "a.mp4"
+    vm.write(path, _rgb(40, 360, 640), codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24",
+             options={"preset": "ultrafast"})  # fmt: skip
+
+    def faults(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", _KEEPING_CHILD, str(path), mode],
+            capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        got, n, pages = (int(v) for v in out.stdout.split())
+        assert n == 38
+        return got, n * pages
+
+    without, every_page = faults("off")
+    if without < every_page // 4:
+        pytest.skip("this allocator keeps freed frames without the hint")
+    with_hint, _ = faults("on")
+    assert with_hint < every_page // 10, (with_hint, without, every_page)

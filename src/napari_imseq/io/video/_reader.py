@@ -30,7 +30,7 @@ from ._index import (
     _matroska_segment_end,
     _sniff_video,
 )
-from ._pixfmt import _GifAlpha, _Plan
+from ._pixfmt import _GifAlpha, _Plan, hint_allocator
 
 _INDEX_KIND = "video-index-v3"
 _INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc")
@@ -179,6 +179,7 @@ class VideoFile(Sequence):
                 f"{path}: pixel format {pix_fmt!r} is not supported: {err}"
             ) from err
         self._frame_shape = (self._info["height"], self._info["width"], *self._plan.shape_tail)
+        hint_allocator(int(np.prod(self._frame_shape)) * self._plan.dtype.itemsize)
         self._slice_crc = bool(arrays["slice_crc"][0])
         #: damaged packets found while decoding, and the frames they spoil (_damage)
         self._damage = DamageMap(path)
