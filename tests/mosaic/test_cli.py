@@ -70,3 +70,18 @@ def test_cli_refuses_bad_input_before_writing(paths, tmp_path, capsys):
     assert cli.main(["mosaic", *map(str, paths), "-o", str(out), "-q"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"mine"
+
+
+def test_cli_promote(paths, tmp_path):
+    """--promote keep writes the 8-bit tile's values as they are; the default spans the
+    12-bit range (the same frames as mosaic(promote=...))."""
+    for promote in ("scale", "keep"):
+        out = tmp_path / f"{promote}.mkv"
+        args = ["mosaic", *map(str, paths[:2]), "-o", str(out), "--sync", "index", "--stop", "3",
+                "-q", *(["--promote", promote] if promote == "keep" else [])]  # fmt: skip
+        assert cli.main(args) == 0
+        with mosaic(paths[:2], sync="index", promote=promote) as m, imseq.open_sequence(out) as b:
+            np.testing.assert_array_equal(b[:], m[:3])
+            y, x, h, w = m.metadata["tiles"][1]["box"]
+            top = b[1][y : y + h, x : x + w].max()
+            assert top > 255 if promote == "scale" else top <= 255
