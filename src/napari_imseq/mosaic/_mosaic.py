@@ -235,8 +235,11 @@ class _Tile:
         if out.ndim == 2:
             region[...] = pixels
             return
-        colour = region[..., :3] if out.shape[2] == 4 else region
-        colour[...] = pixels[..., :3] if pixels.ndim == 3 else pixels[..., None]
+        if pixels.ndim == 3:
+            region[..., :3] = pixels[..., :3]
+        else:  # gray replicated: a plain copy per channel is 4x a broadcast one
+            for c in range(3):
+                region[..., c] = pixels
         if out.shape[2] == 4:
             if pixels.ndim == 3 and pixels.shape[2] == 4:
                 region[..., 3] = pixels[..., 3]
