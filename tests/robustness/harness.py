@@ -24,7 +24,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from . import corpus, mutations
+from . import corpus, mutations, sources
 
 GOOD = ("exact", "clean_error", "skipped")
 BAD = ("wrong", "hang", "crash", "memory", "raw_error", "data_loss", "harness_error")
@@ -64,9 +64,12 @@ def build_cases(s: Settings) -> list[dict]:
             specs = [sp for sp in specs if sp in keep] + flips
             if name in SAMPLE_SLOW and not s.long:
                 specs = specs[:1]
+        through = ref not in ("folder", "zarr", "special") and name not in SAMPLE_SLOW
         for spec in specs:
-            cases.append({"id": f"{name}:{mutations.spec_id(spec)}", "base": name, "mutation": spec,
-                          "seed": rng.randrange(1 << 30)})  # fmt: skip
+            cid = f"{name}:{mutations.spec_id(spec)}"
+            cases.append({"id": cid, "base": name, "mutation": spec,
+                          "seed": rng.randrange(1 << 30),
+                          "sources": sources.choose(cid, s.seed, s.long) if through else []})  # fmt: skip
     for name in misuse.CASES:
         cases.append({"id": name, "base": name, "mutation": {"kind": "misuse"}, "seed": 0})
     return cases

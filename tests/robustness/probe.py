@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import corpus, mutations, oracle
+from . import corpus, mutations, oracle, sources
 
 #: frames compared one by one; longer sequences are sampled (first, last and random ones)
 MAX_PROBED = 48
@@ -442,6 +442,15 @@ def run_case(case: dict, send) -> dict:
         race=spec["kind"] == "none",
         convert=spec["kind"] in ("truncate", "idx", "seq_field", "append"),
     )
+    if case.get("sources") and Path(base.path).is_file():
+        # the same damaged file through bytes, BytesIO, memory:// (http://): as the path reads
+        send("sources")
+        mism, errs = sources.read_through(
+            case["sources"], Path(base.path), outcome.get("seq", {}), outcome.get("n"),
+            outcome.get("iter", []), describe,
+        )  # fmt: skip
+        outcome["mismatch"] = outcome.get("mismatch", []) + mism
+        outcome["errors"] = outcome.get("errors", []) + errs[:2]
     problems = compare(outcome, alts)
     if spec["kind"] == "none" and "open_error" in outcome:
         e = outcome["open_error"]

@@ -114,3 +114,32 @@ def test_no_hang_crash_wrong_memory_raw_error_or_data_loss(results, settings, fa
         + "\n"
         + failure_list(mine, settings)
     )
+
+
+# ---- reads through sources other than a path ---------------------------------------------------
+def test_sources_agree_with_the_path_and_catch_a_planted_difference(tmp_path):
+    from . import corpus, sources
+
+    base = corpus.seq_raw8(tmp_path)
+    path = __import__("pathlib").Path(base.path)
+    out = probe.read_everything(path, 1)
+    kinds = [*sources.KINDS, "http"]
+    assert out["n"] == len(base.truth)
+    assert sources.read_through(kinds, path, out["seq"], out["n"], out["iter"], probe.describe) == (
+        [],
+        [],
+    )
+    planted = {**out["seq"], 1: ("ok", "not this frame")}
+    mism, _ = sources.read_through(kinds, path, planted, out["n"], out["iter"], probe.describe)
+    assert [m.split(":")[0] for m in mism] == kinds
+    # a source that opens where the path did not is reported too
+    mism, _ = sources.read_through(["bytes"], path, {}, None, [], probe.describe)
+    assert mism and "the path does not" in mism[0]
+
+
+def test_every_readable_file_case_reads_through_a_source(settings):
+    cases = harness.build_cases(settings)
+    with_src = [c for c in cases if c.get("sources")]
+    assert len(with_src) > len(cases) // 2
+    kinds = {k for c in with_src for k in c["sources"]}
+    assert kinds >= {"bytes", "bytesio", "memory"}
