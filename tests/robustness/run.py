@@ -125,7 +125,7 @@ special files) also reads the damaged file through sources other than a path
 `.seq.idx` sidecar; bytes cannot carry one, so cases with a sidecar skip bytes and BytesIO), one
 of them per case in the CI run and all three in the long run, plus `http://` from a server on
 127.0.0.1 for one case in {http_every}. The path is their oracle: the same `len()`, the same
-frames (cold, in random order) or a clean error where the path has one, and the same
+frames (indexed in the same order) or a clean error where the path has one, and the same
 `iter_frames()`; an error that is not ours or does not name the source is a `raw_error`. The
 outcome is classified:
 
