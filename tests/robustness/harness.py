@@ -161,16 +161,8 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
         time.sleep(0.005)
         for k in list(running):
             p, conn, deadline, phase, result = running[k]
-            try:
-                while conn.poll():
-                    kind, val = conn.recv()
-                    if kind == "phase":
-                        phase[0] = val
-                    else:
-                        result = val
-                        running[k] = (p, conn, deadline, phase, result)
-            except (EOFError, OSError):
-                pass
+            result = _drain(conn, phase, result)
+            running[k] = (p, conn, deadline, phase, result)
             if result is not None and not p.is_alive():
                 pass
             elif p.is_alive() and time.monotonic() < deadline:
@@ -189,6 +181,10 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
                     }
             elif result is None:
                 p.join()
+                # the child may have sent its result between our poll above and its exit:
+                # what it wrote stays readable in the pipe after it is gone
+                result = _drain(conn, phase, result)
+            if result is None and not p.is_alive() and p.exitcode is not None:
                 code = p.exitcode
                 if code is not None and code < 0:
                     sig = signal.Signals(-code).name
@@ -208,6 +204,21 @@ def run_cases(cases: list[dict], s: Settings, progress=None) -> list[dict]:
             if progress:
                 progress(results[k])
     return results  # type: ignore[return-value]
+
+
+def _drain(conn, phase: list, result):
+    """Read every message waiting in a child's pipe: phases update ``phase[0]``; the last
+    result wins."""
+    try:
+        while conn.poll():
+            kind, val = conn.recv()
+            if kind == "phase":
+                phase[0] = val
+            else:
+                result = val
+    except (EOFError, OSError):
+        pass
+    return result
 
 
 def _limit(case: dict, s: Settings) -> float:
