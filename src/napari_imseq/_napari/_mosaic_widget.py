@@ -457,7 +457,7 @@ class MosaicWidget(QWidget):
         if self._next() or self._closed:
             m.close()
             return
-        self._show(m, data, frame)
+        self._show(m, data, frame, k)
         h, w = m.frame_shape[:2]
         grid = "x".join(map(str, m.grid)) if m.grid else "positions"
         if m.cache_path:
@@ -468,7 +468,7 @@ class MosaicWidget(QWidget):
         )
         self.last_error = None
 
-    def _show(self, m: MosaicSequence, data: Any, frame: np.ndarray) -> None:
+    def _show(self, m: MosaicSequence, data: Any, frame: np.ndarray, k: int = 0) -> None:
         # from the frame just composed (no further reads): a 16-bit mosaic of 8-bit videos
         # would show black with limits at its bit depth
         display = frame_display_range(frame, m.bit_depth, rgb=m.rgb)
@@ -485,11 +485,18 @@ class MosaicWidget(QWidget):
                 data, name=LAYER_NAME, rgb=m.rgb, metadata=md, contrast_limits=limits
             )
             self.layer.contrast_limits_range = display.range
+            self.viewer.reset_view()
         else:
             layer.data = data
             layer.metadata = md
             layer.contrast_limits_range = display.range
             layer.contrast_limits = limits
+        # show the frame just composed: napari moves the time slider of a new layer (to its
+        # middle), where a short recording's tile would be background
+        step = list(self.viewer.dims.current_step)
+        if step and step[0] != k:
+            step[0] = k
+            self.viewer.dims.current_step = tuple(step)
         if old is not None and old is not m:
             old.close()  # the widget's files stay open: the mosaic only borrows them
         self._refresh_layers()
