@@ -183,3 +183,20 @@ def test_widget_positions_cache_and_promotion(make_napari_viewer, tmp_path):
     widget.wait()
     assert "not 'y,x'" in widget.status.text()
     widget.cleanup()
+
+
+def test_new_mosaic_layer_shows_the_frame_it_composed(make_napari_viewer, tmp_path):
+    """napari puts the slider of the first layer of an empty viewer at its middle, where a short
+    recording's tile is background; the widget keeps the frame it has just composed."""
+    viewer = make_napari_viewer()
+    for name, n in (("short.tif", 4), ("long.tif", 120)):
+        imseq.imwrite(tmp_path / name, coded(n, (10, 12), np.uint16), fps=10.0)
+    widget = MosaicWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.add_files([tmp_path / "short.tif", tmp_path / "long.tif"])
+    widget.update_mosaic()
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert len(widget.mosaic) == 120 and widget.layer is not None
+    assert viewer.dims.current_step[0] == 0
+    np.testing.assert_array_equal(np.asarray(widget.layer.data[0]), widget.mosaic[0])
