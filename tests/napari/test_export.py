@@ -244,3 +244,19 @@ def test_save_layers_long_job_runs_in_the_background(make_napari_viewer, qtbot, 
     with imseq.open_sequence(out) as seq:
         np.testing.assert_array_equal(seq[::50], layer.data[::50].compute())
         assert seq.fps == pytest.approx(100.0)
+
+
+def test_widget_spin_boxes_show_their_text_in_a_narrow_dock(make_napari_viewer, qtbot):
+    """A docked widget squeezed to its minimum still shows "default" in the CRF box and the
+    frame numbers (a narrow dock once turned "default" into "fault")."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((300, 64, 64), np.uint16))
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.resize(widget.minimumSizeHint())
+    qtbot.wait(50)
+    metrics = widget.crf.fontMetrics()
+    assert widget.crf.specialValueText() == "default"
+    assert widget.crf.width() >= metrics.horizontalAdvance("default") + 40
+    for box in (widget.start, widget.stop, widget.step):
+        assert box.width() >= metrics.horizontalAdvance("0000000") + 40

@@ -85,6 +85,13 @@ def advice(err: BaseException) -> str:
     return f"{type(err).__name__}: {msg}"
 
 
+def _fit_text(box, text: str) -> None:
+    """Keep a spin box wide enough to show ``text`` beside napari's +/- buttons (a narrow dock
+    otherwise squeezes it until "default" reads "fault"). A style sheet, because napari's own sets
+    every spin box's minimum width when the widget is docked."""
+    box.setStyleSheet(f"min-width: {box.fontMetrics().horizontalAdvance(text) + 24}px;")
+
+
 class _Relay(QObject):
     """Carries progress from the worker thread to the GUI thread (queued signal)."""
 
@@ -118,6 +125,7 @@ class ExportWidget(QWidget):
         self.step.setMinimum(1)
         for box in (self.start, self.stop, self.step):
             box.setMaximum(2**31 - 1)
+            _fit_text(box, "0000000")
         self.fps = QDoubleSpinBox()
         self.fps.setRange(0.0, 100000.0)
         self.fps.setDecimals(3)
@@ -132,6 +140,7 @@ class ExportWidget(QWidget):
         self.crf.setRange(-1, 63)
         self.crf.setValue(-1)
         self.crf.setSpecialValueText("default")
+        _fit_text(self.crf, "default")
         self.preset = QComboBox()
         self.preset.addItems(PRESETS)
         self.preset.setToolTip(
@@ -174,9 +183,8 @@ class ExportWidget(QWidget):
         quality.addWidget(self.codec)
         quality.addWidget(QLabel("CRF"))
         quality.addWidget(self.crf)
-        quality.addWidget(QLabel("speed"))
-        quality.addWidget(self.preset)
         form.addRow("Codec", quality)
+        form.addRow("Speed", self.preset)
         overlays = QHBoxLayout()
         overlays.addWidget(self.ov_time)
         overlays.addWidget(self.ov_bar)
