@@ -471,7 +471,9 @@ class MosaicWidget(QWidget):
     def _show(self, m: MosaicSequence, data: Any, frame: np.ndarray, k: int = 0) -> None:
         # from the frame just composed (no further reads): a 16-bit mosaic of 8-bit videos
         # would show black with limits at its bit depth
-        display = frame_display_range(frame, m.bit_depth, rgb=m.rgb)
+        # (without the alpha of an RGBA mosaic: opacity at the type's top, not a value)
+        colour = frame[..., :3] if m.rgb and frame.shape[-1] == 4 else frame
+        display = frame_display_range(colour, m.bit_depth, rgb=m.rgb)
         limits = display.limits
         md = {k: v for k, v in m.metadata.items() if k != "source"}
         old, self.mosaic = self.mosaic, m

@@ -83,6 +83,8 @@ def mosaic_options(args: argparse.Namespace) -> dict[str, Any]:
                 f"sources; give one per source (0 keeps the file's own)"
             )
         opts["source_fps"] = rates
+    if args.bit_depths:
+        opts["bit_depths"] = _bit_depths(args.bit_depths, len(args.paths))
     if args.cell:
         opts["cell"] = args.cell
     if args.background:
@@ -90,6 +92,31 @@ def mosaic_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["background"] = values[0] if len(values) == 1 else values
     opts["pipelines"] = _tile_pipelines(args.tile_pipeline, len(args.paths))
     return opts
+
+
+def _bit_depths(text: str, n: int) -> str | list[int | str | None]:
+    """``--bit-depths``: 'estimate', or one entry per source (0: the file's own)."""
+    if text.strip() == "estimate":
+        return "estimate"
+    out: list[int | str | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "estimate":
+            out.append(part)
+            continue
+        try:
+            out.append(int(part) or None)
+        except ValueError:
+            raise SystemExit(
+                f"imseq: error: --bit-depths {text!r}: each entry is a whole number of bits, "
+                f"0 (the file's own) or 'estimate'"
+            ) from None
+    if len(out) != n:
+        raise SystemExit(
+            f"imseq: error: --bit-depths has {len(out)} entries for {n} sources; give one per "
+            f"source (0 keeps the file's own) or just 'estimate'"
+        )
+    return out
 
 
 def cmd_mosaic(args: argparse.Namespace) -> int:
@@ -167,6 +194,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--promote", choices=["scale", "keep"], default="scale",
         help="tiles of fewer bits in a deeper mosaic: span its range (scale) or keep values",
+    )  # fmt: skip
+    p.add_argument(
+        "--bit-depths", help="each source's significant bits, 0 for the file's own: 0,0,14; "
+        "'estimate' (per source or for all) estimates them from 16 frames for 16-bit files "
+        "that state none",
     )  # fmt: skip
     p.add_argument("--tile-pipeline", action="append", metavar="N=steps.json",
                    help="a JSON pipeline for source N (1-based), before it is placed")  # fmt: skip

@@ -120,6 +120,58 @@ def _pipeline(value: Any) -> Pipeline | None:
 
 
 # ---- promotion -----------------------------------------------------------------------------------
+#: frames read, evenly spread, to estimate the bit depth of a source that states none
+#: (``bit_depths="estimate"``)
+_ESTIMATE_FRAMES = 16
+
+
+def _source_bits(
+    seqs: list[Sequence], names: list[str], value: Any
+) -> tuple[list[int | None], set[int]]:
+    """Each source's significant bits as given by ``bit_depths=`` (None: the source's own),
+    and the positions of those estimated.
+
+    ``"estimate"`` (for all sources, or per source) estimates the depth of an unsigned source
+    of more than 8 bits that states none (its bit depth is its type's) from
+    :data:`_ESTIMATE_FRAMES` frames: the bits of their largest value, rounded up to an even
+    number and at least 8 (cameras give 8, 10, 12, 14, 16); a source that states a depth, and
+    8-bit data (made to be shown as it is), keep theirs."""
+    if isinstance(value, str):
+        value = [value] * len(seqs)
+    given = _per_source(value, names, "bit_depths", None)
+    out: list[int | None] = []
+    guessed: set[int] = set()
+    for k, (seq, name, bits) in enumerate(zip(seqs, names, given, strict=True)):
+        dt = np.dtype(seq.dtype)
+        full = dt.itemsize * 8
+        if bits is None or (
+            bits == "estimate" and (dt.kind != "u" or full <= 8 or seq.bit_depth < full)
+        ):
+            out.append(None)
+            continue
+        if bits == "estimate":
+            out.append(_estimate_bits(seq, full))
+            guessed.add(k)
+            continue
+        whole = isinstance(bits, (int, np.integer)) and not isinstance(bits, bool)
+        if dt.kind not in "ui" or not whole or not 0 < bits <= full:
+            raise MosaicError(
+                f"{name}: bit depth {bits!r} is not valid for its {dt} frames; give a whole "
+                f"number 1..{full}, 'estimate' or None (integer sources only)"
+            )
+        out.append(int(bits))
+    return out, guessed
+
+
+def _estimate_bits(seq: Sequence, full: int) -> int:
+    n = len(seq)
+    picks = sorted({round(i * (n - 1) / max(_ESTIMATE_FRAMES - 1, 1)) for i in
+                    range(min(n, _ESTIMATE_FRAMES))})  # fmt: skip
+    top = max((int(np.max(seq[j])) for j in picks), default=0)
+    bits = max(top.bit_length(), 8)
+    return min(full, bits + bits % 2)
+
+
 def _channels(shape: tuple[int, ...], name: str) -> int:
     """0 for gray (Y, X) or (Y, X, 1) frames, 3 or 4 for colour."""
     if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
@@ -154,6 +206,11 @@ def _lossless(src: np.dtype, dst: np.dtype) -> bool:
     return True
 
 
+def _full_top(dtype: np.dtype) -> float:
+    """Opaque in an alpha channel of ``dtype``: its largest value (1.0 for floats)."""
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+
+
 def _top(dtype: np.dtype, bits: int) -> float:
     """The value white has in ``dtype`` data of ``bits`` significant bits."""
     if dtype.kind in "ui":
@@ -172,6 +229,11 @@ class _Tile:
         self.out_channels = self.channels
         self.scale: tuple[float, float, float] | None = None  # (in lo, in hi, out hi)
         self._lut: np.ndarray | None = None  # the scale as a table, for 8/16-bit unsigned input
+        # RGBA tiles: alpha is opacity, mapped from the tile type's full range onto the
+        # output's (never by the colour's bit depth): (in top, out top), or None when equal
+        self.alpha: tuple[float, float] | None = None
+        self._alpha_lut: np.ndarray | None = None
+        self.estimated = False  # bits estimated (bit_depths="estimate"): warn once on a clip
         self.out_dtype = self.dtype
         self.placement: _layout.Placement | None = None
         self.interpolation = "area"
@@ -196,15 +258,54 @@ class _Tile:
             from ..transforms.colour import apply_colormap
 
             frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, self._top_in))
+        alpha = frame[..., 3] if self.alpha is not None and frame.ndim == 3 else None
+        if self.estimated and self.scale is not None and frame.size:
+            self._check_estimate(frame, j)
         if self.scale is not None:  # (a 12-bit tile in uint16 is scaled in its own type)
-            if frame.dtype == np.uint8 and frame.ndim in (2, 3) and frame.shape[-1] <= 512:
-                import cv2  # a lookup that releases the GIL: 4x numpy's on a 640x360 RGB tile
-
-                return cv2.LUT(np.ascontiguousarray(frame), self._table(frame.dtype))
-            if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2:
-                return np.take(self._table(frame.dtype), frame)  # one lookup per pixel
-            frame = self._scaled(frame)
+            frame = self._scale_colour(frame)
+        elif alpha is not None:
+            frame = frame.astype(self.out_dtype)  # a copy: the source's array is not touched
+        if alpha is not None:
+            frame[..., 3] = self._alpha_values(alpha)
         return frame
+
+    def _check_estimate(self, frame: np.ndarray, j: int) -> None:
+        top = frame[..., :3].max() if frame.ndim == 3 else frame.max()
+        if top > self.scale[1]:
+            import warnings
+
+            self.estimated = False  # once
+            warnings.warn(
+                f"{self.name}: frame {j} has values up to {top}, above the {self.bits} bits "
+                f"estimated from a sample of its frames (bit_depths='estimate'): they show as "
+                f"its white; give its bit depth (bit_depths=) to keep them apart",
+                UserWarning, stacklevel=2,
+            )  # fmt: skip
+
+    def _scale_colour(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` through :attr:`scale` (a new array)."""
+        if frame.dtype == np.uint8 and frame.ndim in (2, 3) and frame.shape[-1] <= 512:
+            import cv2  # a lookup that releases the GIL: 4x numpy's on a 640x360 RGB tile
+
+            return cv2.LUT(np.ascontiguousarray(frame), self._table(frame.dtype))
+        if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2:
+            return np.take(self._table(frame.dtype), frame)  # one lookup per pixel
+        return self._scaled(frame)
+
+    def _alpha_values(self, alpha: np.ndarray) -> np.ndarray:
+        """An RGBA tile's alpha in the output's type: opaque stays opaque (255 -> 65535)."""
+        in_top, out_top = self.alpha
+        if alpha.dtype.kind == "u" and alpha.dtype.itemsize <= 2:
+            if self._alpha_lut is None:
+                values = np.arange(2 ** (alpha.dtype.itemsize * 8), dtype=np.float64)
+                self._alpha_lut = self._cast_alpha(values, in_top, out_top)
+            return np.take(self._alpha_lut, alpha)
+        return self._cast_alpha(alpha.astype(np.float64), in_top, out_top)
+
+    def _cast_alpha(self, values: np.ndarray, in_top: float, out_top: float) -> np.ndarray:
+        from ..transforms._registry import restore
+
+        return restore(np.clip(values * (out_top / in_top), 0, out_top), self.out_dtype)
 
     def _scaled(self, values: np.ndarray) -> np.ndarray:
         """``values`` mapped linearly from the tile's range onto the output's (clipped)."""
@@ -308,6 +409,7 @@ class MosaicSequence(Sequence):
         lanes: str = "auto",
         recent: int = 0,
         source_fps: Any = None,
+        bit_depths: Any = None,
         _owned: bool = False,
     ):
         if isinstance(sources, (str, os.PathLike, Sequence)) or (
@@ -345,7 +447,8 @@ class MosaicSequence(Sequence):
         self._kwargs = {k: args[k] for k in (
             "grid", "positions", "cell", "gap", "fit", "interpolation", "sync", "fps", "offsets",
             "span", "outside", "absolute", "labels", "time_labels", "background", "gray",
-            "dtype", "promote", "pipelines", "cache", "threads", "lanes", "recent")}  # fmt: skip
+            "dtype", "promote", "pipelines", "cache", "threads", "lanes", "recent",
+            "bit_depths")}  # fmt: skip
         self._kwargs["source_fps"] = self._rates
         a = self._kwargs
         if a["fit"] not in _layout.FITS:
@@ -370,9 +473,14 @@ class MosaicSequence(Sequence):
 
         # tiles: what each pipeline makes (computed on a blank frame: no pixel is read)
         pipes = [_pipeline(p) for p in _per_source(a["pipelines"], names, "pipelines", None)]
+        depths, guessed = _source_bits(self._seqs, names, a["bit_depths"])
+        a["bit_depths"] = depths  # estimates fixed: a pickled mosaic makes the same frames
         self._tiles: list[_Tile] = []
-        for seq, name, pipe in zip(self._seqs, names, pipes, strict=True):
-            shape, dt, bits = tuple(seq.frame_shape), np.dtype(seq.dtype), int(seq.bit_depth)
+        for k, (seq, name, pipe, bits) in enumerate(zip(self._seqs, names, pipes, depths,
+                                                        strict=True)):  # fmt: skip
+            shape, dt = tuple(seq.frame_shape), np.dtype(seq.dtype)
+            estimated = k in guessed
+            bits = int(seq.bit_depth) if bits is None else bits
             if pipe is not None:
                 try:
                     shape, dt = pipe.output_spec(shape, dt)
@@ -380,6 +488,7 @@ class MosaicSequence(Sequence):
                     raise MosaicError(f"{name}: its tile pipeline fails: {err}") from err
                 bits = _pipeline_bits(pipe, seq.dtype, bits, dt)
             tile = _Tile(seq, name, pipe, tuple(shape), dt, bits)
+            tile.estimated = estimated and pipe is None
             tile.interpolation = a["interpolation"]
             self._tiles.append(tile)
         self._promote(a["gray"], a["dtype"], a["promote"])
@@ -465,6 +574,10 @@ class MosaicSequence(Sequence):
                 top = _top(out, out.itemsize * 8)
                 t.scale = (lo, hi, top)
                 bits_out.append(None)
+            if t.channels == 4:  # alpha is opacity: the type's full range onto the output's
+                t.alpha = (_full_top(k), _full_top(out))
+                if t.alpha[0] == t.alpha[1] and k == out:
+                    t.alpha = None
         full = out.itemsize * 8
         self._bits = full if None in bits_out or out.kind != "u" else max(bits_out)
         self._channels = channels
@@ -514,7 +627,8 @@ class MosaicSequence(Sequence):
                     f"mosaic: background {background!r} is not a value of the mosaic's "
                     f"{self._dtype} ({info.min}..{info.max})"
                 )
-            if self._bits < self._dtype.itemsize * 8 and np.any(value > 2**self._bits - 1):
+            colour = value[:3]  # an alpha is opacity, not a value of the bit depth
+            if self._bits < self._dtype.itemsize * 8 and np.any(colour > 2**self._bits - 1):
                 self._bits = self._dtype.itemsize * 8
         self._background = value.astype(self._dtype)
 
@@ -889,7 +1003,9 @@ def mosaic(
     (``"scale"``, default: in an unsigned integer mosaic, tiles of fewer significant bits are
     mapped from their range onto the deepest tile's, e.g. 8-bit 0..255 onto 0..4095 next to a
     12-bit camera, so they do not look dim; distinct values stay distinct; ``"keep"``: values
-    as they are), ``lanes`` (``"auto"``, default: the first frames are read in a thread
+    as they are), ``bit_depths`` (each source's significant bits, a list or a dict by name or
+    position; None: the source's own; ``"estimate"``: from 16 frames, for unsigned sources of
+    more than 8 bits that state none), ``lanes`` (``"auto"``, default: the first frames are read in a thread
     per tile and timed, then the cheap tiles are read in the composing thread beside the
     costliest; ``"all"``: a thread per tile throughout), ``threads``
     (``1`` reads the tiles one after another; by default each tile has its own reading
