@@ -443,3 +443,62 @@ def test_an_idx_that_is_a_fifo_is_not_read(tmp_path):
         seq = imseq.open_sequence(tmp_path / "j.seq")
     with seq:
         np.testing.assert_array_equal(seq[:], expected)
+
+
+def _packed_seq(path, data):
+    """A v5 SEQ whose frames follow each other with no timestamp or padding (stride = image)."""
+    n, h, w = data.shape
+    size = h * w * data.dtype.itemsize
+    hdr = seqmaker.header(
+        width=w, height=h, bits=8 * data.dtype.itemsize, real_bits=8 * data.dtype.itemsize,
+        image_size=size, fmt=100, allocated=n, stride=size,
+    )  # fmt: skip
+    path.write_bytes(hdr.ljust(8192, b"\0") + data.astype(data.dtype.newbyteorder("<")).tobytes())
+
+
+@pytest.mark.parametrize(
+    ("layout", "dtype", "version", "shape"),
+    [
+        ("mono", np.uint16, 5, (9, 7)),
+        ("mono", np.uint8, 3, (8, 8)),
+        ("bayer", np.uint8, 5, (6, 10)),
+        ("RGB", np.uint8, 5, (5, 4, 3)),
+        ("BGR", np.uint8, 5, (5, 4, 3)),
+        ("BGRx", np.uint8, 5, (5, 4, 3)),
+        ("packed", np.uint16, 5, (9, 7)),
+    ],
+)
+def test_runs_of_frames_equal_single_frames(tmp_path, layout, dtype, version, shape):
+    """A dask chunk (a run read straight into the chunk) holds exactly the frames that single
+    reads give, for every run, whatever the layout (timestamps between frames or not)."""
+    data = seqmaker.frames(11, shape, dtype, seed=3)
+    path = tmp_path / "r.seq"
+    if layout == "packed":
+        _packed_seq(path, data)
+    else:
+        seqmaker.raw_seq(path, data, layout=layout, version=version)
+    with imseq.open_sequence(path) as seq:
+        single = np.stack([seq[i] for i in range(len(seq))])
+        np.testing.assert_array_equal(single, data)
+        for a in range(len(seq)):
+            for b in range(a + 1, len(seq) + 1):
+                np.testing.assert_array_equal(seq[a:b], data[a:b], err_msg=f"run {a}:{b}")
+        for chunks in (1, 2, 3, 4, "auto"):
+            np.testing.assert_array_equal(seq.to_dask(chunks).compute(), data)
+
+
+@pytest.mark.parametrize("layout", ["mono", "packed"])
+def test_a_run_read_of_a_file_cut_after_opening_is_our_error(tmp_path, layout):
+    data = seqmaker.frames(6, (16, 16), np.uint16)
+    path = tmp_path / "cut.seq"
+    if layout == "packed":
+        _packed_seq(path, data)
+    else:
+        seqmaker.raw_seq(path, data)
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[0:2], data[0:2])
+        stride = seq.true_image_size
+        os.truncate(path, 8192 + 3 * stride + 100)  # frame 3 is cut, 4 and 5 are gone
+        np.testing.assert_array_equal(seq[0:3], data[0:3])
+        with pytest.raises(imseq.FrameIndexError, match=r"cut\.seq: frame 3 is cut short"):
+            seq[1:6]

@@ -340,3 +340,45 @@ def test_a_shaped_description_the_pages_do_not_match_is_reported(tmp_path):
     with seq:
         assert seq.metadata["truncated"] and seq.metadata["frames_declared"] == 6
         np.testing.assert_array_equal(seq[0], data[0])
+
+
+@pytest.mark.parametrize(
+    ("byteorder", "kw"),
+    [
+        ("<", {"photometric": "minisblack"}),
+        (">", {"photometric": "minisblack"}),
+        ("<", {"imagej": True, "metadata": {"axes": "TYX"}}),
+        ("<", {"photometric": "rgb"}),
+        ("<", {"photometric": "minisblack", "compression": "zlib"}),
+    ],
+)
+def test_runs_of_frames_equal_tifffile(tmp_path, byteorder, kw):
+    """A dask chunk of a contiguous file is one read straight into the chunk (swapped in place
+    when big-endian); every run equals tifffile's frames, as do compressed pages frame by frame."""
+    shape = (9, 6, 7, 3) if kw.get("photometric") == "rgb" else (9, 6, 7)
+    data = seqmaker.frames(shape[0], shape[1:], np.uint16 if len(shape) == 3 else np.uint8)
+    path = tmp_path / "r.tif"
+    tifffile.imwrite(path, data, byteorder=byteorder, **kw)
+    truth = tifffile.imread(path)
+    np.testing.assert_array_equal(truth, data)
+    with imseq.open_sequence(path) as seq:
+        assert seq.metadata["source"]["contiguous"] == ("compression" not in kw)
+        for a in range(len(seq)):
+            for b in range(a + 1, len(seq) + 1):
+                got = seq[a:b]
+                assert got.dtype.isnative
+                np.testing.assert_array_equal(got, data[a:b], err_msg=f"run {a}:{b}")
+        for chunks in (1, 2, 4, "auto"):
+            np.testing.assert_array_equal(seq.to_dask(chunks).compute(), data)
+
+
+def test_a_run_read_of_a_tiff_cut_after_opening_is_our_error(tmp_path):
+    data = seqmaker.frames(6, (16, 16), np.uint16)
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    with imseq.open_sequence(path) as seq:
+        offset = seq.metadata["source"]["data_offset"]
+        os.truncate(path, offset + 3 * 512 + 100)  # frame 3 is cut, 4 and 5 are gone
+        np.testing.assert_array_equal(seq[0:3], data[0:3])
+        with pytest.raises(imseq.FrameIndexError, match=r"cut\.tif: frame 3 is cut short"):
+            seq[1:6]

@@ -442,6 +442,42 @@ class SeqFile(Sequence):
             return buf[..., 2::-1].copy()
         return buf
 
+    def _read_range(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Frames ``start:stop`` read straight into ``out`` (a dask chunk), no copy in between.
+
+        Stored frames that are already in the output's layout (mono, Bayer, RGB) go from the
+        file into ``out`` by positional reads: one for the whole run when the frames are packed
+        (no timestamps or padding between them), else one per frame into its row of ``out``.
+        BGR/BGRx and compressed frames are converted frame by frame."""
+        direct = (
+            self.compression is None
+            and self.colour_order not in ("BGR", "BGRx")
+            and self._sample_dtype.isnative
+            and out.flags.c_contiguous
+            and out.dtype == self.dtype
+        )
+        if not direct:
+            super()._read_range(start, stop, out)
+            return
+        stride, size = self.true_image_size, self.image_size
+        first = self._start + start * stride
+        if stride == size:  # packed frames: one read for the run
+            self._fill(out, first, start)
+            return
+        for k in range(stop - start):
+            self._fill(out[k], first + k * stride, start + k)
+
+    def _fill(self, out: np.ndarray, offset: int, index: int) -> None:
+        """``out`` from the bytes at ``offset``, or FrameIndexError naming the first frame
+        (``index``) that the file does not hold completely."""
+        got = self._fh.readinto(out, offset)
+        if got < out.nbytes:
+            cut = index + got // self.image_size if out.ndim > len(self._frame_shape) else index
+            raise FrameIndexError(
+                f"{self.path}: frame {cut} is cut short (the file ends {out.nbytes - got} bytes "
+                f"before the frames read end); the file changed or is truncated"
+            )
+
     def _read_compressed(self, index: int) -> np.ndarray:
         import imagecodecs
 

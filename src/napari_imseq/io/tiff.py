@@ -440,6 +440,24 @@ class TiffStack(Sequence):
             buf = buf.byteswap().view(self._native)
         return buf
 
+    def _read_range(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Frames ``start:stop`` into ``out`` (a dask chunk): contiguous uncompressed data in
+        one positional read straight into ``out`` (swapped in place when big-endian), other
+        layouts frame by frame."""
+        if self._offset is None or not out.flags.c_contiguous or out.dtype != self._native:
+            super()._read_range(start, stop, out)
+            return
+        fbytes = int(np.prod(self._frame_shape)) * self._file_dtype.itemsize
+        got = self._fh.readinto(out, self._offset + start * fbytes)
+        if got < out.nbytes:
+            raise FrameIndexError(
+                f"{self.path}: frame {start + got // max(fbytes, 1)} is cut short (the file ends "
+                f"{out.nbytes - got} bytes before frame {stop - 1} does); the file changed or is "
+                f"truncated"
+            )
+        if not self._file_dtype.isnative:
+            out.byteswap(inplace=True)
+
     def _format_metadata(self) -> dict[str, Any]:
         tif = self._tif
         md: dict[str, Any] = {}
