@@ -4,6 +4,7 @@ rates); layout geometry; promotion; laziness; pickling; the cache; bad input."""
 
 import pickle
 import random
+import threading
 
 import dask
 import numpy as np
@@ -488,6 +489,49 @@ def test_lanes_auto_reads_cheap_tiles_in_the_composing_thread(three):
     assert len(got) == 7
     assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
     for seq in (serial, m, every, failing):
+        seq.close()
+
+
+def test_a_frame_read_alone_reads_its_costliest_tile_in_the_calling_thread(three):
+    """A frame read on its own (a slider step) with lanes="auto": the costliest tile is read
+    in the calling thread, the cheap ones together in one other thread; while a stream has
+    frames started ahead, the costliest keeps its own thread. Frames equal a serial
+    composition either way; an error of a cheap tile comes out naming the tile and frame."""
+    sources, _ = three
+    big = ArraySequence(coded(30, (400, 600), np.uint16), fps=24.0, name="big")
+    serial = mosaic([*sources, big], grid="2x2", cell=(60, 60), threads=1)
+    m = mosaic([*sources, big], grid="2x2", cell=(60, 60))
+    m._costs = [[0.001] * 4, [0.001] * 4, [0.001] * 4, [1.0] * 4]  # as timed: "big" costs
+    m._choose_inline()
+    assert m._heavy == 3 and m._inline == frozenset({0, 1, 2})
+    seen: dict[str, set] = {}
+    for tile in m._tiles:
+
+        def frame(j, into=None, _tile=tile, _frame=tile.frame):
+            seen.setdefault(_tile.name, set()).add(threading.current_thread().name)
+            return _frame(j, into)
+
+        tile.frame = frame
+    order = list(range(len(m)))
+    random.Random(5).shuffle(order)
+    for k in order:
+        np.testing.assert_array_equal(m[k], serial[k])
+    main = threading.current_thread().name
+    assert seen["big"] == {main}, "the costliest tile: read where the frame is asked for"
+    cheap = set().union(*(seen[t.name] for t in m._tiles[:3]))
+    assert len(cheap) == 1 and main not in cheap, "the cheap tiles: together, in one lane"
+    seen.clear()
+    np.testing.assert_array_equal(np.stack(list(m.iter_frames(0, 12))), serial[:12])
+    assert main not in seen["big"], "streaming (frames started ahead): big in its lane"
+    bad = Failing(coded(10, (8, 8), np.uint8), fps=10.0, name="bad")
+    failing = mosaic([ArraySequence(coded(10, (300, 400), np.uint16), fps=10.0), bad])
+    failing._costs = [[1.0] * 4, [0.001] * 4]
+    failing._choose_inline()
+    np.testing.assert_array_equal(failing[6][:, 400:].max(), 7 * 257)
+    with pytest.raises(imseq.FrameIndexError, match="frame 7 is damaged") as info:
+        failing[7]
+    assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
+    for seq in (serial, m, failing):
         seq.close()
 
 

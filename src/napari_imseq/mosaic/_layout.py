@@ -184,6 +184,24 @@ def disjoint(boxes: list[Box]) -> bool:
     return True
 
 
+def uncovered(boxes: list[Box], h: int, w: int) -> list[Box]:
+    """The parts of an ``h`` x ``w`` frame that no box covers, as a few rectangles (bands
+    between the boxes' top and bottom edges, split where boxes cover them)."""
+    edges = sorted({0, h, *(min(max(b.y, 0), h) for b in boxes),
+                    *(min(max(b.y + b.h, 0), h) for b in boxes)})  # fmt: skip
+    out: list[Box] = []
+    for y0, y1 in zip(edges, edges[1:], strict=False):
+        x = 0
+        spans = sorted((b.x, b.x + b.w) for b in boxes if b.y < y1 and b.y + b.h > y0)
+        for x0, x1 in [*spans, (w, w)]:
+            if x0 > x:
+                out.append(Box(y0, x, y1 - y0, min(x0, w) - x))
+            x = max(x, x1)
+            if x >= w:
+                break
+    return out
+
+
 def label_size(cell: Box) -> int:
     """Text height for labels in ``cell``: readable, and small enough to fit."""
     return int(max(8, min(32, cell.h // 12, cell.w // 8)))

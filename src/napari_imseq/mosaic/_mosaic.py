@@ -239,9 +239,12 @@ class _Tile:
         self.interpolation = "area"
         self.timestamps = seq.timestamps
 
-    def frame(self, j: int) -> np.ndarray:
+    def frame(self, j: int, into: np.ndarray | None = None) -> np.ndarray | None:
         """Frame ``j`` through the tile's pipeline, cut and resized to its box; gray stays
-        gray (replicated when pasted) and the dtype is converted only when scaled."""
+        gray (replicated when pasted) and the dtype is converted only when scaled.
+
+        ``into``: the tile's box in the output; when the last step is a lookup whose result
+        has the box's layout, it writes there (no copy) and None is returned."""
         frame = self.seq[j]
         if self.pipeline is not None:
             t = float(self.timestamps[j]) if self.timestamps is not None else None
@@ -262,7 +265,10 @@ class _Tile:
         if self.estimated and self.scale is not None and frame.size:
             self._check_estimate(frame, j)
         if self.scale is not None:  # (a 12-bit tile in uint16 is scaled in its own type)
-            frame = self._scale_colour(frame)
+            direct = into is not None and alpha is None and into.shape == frame.shape
+            frame = self._scale_colour(frame, into if direct else None)
+            if frame is into:
+                return None
         elif alpha is not None:
             frame = frame.astype(self.out_dtype)  # a copy: the source's array is not touched
         if alpha is not None:
@@ -282,12 +288,18 @@ class _Tile:
                 UserWarning, stacklevel=2,
             )  # fmt: skip
 
-    def _scale_colour(self, frame: np.ndarray) -> np.ndarray:
-        """``frame`` through :attr:`scale` (a new array)."""
+    def _scale_colour(self, frame: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
+        """``frame`` through :attr:`scale`: a new array, or ``into`` when the lookup could
+        write there (8-bit input, ``into`` of the output's type with rows of whole pixels)."""
         if frame.dtype == np.uint8 and frame.ndim in (2, 3) and frame.shape[-1] <= 512:
             import cv2  # a lookup that releases the GIL: 4x numpy's on a 640x360 RGB tile
 
-            return cv2.LUT(np.ascontiguousarray(frame), self._table(frame.dtype))
+            table = self._table(frame.dtype)
+            if into is not None and into.dtype == table.dtype and into.strides[1:] == tuple(
+                np.empty((1, *into.shape[1:]), into.dtype).strides[1:]
+            ):  # fmt: skip
+                return cv2.LUT(np.ascontiguousarray(frame), table, dst=into)
+            return cv2.LUT(np.ascontiguousarray(frame), table)
         if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2:
             return np.take(self._table(frame.dtype), frame)  # one lookup per pixel
         return self._scaled(frame)
@@ -367,6 +379,21 @@ class _Done:
         return False
 
 
+class _Part:
+    """Tile ``n`` of a job that reads several tiles in one lane (its result is their list)."""
+
+    __slots__ = ("future", "n")
+
+    def __init__(self, future: Any, n: int):
+        self.future, self.n = future, n
+
+    def result(self) -> Any:
+        return self.future.result()[self.n]
+
+    def cancel(self) -> bool:
+        return self.future.cancel()
+
+
 def _rebuild(sources, kwargs):
     return MosaicSequence(sources, _owned=True, **kwargs)
 
@@ -422,6 +449,7 @@ class MosaicSequence(Sequence):
         self._owned: list[bool] = []
         self._pool: list[ThreadPoolExecutor] | None = None
         self._ahead: dict[int, tuple] = {}  # frames iter_frames started before they are read
+        self._composing = 0  # frames being composed by _read (not started ahead)
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
         if not sources:
@@ -503,6 +531,8 @@ class MosaicSequence(Sequence):
         if a["lanes"] not in LANES:
             raise MosaicError(f"mosaic: lanes must be one of {LANES}, not {a['lanes']!r}")
         self._inline: frozenset[int] | None = None if a["lanes"] == "auto" else frozenset()
+        self._heavy: int | None = None  # the costliest tile (lanes="auto", once chosen)
+        self._uncovered: dict[tuple[bool, ...], list] = {}  # background parts, by tiles shown
         self._costs: list[list[float]] = [[] for _ in self._tiles]
         recent = a["recent"]
         if not isinstance(recent, (int, np.integer)) or recent < 0:
@@ -724,11 +754,13 @@ class MosaicSequence(Sequence):
                     ]
         return self._pool
 
-    def _tile_pixels(self, job: tuple[int, int, int]) -> np.ndarray:
+    def _tile_pixels(
+        self, job: tuple[int, int, int], into: np.ndarray | None = None
+    ) -> np.ndarray | None:
         k, s, j = job
         tile = self._tiles[s]
         try:
-            return tile.frame(j)
+            return tile.frame(j, into)
         except SequenceError as err:
             err.add_note(f"while composing mosaic frame {k}: tile {s} ({tile.name}), frame {j}")
             raise
@@ -751,7 +783,17 @@ class MosaicSequence(Sequence):
         if started is None and self._cache is not None:
             out = self._cache.get(index)
         if out is None:
-            out = self._finish(started if started is not None else self._start(index))
+            if started is None:
+                with self._state_lock:  # alone: no other frame composed or started ahead
+                    solo = self._composing == 0 and not self._ahead
+                    self._composing += 1
+                try:
+                    out = self._finish(self._start(index, solo=solo))
+                finally:
+                    with self._state_lock:
+                        self._composing -= 1
+            else:
+                out = self._finish(started)
             if self._cache is not None:
                 self._cache.put(index, out)
         if self._keep:
@@ -762,7 +804,10 @@ class MosaicSequence(Sequence):
         return out
 
     def _tile_into(self, out: np.ndarray, job: tuple[int, int, int]) -> None:
-        self._tiles[job[1]].paste(out, self._tile_pixels(job))
+        tile = self._tiles[job[1]]
+        pixels = self._tile_pixels(job, out[tile.placement.box.slices])
+        if pixels is not None:
+            tile.paste(out, pixels)
 
     def _timed(self, fn, out: np.ndarray | None, job: tuple[int, int, int]):
         """``fn`` run for ``job`` in the tile's lane, its CPU time kept while probing (the
@@ -791,19 +836,33 @@ class MosaicSequence(Sequence):
                     inline.add(s)
                     total += costs[s]
             self.lane_costs = costs
+            self._heavy = heavy
             self._inline = frozenset(inline)
 
-    def _start(self, index: int) -> tuple:
+    def _start(self, index: int, solo: bool = False) -> tuple:
         """Begin composing frame ``index``: the background, and each tile's job in its lane
-        (run here at once when there is one tile to read or ``threads=1``)."""
+        (run here at once when there is one tile to read or ``threads=1``).
+
+        ``solo`` (a frame read on its own, nothing else in flight: a napari slider step): with
+        ``lanes="auto"`` the costliest tile is read here at once and the cheap tiles in one job
+        in its lane, so the frame's longest read starts without waiting for a thread to wake
+        and take the GIL, and usually ends with the other tiles done (no hand-off back)."""
         frames = self.timeline.frame(index)
         jobs = [(index, s, j) for s, j in enumerate(frames) if j >= 0]
         out = np.empty(self._frame_shape, self._dtype)
+        present = tuple(j >= 0 for j in frames)
+        rects = self._uncovered.get(present)
+        if rects is None:  # the background where no tile of this frame goes (tiles fill the rest)
+            boxes = [t.placement.box for t, p in zip(self._tiles, present, strict=True) if p]
+            rects = [r.slices for r in _layout.uncovered(boxes, *self._frame_shape[:2])]
+            self._uncovered[present] = rects
         bg = self._background
-        if np.all(bg == bg[0]):
-            out.fill(bg[0])  # a memset, where broadcasting a per-channel value is 10x slower
-        else:
-            out[...] = bg
+        uniform = bool(np.all(bg == bg[0]))
+        for sl in rects:
+            if uniform:
+                out[sl].fill(bg[0])  # a memset, where broadcasting per channel is 10x slower
+            else:
+                out[sl] = bg
         if len(jobs) > 1 and self._threads > 1:
             lanes = self._lanes()
             if self._inline is None:
@@ -811,6 +870,10 @@ class MosaicSequence(Sequence):
             inline = self._inline or frozenset()
             # tiles whose boxes do not overlap paste themselves; else pasted in source order
             work, arg = (self._tile_into, out) if self._disjoint else (self._tile_pixels, None)
+            heavy = self._heavy
+            if solo and heavy is not None and any(job[1] == heavy for job in jobs):
+                futures = self._start_solo(jobs, heavy, inline, work, arg)
+                return out, frames, jobs, futures
             futures = [
                 _Done(None) if job[1] in inline
                 else lanes[job[1]].submit(self._timed, work, arg, job)
@@ -828,6 +891,29 @@ class MosaicSequence(Sequence):
             for job in jobs:
                 self._tile_into(out, job)
         return out, frames, jobs, futures
+
+    def _start_solo(self, jobs, heavy, inline, work, arg) -> list:
+        lanes = self._lanes()
+        cheap = [job for job in jobs if job[1] in inline]
+        group = lanes[heavy].submit(self._group, work, arg, cheap) if cheap else None
+        parts = iter(range(len(cheap)))
+        futures: list[Any] = [
+            _Part(group, next(parts)) if job[1] in inline
+            else None if job[1] == heavy
+            else lanes[job[1]].submit(self._timed, work, arg, job)
+            for job in jobs
+        ]  # fmt: skip
+        n = next(n for n, job in enumerate(jobs) if job[1] == heavy)
+        try:
+            futures[n] = _Done(work(arg, jobs[n]) if arg is not None else work(jobs[n]))
+        except Exception as err:  # raised by _finish: frames before come first
+            futures[n] = _Done(error=err)
+        return futures
+
+    @staticmethod
+    def _group(work, arg, jobs) -> list:
+        """Several tiles' jobs one after another (in one lane)."""
+        return [work(arg, job) if arg is not None else work(job) for job in jobs]
 
     def _finish(self, started: tuple) -> np.ndarray:
         out, frames, jobs, futures = started
