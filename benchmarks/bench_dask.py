@@ -246,8 +246,8 @@ def run() -> str:
             f"{f2['dask_mean']:.0f} ({f2['dask_mean'] / f2['iterate']:.2f})",
             f"{f2['dask_mean'] / f1['dask_mean']:.2f}x",
             f"{f2['dask_max']:.0f} ({f2['dask_max'] / f2['iterate']:.2f})",
-            f"{one['cpu_ms']['iterate']:.1f} / {one['cpu_ms']['dask_mean']:.1f}",
-            f"{two['cpu_ms']['iterate']:.1f} / {two['cpu_ms']['dask_mean']:.1f}",
+            f"{one['cpu_ms']['iterate']:.3g} / {one['cpu_ms']['dask_mean']:.3g}",
+            f"{two['cpu_ms']['iterate']:.3g} / {two['cpu_ms']['dask_mean']:.3g}",
             f"{f2['dask_mean_1frame']:.0f} ({f2['dask_mean_1frame'] / f2['iterate']:.2f})"
             if "dask_mean_1frame" in f2 else "not run",
         ])  # fmt: skip

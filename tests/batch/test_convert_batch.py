@@ -12,7 +12,7 @@ import pytest
 
 import napari_imseq as imseq
 from napari_imseq import cli
-from napari_imseq.batch import convert_batch, convert_segments
+from napari_imseq.batch import BatchError, convert_batch, convert_segments
 
 
 def _sources(folder, count, frames=12, size=48, seed=0):
@@ -88,6 +88,25 @@ def test_cli_batch_on_a_scheduler_and_duplicate_names(tmp_path, client, capsys):
     assert "holds statistics for method 'stretch'" in capsys.readouterr().err
 
 
+def _kill_a_worker_during(client, pids, job, when, check=None):
+    """Run ``job`` in a thread; SIGKILL a busy worker (of ``pids``) once ``when()`` is true;
+    ``check()`` must hold at that moment. Returns the killed pid (None: never caught)."""
+    t = threading.Thread(target=job)
+    t.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and t.is_alive():
+        busy = [w for w, keys in client.processing().items() if keys and w in pids]
+        if busy and when():
+            killed = pids[busy[0]]
+            os.kill(killed, signal.SIGKILL)
+            assert check is None or check()
+        time.sleep(0.01)
+    t.join(120)
+    assert not t.is_alive()
+    return killed
+
+
 def test_worker_killed_mid_job_completes_exact(tmp_path, client):
     srcs = _sources(tmp_path / "in", 10, frames=40, size=96, seed=1)
     out = tmp_path / "out"
@@ -97,18 +116,8 @@ def test_worker_killed_mid_job_completes_exact(tmp_path, client):
     def job():
         result["report"] = convert_batch(srcs, out, "mkv", client=client, progress=False)
 
-    t = threading.Thread(target=job)
-    t.start()
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline and t.is_alive():
-        busy = [w for w, keys in client.processing().items() if keys and w in pids]
-        if busy and list(out.glob("*.partial")):  # a worker is writing a file right now
-            killed = pids[busy[0]]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.02)
-    t.join(120)
-    assert not t.is_alive()
+    # killed while a worker is writing a file
+    killed = _kill_a_worker_during(client, pids, job, lambda: list(out.glob("*.partial")))
     assert killed is not None, "no worker was caught mid-task"
     report = result["report"]
     assert not report.failed and sorted(report.done) == sorted(srcs)
@@ -192,3 +201,109 @@ def test_segment_parallel_zarr_moves_chunks_and_reads_back_exact(tmp_path, clien
     with pytest.raises(imseq.OverwriteRefusedError, match="did not write"):
         convert_segments(src, dst, overwrite=True, client=client, progress=False)
     assert (dst / "notes.txt").read_text() == "mine"
+
+
+def _tiff_truth(path):
+    """Frames and rate of a TIFF by tifffile alone (an independent reader)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        ij = tif.imagej_metadata or {}
+        shaped = (tif.shaped_metadata or ({},))[0]
+        return tif.asarray(), ij.get("fps") or shaped.get("fps")
+
+
+@pytest.mark.parametrize(
+    ("frames", "dtype", "span"),
+    [
+        ((103, 40, 56), np.uint16, {}),
+        ((30, 12, 10, 3), np.uint8, {}),
+        ((45, 16, 20), np.float64, {}),
+        ((103, 40, 56), np.uint16, {"start": 5, "stop": 90, "step": 3}),
+    ],
+)
+def test_segment_parallel_tiff_is_written_in_place_and_frame_exact(
+    tmp_path, client, frames, dtype, span
+):
+    rng = np.random.default_rng(7)
+    data = (rng.random(frames) * 4000).astype(dtype)
+    src = tmp_path / ("long.tif" if dtype == np.float64 else "long.seq")
+    if dtype == np.float64:  # a shaped (non-ImageJ) BigTIFF
+        imseq.imwrite(src, data, fps=50.0)
+    else:
+        imseq.imwrite(src, data, fps=250.0, bit_depth=12 if dtype == np.uint16 else None)
+    dst = tmp_path / "out.tif"
+    info = convert_segments(src, dst, segment_frames=7, client=client, progress=False, **span)
+    expected = data[slice(span.get("start"), span.get("stop"), span.get("step"))]
+    assert info["frames"] == len(expected) and info["segments"] == -(-len(expected) // 7)
+    assert sorted(os.listdir(tmp_path)) == sorted([src.name, "out.tif"])  # nothing left over
+    truth, fps = _tiff_truth(dst)
+    np.testing.assert_array_equal(truth.reshape(expected.shape), expected)
+    plain = tmp_path / "plain.tif"
+    imseq.convert(src, plain, progress=False, **span)
+    with imseq.open_sequence(dst) as a, imseq.open_sequence(plain) as b:
+        assert a.shape == b.shape == expected.shape and a.dtype == b.dtype == dtype
+        assert a.fps == pytest.approx(b.fps) and fps == pytest.approx(b.fps)
+        assert a.metadata["source"]["series_kind"] == b.metadata["source"]["series_kind"]
+        assert a.metadata["source"]["bigtiff"] == b.metadata["source"]["bigtiff"]
+        for i in np.random.default_rng(3).permutation(len(a))[:15]:
+            np.testing.assert_array_equal(a[int(i)], expected[i])
+    with pytest.raises(imseq.OverwriteRefusedError):
+        convert_segments(src, dst, client=client, progress=False)
+    with pytest.raises(imseq.UnsupportedWriteError, match="uncompressed"):
+        convert_segments(src, tmp_path / "z.tif", compression="zlib", client=client, progress=False)
+    assert not (tmp_path / "z.tif.segments.partial").exists()
+
+
+def test_tiff_segments_survive_a_killed_worker_and_a_failed_segment_resumes(tmp_path, client):
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 4096, (60, 32, 32), dtype=np.uint16)
+    src = tmp_path / "long.seq"
+    imseq.imwrite(src, data, fps=100.0)
+    dst = tmp_path / "out.tif"
+    folder = tmp_path / "out.tif.segments.partial"
+    flag, log = tmp_path / "fail", tmp_path / "log"
+
+    def slow(frame, index, timestamp):  # pickled by value to the workers
+        time.sleep(0.03)
+        if index == 40 and os.path.exists(flag):
+            raise RuntimeError("frame 40 is unreadable today")
+        with open(log, "a") as f:
+            f.write(f"{index}\n")
+        return frame
+
+    pids = client.run(os.getpid)
+    result = {}
+
+    def job():
+        try:
+            result["info"] = convert_segments(
+                src, dst, segment_frames=10, transform=slow, client=client, progress=False
+            )
+        except Exception as err:  # noqa: BLE001 - handed to the test thread
+            result["error"] = err
+
+    mid = lambda: (folder / "joined.tif").exists() and log.exists()  # noqa: E731
+    killed = _kill_a_worker_during(client, pids, job, mid, check=lambda: not dst.exists())
+    assert killed is not None, "no worker was caught mid-segment"
+    assert "error" not in result, result.get("error")
+    assert result["info"]["frames"] == 60
+    with imseq.open_sequence(dst) as seq:
+        np.testing.assert_array_equal(seq[:], data)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+    # a segment that fails: the others are kept (synced, marked), the output does not appear
+    dst.unlink()
+    log.unlink()
+    flag.write_text("")
+    with pytest.raises(BatchError, match="frames 40:50 failed.*frame 40 is unreadable"):
+        convert_segments(src, dst, segment_frames=10, transform=slow, client=client, progress=False)
+    assert not dst.exists() and (folder / "joined.tif").exists()
+    assert len(list(folder.glob("*.done"))) == 5
+    log.unlink()
+    flag.unlink()
+    convert_segments(src, dst, segment_frames=10, transform=slow, client=client, progress=False)
+    assert sorted(int(v) for v in log.read_text().split()) == list(range(40, 50))  # only it
+    with imseq.open_sequence(dst) as seq:
+        np.testing.assert_array_equal(seq[:], data)
+    assert not folder.exists()

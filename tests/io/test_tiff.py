@@ -382,3 +382,33 @@ def test_a_run_read_of_a_tiff_cut_after_opening_is_our_error(tmp_path):
         np.testing.assert_array_equal(seq[0:3], data[0:3])
         with pytest.raises(imseq.FrameIndexError, match=r"cut\.tif: frame 3 is cut short"):
             seq[1:6]
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "kind"),
+    [((6, 5), np.uint16, "imagej"), ((6, 5, 3), np.uint8, "imagej"),
+     ((6, 5), np.int32, "shaped"), ((3, 6, 5), np.float32, "shaped")],
+)  # fmt: skip
+def test_allocated_frames_filled_in_any_order_read_back_exact(tmp_path, shape, dtype, kind):
+    from napari_imseq.io.tiff import allocate_frames
+
+    data = (np.random.default_rng(4).random((9, *shape)) * 1000).astype(dtype)
+    path = tmp_path / "a.tif"
+    offset, nbytes = allocate_frames(str(path), 9, data[0], fps=40.0)
+    assert nbytes == data[0].nbytes
+    with open(path, "r+b") as f:  # frames written in place, last first
+        for i in reversed(range(9)):
+            f.seek(offset + i * nbytes)
+            f.write(data[i].astype(data.dtype.newbyteorder("<")).tobytes())
+    np.testing.assert_array_equal(tifffile.imread(path).reshape(data.shape), data)
+    with imseq.open_sequence(path) as seq:
+        assert seq.shape == data.shape and seq.fps == 40.0
+        assert seq.metadata["source"]["series_kind"] == kind
+        np.testing.assert_array_equal(seq[:], data)
+    with pytest.raises(imseq.OverwriteRefusedError):
+        allocate_frames(str(path), 9, data[0])
+    with pytest.raises(imseq.UnsupportedWriteError, match="uncompressed"):
+        allocate_frames(str(tmp_path / "c.tif"), 9, data[0], compression="zlib")
+    with pytest.raises(imseq.UnsupportedWriteError, match="bool"):
+        allocate_frames(str(tmp_path / "b.tif"), 9, data[0] > 0)
+    assert sorted(os.listdir(tmp_path)) == ["a.tif"]

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..io._writer import UnsupportedWriteError, partial_path
+from . import _inplace
 from ._engine import BatchError, BatchReport, Skipped, cluster, run_tasks
 
 __all__ = ["convert_batch", "convert_segments", "output_path"]
@@ -134,6 +135,9 @@ def convert_segments(
     dst: str | os.PathLike,
     *,
     segment_frames: int | None = None,
+    start: int | None = None,
+    stop: int | None = None,
+    step: int | None = None,
     client: Any = None,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -141,26 +145,32 @@ def convert_segments(
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
-    """Convert one long file by encoding frame ranges in parallel on dask.distributed and
-    joining them without re-encoding: FFV1 in Matroska (``dst`` ending in ``.mkv``) or zarr
-    (``.zarr``).
+    """Convert one long file by writing frame ranges in parallel on dask.distributed and
+    joining them without re-encoding: FFV1 in Matroska (``dst`` ending in ``.mkv``), zarr
+    (``.zarr``) or uncompressed TIFF (``.tif``/``.tiff``).
 
     FFV1: our writer codes every frame as a keyframe (GOP 1), so segments join at any frame:
     their packets are copied one after the other with PyAV (timestamps shifted to the segment's
     place); no frame is decoded again. zarr: one chunk per frame, so the segments' chunk files
     are moved into the first segment's store under their frame numbers, and the small timestamp
-    array is rewritten. Segments are written to ``DST.segments.partial/`` (reused by a re-run
-    after an interruption), joined there, and the result renamed to ``dst``; the segment folder
-    is removed afterwards. ``segment_frames`` defaults to four segments per worker thread.
+    array is rewritten. TIFF: one task lays the file out (the pages and description the TIFF
+    writer would write, and one contiguous pixel area), then every segment writes its frames
+    at their place in it (see :mod:`napari_imseq.batch._inplace`); nothing is joined.
+    Everything is written in ``DST.segments.partial/`` (reused by a re-run after an
+    interruption) and the result renamed to ``dst`` once every segment is complete; the
+    segment folder is removed afterwards. ``segment_frames`` defaults to four segments per
+    worker thread; ``start``, ``stop`` and a positive ``step`` choose the frames, as for
+    :func:`napari_imseq.convert`.
     """
     from ..io._registry import open_sequence
 
     src, dst = os.fspath(src), os.path.abspath(os.fspath(dst))
     ext = os.path.splitext(dst)[1].lower()
-    if ext not in (".mkv", ".zarr"):
+    tiff = ext in (".tif", ".tiff")
+    if ext not in (".mkv", ".zarr") and not tiff:
         raise UnsupportedWriteError(
-            f"{dst}: segment-parallel encoding writes FFV1 in Matroska (.mkv) or zarr (.zarr); "
-            f"convert to other formats with napari_imseq.convert"
+            f"{dst}: segment-parallel conversion writes FFV1 in Matroska (.mkv), zarr (.zarr) "
+            f"or uncompressed TIFF (.tif); convert to other formats with napari_imseq.convert"
         )
     codec = options.get("codec", "ffv1")
     if ext == ".mkv" and str(codec).lower() != "ffv1":
@@ -168,48 +178,69 @@ def convert_segments(
             f"{dst}: segments join without re-encoding only for FFV1 (every frame a keyframe), "
             f"not {codec!r}"
         )
+    if step is not None and step < 1:
+        raise UnsupportedWriteError(
+            f"{dst}: step={step!r}: segments are written forward; use a positive step, or "
+            f"napari_imseq.convert for a reversed copy"
+        )
+    if tiff:
+        _inplace.check_options(dst, options)
     _check_replaceable(dst, overwrite)
     with open_sequence(src) as seq:  # headers only
-        n = len(seq)
+        span = range(*slice(start, stop, step).indices(len(seq)))
         timestamps = seq.timestamps
         fps = seq.fps
+    n = len(span)
+    if n == 0:
+        raise UnsupportedWriteError(
+            f"{src}: frames {start}:{stop}:{step} select none of its frames; nothing was written"
+        )
     folder = dst + _SEGMENT_SUFFIX
     os.makedirs(folder, exist_ok=True)
+    options = {k: v for k, v in options.items() if k != "codec"}
     with cluster(client, workers=workers, scheduler=scheduler, quiet=not progress) as c:
         threads = max(1, sum(c.nthreads().values()))
         size = int(segment_frames) if segment_frames else max(1, -(-n // (4 * threads)))
-        jobs = [
-            (src, os.path.join(folder, f"{k:06d}{ext}"), a, min(n, a + size))
-            for k, a in enumerate(range(0, n, size))
-        ]
-        report = run_tasks(
-            c,
-            _convert_segment,
-            jobs,
-            kwargs={"options": {k: v for k, v in options.items() if k != "codec"}},
-            desc="segments",
-            progress=progress,
-            first_group=1,
-            max_group=1,
-        )
-    if report.failed:
-        job, why = report.failed[0]
-        raise BatchError(
-            f"{src}: segment of frames {job[2]}:{job[3]} failed: {why}; the finished segments "
-            f"stay in {folder} and a re-run reuses them"
-        )
-    parts = [j[1] for j in jobs]
-    joined = os.path.join(folder, "joined" + ext)  # inside our folder: never a user's file
-    if os.path.isdir(joined):
-        shutil.rmtree(joined)
-    elif os.path.lexists(joined):
-        os.remove(joined)
-    if ext == ".mkv":
-        starts = [float(timestamps[a]) if timestamps is not None else a / (fps or 30.0)
-                  for _, _, a, _ in jobs]  # fmt: skip
-        frames = _join_ffv1(parts, [s - starts[0] for s in starts], joined)
+        bounds = [(a, min(n, a + size)) for a in range(0, n, size)]
+        if tiff:
+            joined = _inplace.run(c, src, folder, span, bounds, options, progress)
+        else:
+            jobs = [
+                (src, os.path.join(folder, f"{k:06d}{ext}"), span[a], span[b - 1] + 1)
+                for k, (a, b) in enumerate(bounds)
+            ]
+            seg_options = {**options, "step": span.step} if span.step != 1 else options
+            report = run_tasks(
+                c,
+                _convert_segment,
+                jobs,
+                kwargs={"options": seg_options},
+                desc="segments",
+                progress=progress,
+                first_group=1,
+                max_group=1,
+            )
+    if not tiff:
+        _inplace.raise_failed(report, src, folder)
+        parts = [j[1] for j in jobs]
+        joined = os.path.join(folder, "joined" + ext)  # inside our folder: never a user's file
+        if os.path.isdir(joined):
+            shutil.rmtree(joined)
+        elif os.path.lexists(joined):
+            os.remove(joined)
+        if ext == ".mkv":
+            first = span[0]
+            starts = [
+                float(timestamps[span[a]] - timestamps[first])
+                if timestamps is not None
+                else (span[a] - first) / (fps or 30.0)
+                for a, _ in bounds
+            ]
+            frames = _join_ffv1(parts, starts, joined)
+        else:
+            frames = _join_zarr(parts, [b - a for a, b in bounds], joined)
     else:
-        frames = _join_zarr(parts, [j[3] - j[2] for j in jobs], joined)
+        frames = _inplace.frames_in(joined)
     if frames != n:
         raise BatchError(f"{dst}: the joined file holds {frames} frames, not {n}; kept in {folder}")
     _check_replaceable(dst, overwrite)
@@ -220,8 +251,8 @@ def convert_segments(
     os.replace(joined, dst)
     shutil.rmtree(folder)  # we wrote every entry of it
     if progress:
-        print(f"Done: {n} frames in {len(jobs)} segments -> {dst}", file=sys.stderr)
-    return {"source": src, "path": dst, "frames": n, "segments": len(jobs)}
+        print(f"Done: {n} frames in {len(bounds)} segments -> {dst}", file=sys.stderr)
+    return {"source": src, "path": dst, "frames": n, "segments": len(bounds)}
 
 
 def _check_replaceable(dst: str, overwrite: bool) -> None:

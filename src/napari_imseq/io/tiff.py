@@ -819,10 +819,10 @@ class TiffWriter(Writer):
                 "ImageJ TIFF is written uncompressed here; pass imagej=False to compress"
             )
 
-    def _open(self, frame: np.ndarray) -> None:
+    def _layout(self, frame: np.ndarray) -> bool:
+        """Decide ImageJ or not and the photometric of frames like ``frame`` (checked);
+        return whether the file is BigTIFF."""
         import warnings
-
-        import tifffile
 
         # past 4 GB an ImageJ hyperstack keeps one IFD and contiguous data: how ImageJ itself
         # stores it, and how tifffile and this package read it; not worth a warning
@@ -830,8 +830,13 @@ class TiffWriter(Writer):
         self._imagej = (self.imagej if self.imagej is not None else self._ij_ok) and (
             not self.compression
         )
-        bigtiff = self.bigtiff if self.bigtiff is not None else not self._imagej
         self._photometric = "rgb" if frame.ndim == 3 and frame.shape[-1] in (3, 4) else "minisblack"
+        return self.bigtiff if self.bigtiff is not None else not self._imagej
+
+    def _open(self, frame: np.ndarray) -> None:
+        import tifffile
+
+        bigtiff = self._layout(frame)
         self._tif = tifffile.TiffWriter(self.partial, bigtiff=bigtiff, imagej=self._imagej)
 
     def _ij_rate(self) -> dict[str, float]:
@@ -900,6 +905,66 @@ class TiffWriter(Writer):
             )  # fmt: skip
             return desc.replace("loop=false\n", "")
         return self._shaped(self.count) if self.count else None
+
+
+def allocate_frames(
+    path: str, count: int, frame: np.ndarray, *, fps: float | None = None, **options: Any
+) -> tuple[int, int]:
+    """Create the new file ``path`` as the uncompressed TIFF that :class:`TiffWriter` writes
+    for ``count`` frames like ``frame`` (the same pages, tags and description: an ImageJ
+    hyperstack or a tifffile-shaped series), with its pixel data not yet written: one
+    contiguous, little-endian area (sparse on disk) that writers fill by frame ranges in
+    place, in any order and from any process. Returns ``(data offset, bytes per frame)``.
+
+    ``options`` are :class:`TiffWriter`'s (``imagej``, ``bigtiff``); compression is refused
+    (compressed frames have no fixed place). ``path`` is created exclusively, never through a
+    link, and checked by reading its layout back.
+    """
+    import tifffile
+
+    writer = TiffWriter(path, fps=fps, **options)  # validates fps and options, refuses a path
+    frame = np.asarray(frame)
+    if writer.compression is not None:
+        raise writer._refuse(
+            f"frames written in place are uncompressed, not {writer.compression!r}; convert "
+            f"to a compressed TIFF with napari_imseq.convert (one process)"
+        )
+    count = int(count)
+    if count < 1:
+        raise writer._refuse(f"a TIFF of {count} frames cannot be allocated; at least one")
+    writer._check_common(frame)
+    writer._check(frame)
+    bigtiff = writer._layout(frame)
+    writer.shape, writer.count = frame.shape, count
+    desc = writer._final_description(tifffile)
+    dtype = frame.dtype.newbyteorder("<")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow
+    with (
+        open(path, "wb", opener=lambda p, _: os.open(p, flags, 0o666)) as f,
+        tifffile.TiffWriter(f, bigtiff=bigtiff, imagej=writer._imagej, byteorder="<") as tif,
+    ):
+        if writer._imagej:
+            axes = "TYXS" if writer._photometric == "rgb" else "TYX"
+            tif.write(
+                shape=(count, *frame.shape), dtype=dtype, contiguous=True,
+                photometric=writer._photometric, metadata={"axes": axes, **writer._ij_rate()},
+            )  # fmt: skip
+            tif.overwrite_description(desc)
+        else:
+            tif.write(
+                shape=(count, *frame.shape), dtype=dtype, contiguous=True,
+                photometric=writer._photometric, metadata=None, description=desc,
+            )  # fmt: skip
+    with TiffStack(path) as back:  # what a reader makes of it, before any frame is written
+        offset = back._offset
+        if offset is None or back.shape != (count, *frame.shape) or back.dtype != frame.dtype:
+            raise SequenceFormatError(
+                f"{path}: the allocated TIFF reads back as {back.shape} {back.dtype}"
+                f"{'' if offset is not None else ' (not contiguous)'}, not {count} frames of "
+                f"{frame.shape} {frame.dtype}; write it with napari_imseq.convert"
+            )
+    return int(offset), int(frame.nbytes)
 
 
 # ---- registration (napari_imseq.io._formats) -----------------------------------------------
