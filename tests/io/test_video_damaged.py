@@ -68,11 +68,22 @@ def test_truncated_files_open_with_their_readable_frames(tmp_path, name, keep):
         assert md["frames_declared"] == (24 if counted else None) and md["truncated"] is True
         assert 0 < len(seq) < 24
         truth = tolerant_sequential(cut)
-        assert len(truth) >= len(seq)  # a cut-off last packet is not a frame
+        got = {}
         for i in random.Random(2).sample(range(len(seq)), len(seq)):
-            np.testing.assert_array_equal(seq[i], truth[i], err_msg=f"frame {i}")
+            try:
+                got[i] = seq[i]
+            except imseq.SequenceFormatError as err:
+                # a frame whose packet is cut off and may be shown before a whole one (a
+                # B-frame) stays listed: reading it raises
+                assert "cut off by the end of the file" in str(err) and cut.name in str(err)
+                got[i] = None
+        whole = [i for i in range(len(seq)) if got[i] is not None]
+        assert len(seq) - len(whole) <= 1 and len(truth) >= len(whole)
+        for i in whole:
+            np.testing.assert_array_equal(got[i], truth[i], err_msg=f"frame {i}")
+        stop = len(seq) if len(whole) == len(seq) else min(set(range(len(seq))) - set(whole))
         np.testing.assert_array_equal(
-            np.stack(list(seq.iter_frames())), np.stack(truth[: len(seq)])
+            np.stack(list(seq.iter_frames(0, stop))), np.stack(truth[:stop])
         )
 
 

@@ -234,8 +234,10 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
                 add(stream.codec_context.decode(None))
             except Exception:
                 pass
-    # AVI stamps are decode order, not presentation: only output order identifies its frames
-    placed = None if intra or avi else _by_timestamp(out, frame_pts, pts)
+    # AVI stamps are mostly decode order, not presentation: only output order identifies those
+    # frames; stamps that go back and forth are presentation stamps (MPEG-4 B-frames in AVI)
+    decode_stamps = avi and (None in pts or all(a < b for a, b in zip(pts, pts[1:], strict=False)))
+    placed = None if intra or decode_stamps else _by_timestamp(out, frame_pts, pts)
     if placed is not None:
         out, rgb = placed, _by_timestamp(rgb, frame_pts, pts)
     elif lost:

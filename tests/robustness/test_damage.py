@@ -7,6 +7,7 @@ open GOPs and B-frames read after seeks included, are never flagged."""
 from __future__ import annotations
 
 import random
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import av
@@ -203,3 +204,70 @@ def test_the_decoder_settings_that_report_damage():
     assert _damage.options("mjpeg") == {"err_detect": "explode"}
     assert _damage.options("h264") == {} and _damage.trusts_flags("h264")
     assert not _damage.trusts_flags("mpeg4")
+
+
+@pytest.mark.parametrize(
+    "name, codec, opts",
+    [("b.avi", "mpeg4", {}), ("h.avi", "libx264", {"bf": "2"}), ("h.mkv", "libx264", {"bf": "2"})],
+)
+def test_a_frame_cut_off_by_the_end_of_the_file_is_refused_not_renumbered(
+    tmp_path, name, codec, opts
+):
+    """A cut inside a B-frame's packet, after the P-frame it is shown before: leaving the B-frame
+    out renumbered the frames shown after it (the P-frame read as the B-frame's number); it
+    stays listed and raises, every other frame is the plain decode's (by presentation stamp;
+    H.264 in AVI, whose stamps are decode stamps, in output order)."""
+    path = tmp_path / name
+    vm.write(path, frames(20), codec=codec, pix_fmt="yuv420p", fmt_in="rgb24", gop=6, bframes=2,
+             options=opts)  # fmt: skip
+    raw = path.read_bytes()
+    pk = packets(path)
+    key1 = [k for k, p in enumerate(pk) if p[3]][1]
+    for k in range(key1 + 1, key1 + 4):  # the packets after a keyframe: P, then B-frames
+        pos, size, _, _ = pk[k]
+        cut = tmp_path / f"cut{k}-{name}"
+        cut.write_bytes(raw[: pos + size // 2])
+        with pytest.warns(imseq.SequenceWarning, match="truncated"):
+            imseq.open_sequence(cut).close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", imseq.SequenceWarning)
+            if k == key1 + 2:
+                assert_consistent(every_path(cut))
+            with imseq.open_sequence(cut, cache_bytes=0) as seq:
+                got = [_one(seq, i, cut) for i in range(len(seq))]
+                assert len(seq) in (k, k + 1)
+        bad = [i for i, f in enumerate(got) if f is ERR]
+        assert len(bad) <= 1, f"cut in packet {k}: frames {bad} refused"
+        plain = vm.sequential(cut) if name == "h.avi" else by_pts(cut)
+        for i, f in enumerate(got):
+            if f is not ERR:
+                np.testing.assert_array_equal(f, plain[i], err_msg=f"cut in packet {k}: frame {i}")
+
+
+@pytest.mark.parametrize("codec, opts", [("libx264", {"bf": "2"}), ("mpeg4", {})])
+def test_an_avi_whose_index_and_chunks_disagree_gives_one_answer_in_every_read_path(
+    tmp_path, codec, opts
+):
+    """A zeroed chunk header: a read in order skips the chunk and renumbers the packets after
+    it, a seek stamps them by the idx1 index. Which one a read used depended on the order of
+    reading (an error in random order, pixels in order); now frames are counted from the start
+    in every path, with a warning."""
+    path = tmp_path / "a.avi"
+    vm.write(path, frames(20), codec=codec, pix_fmt="yuv420p", fmt_in="rgb24", gop=6, bframes=2,
+             options=opts)  # fmt: skip
+    pk = packets(path)
+    key1 = [k for k, p in enumerate(pk) if p[3]][1]
+    raw = bytearray(path.read_bytes())
+    pos = pk[key1][0]
+    raw[pos - 8 : pos + 8] = bytes(16)  # the keyframe's chunk header and first bytes
+    path.write_bytes(bytes(raw))
+    with pytest.warns(imseq.SequenceWarning, match=r"a\.avi: the AVI index does not match"):
+        imseq.open_sequence(path).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imseq.SequenceWarning)
+        paths = every_path(path)
+    bad = assert_consistent(paths)
+    assert bad and min(bad) >= key1 - 2  # frames before the damage read
+    plain = vm.sequential(path)  # output order: AVI stamps do not place frames here
+    for i in range(min(bad)):
+        np.testing.assert_array_equal(paths["index"][i], plain[i], err_msg=f"frame {i}")

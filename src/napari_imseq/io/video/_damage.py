@@ -132,7 +132,9 @@ class DamageMap:
             what = self.why.get(p, "")
             src = frame_of_packet(idx, p)
             name = f"frame {src}" if src is not None else f"packet {p}"
-            why = f"{what}" if src == i else f"it is predicted from damaged {name} ({what})"
+            why = (
+                f"{what}" if src == i or p == q else f"it is predicted from damaged {name} ({what})"
+            )
         return SequenceFormatError(
             f"{self.path}: frame {i} is damaged ({why}); FFmpeg would show pixels concealed from "
             f"other frames, which differ with the order of reading. The frames outside the damaged "

@@ -202,6 +202,10 @@ class _Decoder:
             self.dirty = True
             if p is not None and not self._leading(p):
                 self.owner._damage.mark(idx, p, f"FFmpeg cannot decode it: {err}")
+            if p is not None and p in self.owner._cut:
+                # the last packets, cut short by the end of the file (marked damaged at open):
+                # only frames of earlier packets, held back by the decoder, come out after them
+                return True
             if idx.mode == "count" and p is not None:
                 # outputs are counted again from the next keyframe; until then none is used
                 self.tainted = p

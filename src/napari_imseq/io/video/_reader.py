@@ -33,7 +33,9 @@ from ._index import (
 from ._pixfmt import _GifAlpha, _Plan, hint_allocator
 
 _INDEX_KIND = "video-index-v3"
-_INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc")
+_INDEX_ARRAYS = (
+    "pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc", "index_gap",
+)  # fmt: skip
 #: a seek followed by a longer decode run than this uses frame threading
 _FRAME_THREADED_RUN = 8
 #: longest wait (seconds) for a busy decoder before the pool is looked at again
@@ -44,6 +46,30 @@ def _nbytes(item) -> int:
     if isinstance(item, np.ndarray):
         return item.nbytes
     return sum(p.buffer_size for p in item.planes)
+
+
+def _index_gap(container, stream, pos: list, size: list, corrupt: list) -> int:
+    """AVI: the byte where the container's index (idx1 or OpenDML, by which seeks go) and the
+    chunks a read in order finds first disagree, or -1 (they agree, or not an AVI).
+
+    A damaged chunk header makes the demuxer skip that chunk in a read in order and renumber
+    the packets after it, while a seek stamps them by the index: the same frame would carry
+    two numbers depending on how it was reached."""
+    if "avi" not in container.format.name:
+        return -1
+    try:
+        entries = [(e.pos + 8, e.size) for e in stream.index_entries if e.size > 0]
+    except Exception:  # noqa: BLE001 - an index PyAV cannot show is not checked
+        return -1
+    found = [(int(p), int(z)) for p, z in zip(pos, size, strict=True)]
+    while found and corrupt[len(found) - 1]:
+        found.pop()  # cut short by the end of the file: its index entry says the whole size
+    if not entries or min(pos, default=0) < 0 or entries == found:
+        return -1
+    k = next((k for k, (a, b) in enumerate(zip(entries, found, strict=False)) if a != b), None)
+    if k is None:  # one is a prefix of the other: a cut-off file, found by the frame count
+        return -1
+    return min(entries[k][0], found[k][0]) - 8
 
 
 class VideoFile(Sequence):
@@ -157,7 +183,8 @@ class VideoFile(Sequence):
             ) from err
         finally:
             container.close()
-        n = self._readable(arrays, declared)
+        gap = int(arrays["index_gap"][0])
+        n = self._readable(arrays, declared, reorder, gap)
         self._index = _Index(
             arrays["pts"][:n],
             arrays["dts"][:n],
@@ -169,6 +196,19 @@ class VideoFile(Sequence):
         )
         if len(self._index) == 0:
             raise SequenceFormatError(f"{path}: the video stream holds no frames")
+        if gap >= 0 and self._index.mode in ("pts", "count"):
+            # a seek goes by the index, which stamps packets differently from a read in order:
+            # frames are counted from the start in every read path
+            self._index.downgrade(
+                f"the AVI index does not match the chunks the data holds (from byte {gap} on: "
+                f"a chunk header is damaged)"
+            )
+            warnings.warn(
+                f"{path}: {self._index.reason}; frames are numbered in the decoder's output "
+                f"order and found by decoding from the start (random access is slower)",
+                SequenceWarning,
+                stacklevel=3,
+            )
         try:
             self._plan = _Plan(pix_fmt)
             alpha = bool(arrays["alpha"][0]) if gif_alpha is None else gif_alpha
@@ -183,6 +223,8 @@ class VideoFile(Sequence):
         self._slice_crc = bool(arrays["slice_crc"][0])
         #: damaged packets found while decoding, and the frames they spoil (_damage)
         self._damage = DamageMap(path)
+        for p in self._cut:
+            self._damage.mark(self._index, p, "its data is cut off by the end of the file")
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
@@ -210,8 +252,16 @@ class VideoFile(Sequence):
             seconds = container.duration / 1e6
         return None, seconds
 
-    def _readable(self, arrays: dict[str, np.ndarray], declared) -> int:
+    def _readable(self, arrays: dict[str, np.ndarray], declared, reorder: bool, gap: int) -> int:
         """Frames whose packets the file holds whole; a cut-off file is reported.
+
+        ``gap``: where an AVI's index and its chunks disagree (-1: they agree); frames then
+        missing from the count the header declares are lost there, not cut off at the end.
+        Packets cut short by the end of the file are left out when their frames are the last
+        ones shown; when a codec that reorders frames may show one of them before a whole
+        packet's frame (a B-frame cut off after the P-frame it precedes, or stamps that cannot
+        say), leaving it out would renumber the frames after it: it stays listed and reading
+        it raises (``self._cut``, marked damaged once the damage map exists).
 
         A frame count in the header is compared with the frames found. A duration (Matroska)
         is compared with the time the readable frames cover (stamp plus duration of the last):
@@ -224,6 +274,10 @@ class VideoFile(Sequence):
         n = len(corrupt)
         while n and corrupt[n - 1]:
             n -= 1  # a last packet cut short by the end of the file
+        listed = len(corrupt)
+        if n == listed or not reorder or self._cut_shown_last(arrays, n):
+            listed = n
+        self._cut = range(n, listed)
         frames, seconds = declared
         truncated = n < len(corrupt)
         size = self._stat.st_size
@@ -233,35 +287,51 @@ class VideoFile(Sequence):
             tail = size - (arrays["pos"][n - 1] + arrays["size"][n - 1])
             at_end = tail < 2 * int(arrays["size"].max()) + 65536
         end = None
-        if frames is not None:
+        if frames is not None and gap < 0:  # (an AVI index that disagrees: warned at open)
             truncated = truncated or (n < frames and at_end)
         elif seconds is not None and n:
             cut, end = self._coverage(arrays, n, seconds, size, at_end)
             truncated = truncated or cut
         self._truncated = truncated
         self._frames_declared = frames if truncated else None
+        cut = (
+            f"; {listed} are listed: reading the {listed - n} cut off (shown before whole "
+            f"frames) raises an error"
+            if self._cut
+            else ""
+        )
         if truncated and frames is not None and n < frames:
             warnings.warn(
                 f"{self.path}: the header declares {frames} frames but only {n} are readable "
-                f"(the file is probably truncated); {n} frames are read",
+                f"(the file is probably truncated); {n} frames are read{cut}",
                 SequenceWarning,
                 stacklevel=4,
             )
         elif truncated and end is not None:
             warnings.warn(
                 f"{self.path}: the header declares {seconds:.6g} s but the {n} readable frames "
-                f"end at {end:.6g} s (the file is probably truncated); {n} frames are read",
+                f"end at {end:.6g} s (the file is probably truncated); {n} frames are read{cut}",
                 SequenceWarning,
                 stacklevel=4,
             )
         elif truncated:
             warnings.warn(
                 f"{self.path}: the last frame is cut short (the file is probably truncated); "
-                f"{n} frames are read",
+                f"{n} frames are read{cut}",
                 SequenceWarning,
                 stacklevel=4,
             )
-        return n
+        return listed
+
+    def _cut_shown_last(self, arrays, n: int) -> bool:
+        """Whether the frames of packets ``n:`` (cut short) are shown after every other
+        frame: their presentation stamps say so (decode stamps of an AVI cannot)."""
+        pts = arrays["pts"]
+        if np.any(pts == _NO_TS) or not n:
+            return not n
+        if self._info["container"] == "avi" and bool(np.all(np.diff(pts) > 0)):
+            return False  # decode stamps: where the cut frames are shown is unknown
+        return bool(pts[n:].min() > pts[:n].max())
 
     def _coverage(self, arrays, n: int, seconds: float, size: int, at_end: bool):
         """(cut, end in seconds) for a stream that declares a duration, not a frame count."""
@@ -303,6 +373,7 @@ class VideoFile(Sequence):
             if gif is not None:
                 gif.packet(bytes(packet))
         return {
+            "index_gap": np.asarray([_index_gap(container, stream, pos, size, corrupt)], np.int64),
             "alpha": np.asarray([gif is None or gif.alpha], bool),
             "slice_crc": np.asarray([slice_crc], bool),
             "pts": np.asarray(pts, np.int64),
