@@ -785,7 +785,7 @@ class MosaicSequence(Sequence):
         if out is None:
             if started is None:
                 with self._state_lock:  # alone: no other frame composed or started ahead
-                    solo = self._composing == 0 and not self._ahead
+                    solo = self._solo and self._composing == 0 and not self._ahead
                     self._composing += 1
                 try:
                     out = self._finish(self._start(index, solo=solo))
@@ -958,6 +958,10 @@ class MosaicSequence(Sequence):
     #: frames :meth:`iter_frames` starts ahead of the one it hands out (memory: that many
     #: frames more)
     read_ahead = 2
+
+    #: a frame read alone reads its costliest tile in the calling thread (see :meth:`_start`);
+    #: False keeps it in its lane (the benchmark compares the two)
+    _solo = True
 
     def _start_ahead(self, index: int) -> None:
         with self._recent_lock:
