@@ -66,6 +66,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             _err("convert takes SRC DST, or SRC... --to DIR --format EXT for many files")
             return EXIT_ERROR
         src, dst = args.paths
+        if args.workers or args.scheduler:  # one long file, segments on dask.distributed
+            from napari_imseq.batch._cli import run_convert_segments
+
+            return run_convert_segments(args, opts, span)
         try:
             imseq.convert(
                 src, dst, overwrite=args.overwrite, progress=not args.quiet, **span, **opts

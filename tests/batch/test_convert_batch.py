@@ -307,3 +307,25 @@ def test_tiff_segments_survive_a_killed_worker_and_a_failed_segment_resumes(tmp_
     with imseq.open_sequence(dst) as seq:
         np.testing.assert_array_equal(seq[:], data)
     assert not folder.exists()
+
+
+def test_cli_converts_one_file_in_segments_on_a_scheduler(tmp_path, client, capsys):
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 4096, (50, 24, 30), dtype=np.uint16)
+    src = tmp_path / "long.seq"
+    imseq.imwrite(src, data, fps=80.0, bit_depth=12)
+    sched = ["--scheduler", client.scheduler.address]
+    for name in ("out.tif", "out.zarr"):
+        code = cli.main(["convert", str(src), str(tmp_path / name), "--start", "4", *sched])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert (
+            "dask: 2 workers" in err
+            and f"Done: 46 frames in 8 segments -> {tmp_path / name}" in err
+        )
+        with imseq.open_sequence(tmp_path / name) as seq:
+            np.testing.assert_array_equal(seq[:], data[4:])
+            assert seq.fps == pytest.approx(80.0, rel=1e-4)
+    assert cli.main(["convert", str(src), str(tmp_path / "out.mp4"), *sched]) == 1
+    assert "segment-parallel conversion writes" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4").exists()

@@ -22,12 +22,13 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        help="batch: worker processes of a local dask cluster (default: one per core)",
+        help="batch: worker processes of a local dask cluster (default: one per core); with "
+        "SRC DST (.mkv, .zarr, .tif): one file written in segments in parallel",
     )
     p.add_argument(
         "--scheduler",
         help="batch: address of a running dask scheduler (tcp://host:8786); paths are opened "
-        "on its workers",
+        "on its workers; with SRC DST: one file in segments on that cluster",
     )
     p.add_argument(
         "--files-from",
@@ -95,6 +96,26 @@ def run_convert_batch(args: argparse.Namespace, opts: dict[str, Any], span: dict
         **opts,
     )
     return status if report is None else _finish(report, "converted", args.to)
+
+
+def run_convert_segments(args: argparse.Namespace, opts: dict[str, Any], span: dict) -> int:
+    """``imseq convert SRC DST --workers N`` (or ``--scheduler``): one long file written in
+    segments in parallel (called by cli.cmd_convert)."""
+    from ._convert import convert_segments
+
+    src, dst = args.paths
+    _, status = _guarded(
+        convert_segments,
+        src,
+        dst,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **{k: v for k, v in span.items() if v is not None},
+        **opts,
+    )
+    return status
 
 
 def cmd_normalise(args: argparse.Namespace) -> int:
@@ -175,4 +196,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-__all__ = ["add_cluster_options", "add_parser", "cmd_normalise", "run_convert_batch"]
+__all__ = [
+    "add_cluster_options",
+    "add_parser",
+    "cmd_normalise",
+    "run_convert_batch",
+    "run_convert_segments",
+]
