@@ -78,6 +78,27 @@ def test_widget_builds_one_lazy_mosaic_layer(make_napari_viewer, tmp_path):
     widget.grid.setText("0x0x0")
     widget.wait()
     assert "grid" in widget.status.text() and widget.layer in viewer.layers
+
+    # a source's bit depth in its row: the 16-bit file said to hold 12 bits keeps its values
+    # and the 12-bit layer beside it is no longer spread onto 16 bits
+    widget.grid.setText("1x2")
+    widget.set_row("fast", use=True)
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    assert widget.mosaic.bit_depth == 16 and (widget.mosaic[0][:, :40] == 16).all()  # 1 x 16
+    widget.set_row("cam.tif", bits=12)
+    widget.wait()
+    assert widget.last_error is None, widget.status.text()
+    fast = layer_source(viewer.layers["fast"])
+    with imseq.open_sequence(tmp_path / "cam.tif") as cam:
+        want = imseq.mosaic([fast, cam], grid="1x2", fit="pad", bit_depths=[None, 12])
+        assert widget.mosaic.bit_depth == 12 and (widget.mosaic[0][:, :40] == 1).all()
+        for k in (0, 3):
+            np.testing.assert_array_equal(np.asarray(widget.layer.data[k]), want[k])
+        want.close()
+    widget.set_row("cam.tif", bits="twelve")
+    widget.wait()
+    assert "bits 'twelve' of cam.tif" in widget.status.text()
     widget.cleanup()
 
     # the manifest contributes it (one viewer for every check: viewers are slow to make)

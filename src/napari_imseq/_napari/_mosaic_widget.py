@@ -42,7 +42,7 @@ from ..mosaic import FITS, OUTSIDE, PROMOTIONS, SPANS, SYNC_MODES, MosaicSequenc
 #: name of the layer the widget makes (made unique by napari if taken)
 LAYER_NAME = "mosaic"
 GRAYS = ["replicate", "gray", "viridis", "magma", "inferno", "green", "magenta", "cyan"]
-_COL_NAME, _COL_OFFSET, _COL_FPS, _COL_LABEL, _COL_POSITION = 0, 1, 2, 3, 4
+_COL_NAME, _COL_OFFSET, _COL_FPS, _COL_LABEL, _COL_POSITION, _COL_BITS = 0, 1, 2, 3, 4, 5
 
 
 def parse_position(text: str, name: str) -> tuple[int, ...] | None:
@@ -60,6 +60,19 @@ def parse_position(text: str, name: str) -> tuple[int, ...] | None:
             f"position {text!r} of {name} is not 'y,x' or 'y,x,height,width' in whole pixels"
         )
     return values
+
+
+def parse_bits(text: str, name: str) -> int | str | None:
+    """A bit depth cell: empty (the source's own), ``estimate`` or a whole number of bits."""
+    text = text.strip().lower()
+    if not text or text == "estimate":
+        return text or None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"bits {text!r} of {name} is not a whole number of bits or 'estimate' (empty: its own)"
+        ) from None
 
 
 def layer_source(layer) -> ArraySequence:
@@ -100,13 +113,17 @@ class MosaicWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.update_mosaic)
 
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["source", "offset (s)", "fps", "label", "position"])
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(
+            ["source", "offset (s)", "fps", "label", "position", "bits"]
+        )
         self.table.setToolTip(
             "tick the sources; offset: seconds added to its clock; fps: its frame rate when it "
             "states none or a wrong one (empty: its own); label: text drawn in its cell; "
             "position: 'y,x' (its own size) or 'y,x,height,width' in pixels, given for every "
-            "ticked source to place them explicitly instead of on the grid"
+            "ticked source to place them explicitly instead of on the grid; bits: its "
+            "significant bit depth when it states none (a 16-bit TIFF whose data uses 14), "
+            "'estimate' to estimate it from 16 frames, empty: its own"
         )
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(110)
@@ -249,6 +266,7 @@ class MosaicWidget(QWidget):
         self.table.setItem(r, _COL_FPS, QTableWidgetItem(""))
         self.table.setItem(r, _COL_LABEL, QTableWidgetItem(""))
         self.table.setItem(r, _COL_POSITION, QTableWidgetItem(""))
+        self.table.setItem(r, _COL_BITS, QTableWidgetItem(""))
 
     def _refresh_layers(self, *_: Any) -> None:
         """Rows for the viewer's image layers (kept: checks, offsets, labels) and files."""
@@ -295,9 +313,10 @@ class MosaicWidget(QWidget):
 
     def set_row(self, name: str, *, use: bool | None = None, offset: float | None = None,
                 fps: float | None = None, label: str | None = None,
-                position: Any = None) -> None:  # fmt: skip
-        """Set a source's check, offset (seconds), rate, label text or position (``(y, x)``,
-        ``(y, x, h, w)`` or ``""`` for none), by its shown name."""
+                position: Any = None, bits: int | str | None = None) -> None:  # fmt: skip
+        """Set a source's check, offset (seconds), rate, label text, position (``(y, x)``,
+        ``(y, x, h, w)`` or ``""`` for none) or bit depth (a number, ``"estimate"`` or ``""``
+        for its own), by its shown name."""
         for r in range(self.table.rowCount()):
             if self.table.item(r, _COL_NAME).text() != name:
                 continue
@@ -313,6 +332,8 @@ class MosaicWidget(QWidget):
             if position is not None:
                 text = ",".join(str(int(v)) for v in position) if position != "" else ""
                 self.table.item(r, _COL_POSITION).setText(text)
+            if bits is not None:
+                self.table.item(r, _COL_BITS).setText(str(bits))
             return
         raise KeyError(f"no source named {name!r} in the mosaic widget")
 
@@ -324,7 +345,7 @@ class MosaicWidget(QWidget):
 
     def request(self) -> dict[str, Any]:
         """What the mosaic is made of (read on the GUI thread; the worker builds it)."""
-        sources, offsets, rates, labels, positions = [], [], [], [], []
+        sources, offsets, rates, labels, positions, depths = [], [], [], [], [], []
         for r in range(self.table.rowCount()):
             item = self.table.item(r, _COL_NAME)
             if item.checkState() != Qt.CheckState.Checked:
@@ -352,6 +373,7 @@ class MosaicWidget(QWidget):
                 ) from None
             labels.append(self.table.item(r, _COL_LABEL).text().strip() or None)
             positions.append(parse_position(self.table.item(r, _COL_POSITION).text(), item.text()))
+            depths.append(parse_bits(self.table.item(r, _COL_BITS).text(), item.text()))
         if not sources:
             raise ValueError("choose at least one source: tick a layer or add files")
         placed = [p is not None for p in positions]
@@ -375,6 +397,7 @@ class MosaicWidget(QWidget):
             "time_labels": self.time_labels.isChecked(),
             "gray": self.gray.currentText(),
             "promote": self.promote.currentText(),
+            "bit_depths": depths,
             "recent": 2,  # the frame composed in the worker is shown without composing again
         }
         cell = self.cell.text().strip()
