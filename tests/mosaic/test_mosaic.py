@@ -358,6 +358,33 @@ def test_opening_reads_no_pixels(three, monkeypatch):
     m.close()
 
 
+def test_a_frame_shown_again_is_not_read_again():
+    """A 10 fps source in a 40 fps mosaic shows each frame 4 times, a source held after its
+    end shows its last frame on: each is read once while shown, in order or back, and the
+    frames equal a serial composition with nothing kept."""
+    Counting.reads = 0
+    slow = Counting(coded(5, (20, 30, 3), np.uint8), fps=10.0, name="slow")
+    fast = ArraySequence(coded(30, (24, 24), np.uint16), fps=40.0, name="fast")
+    m = mosaic([fast, slow], grid="1x2", outside="hold")
+    assert len(m) == 30
+    frames = [m[k] for k in range(len(m))]
+    assert Counting.reads == 5, "each slow frame read once, the held last one too"
+    serial = mosaic([fast, ArraySequence(slow.array, fps=10.0)], grid="1x2", outside="hold",
+                    threads=1)  # fmt: skip
+    for k in range(len(m)):
+        np.testing.assert_array_equal(frames[k], serial[k])
+    assert frames[3][12, 36, 0] == 257 and frames[4][12, 36, 0] == 2 * 257
+    Counting.reads = 0
+    backwards = [m[k] for k in reversed(range(len(m)))]
+    assert Counting.reads == 4, "the last one is still kept; the 4 others read once each"
+    for k, frame in zip(reversed(range(len(m))), backwards, strict=True):
+        np.testing.assert_array_equal(frame, serial[k])
+    frames[5][...] = 0  # the caller's own array: the kept tile is not touched
+    np.testing.assert_array_equal(m[6], serial[6])
+    m.close()
+    serial.close()
+
+
 def test_pickles_for_dask_workers(three):
     sources, _ = three
     m = mosaic(sources, offsets=[0, 0.2, -0.1], grid="3x1", labels=True)

@@ -234,6 +234,7 @@ class _Tile:
         self.alpha: tuple[float, float] | None = None
         self._alpha_lut: np.ndarray | None = None
         self.estimated = False  # bits estimated (bit_depths="estimate"): warn once on a clip
+        self.last: tuple[int, np.ndarray] | None = None  # (j, pixels) kept for the next frames
         self.out_dtype = self.dtype
         self.placement: _layout.Placement | None = None
         self.interpolation = "area"
@@ -754,13 +755,22 @@ class MosaicSequence(Sequence):
                     ]
         return self._pool
 
-    def _tile_pixels(
-        self, job: tuple[int, int, int], into: np.ndarray | None = None
-    ) -> np.ndarray | None:
-        k, s, j = job
+    def _tile_pixels(self, job: tuple, into: np.ndarray | None = None) -> np.ndarray | None:
+        """Tile ``s``'s pixels of its frame ``j`` for mosaic frame ``k`` (``job``), or None
+        when they were written into ``into``. A frame that a neighbouring mosaic frame shows
+        too (``keep``: a slower source, or one held after its end) is kept, read-only, and
+        not read and fitted again while it is shown."""
+        k, s, j, keep = job
         tile = self._tiles[s]
+        last = tile.last
+        if last is not None and last[0] == j:
+            return last[1]
         try:
-            return tile.frame(j, into)
+            pixels = tile.frame(j, None if keep else into)
+            if keep:
+                pixels.flags.writeable = False
+                tile.last = (j, pixels)
+            return pixels
         except SequenceError as err:
             err.add_note(f"while composing mosaic frame {k}: tile {s} ({tile.name}), frame {j}")
             raise
@@ -803,13 +813,13 @@ class MosaicSequence(Sequence):
                     self._recent.popitem(last=False)
         return out
 
-    def _tile_into(self, out: np.ndarray, job: tuple[int, int, int]) -> None:
+    def _tile_into(self, out: np.ndarray, job: tuple) -> None:
         tile = self._tiles[job[1]]
         pixels = self._tile_pixels(job, out[tile.placement.box.slices])
         if pixels is not None:
             tile.paste(out, pixels)
 
-    def _timed(self, fn, out: np.ndarray | None, job: tuple[int, int, int]):
+    def _timed(self, fn, out: np.ndarray | None, job: tuple):
         """``fn`` run for ``job`` in the tile's lane, its CPU time kept while probing (the
         lane thread's own: wall time would count the waits for the cores and the GIL that
         the other lanes cause)."""
@@ -848,7 +858,10 @@ class MosaicSequence(Sequence):
         in its lane, so the frame's longest read starts without waiting for a thread to wake
         and take the GIL, and usually ends with the other tiles done (no hand-off back)."""
         frames = self.timeline.frame(index)
-        jobs = [(index, s, j) for s, j in enumerate(frames) if j >= 0]
+        n = len(self)
+        around = [self.timeline.frame(i) for i in (index - 1, index + 1) if 0 <= i < n]
+        jobs = [(index, s, j, any(f[s] == j for f in around))
+                for s, j in enumerate(frames) if j >= 0]  # fmt: skip
         out = np.empty(self._frame_shape, self._dtype)
         present = tuple(j >= 0 for j in frames)
         rects = self._uncovered.get(present)
