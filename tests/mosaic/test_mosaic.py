@@ -101,6 +101,8 @@ def test_hold_intersection_and_output_fps(three):
     assert m.timestamps[-1] < 0.8
     assert m.grid == (2, 2)
     check_every_frame(m, scales, outside="hold")
+    table = m.timeline.table()  # the whole timeline at once: the same frames
+    assert [m.tile_frames(k) for k in range(len(m))] == table.tolist()
     m.close()
 
 

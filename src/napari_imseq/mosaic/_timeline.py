@@ -97,9 +97,21 @@ class Timeline:
         return np.where(before | after, -1, j).astype(np.int64)
 
     def frame(self, k: int) -> list[int]:
-        """For output frame ``k``: the frame index of each source (-1: background)."""
-        t = self.times[k]
-        return [int(self.frames_at(t, s)) for s in range(len(self.source_times))]
+        """For output frame ``k``: the frame index of each source (-1: background).
+
+        :meth:`frames_at` for one time, without its array steps (a frame asks for three)."""
+        t, tol = float(self.times[k]), self.tolerance
+        hold = self.outside == "hold"
+        out = []
+        for st, end in zip(self.source_times, self.ends, strict=True):
+            j = int(st.searchsorted(t + tol, side="right")) - 1
+            if j < 0:
+                out.append(0 if hold else -1)
+            elif t >= end - tol:
+                out.append(len(st) - 1 if hold else -1)
+            else:
+                out.append(j)
+        return out
 
     def table(self) -> np.ndarray:
         """(frames, sources) table of :meth:`frame` for the whole timeline."""
