@@ -296,9 +296,7 @@ class _Tile:
             import cv2  # a lookup that releases the GIL: 4x numpy's on a 640x360 RGB tile
 
             table = self._table(frame.dtype)
-            if into is not None and into.dtype == table.dtype and into.strides[1:] == tuple(
-                np.empty((1, *into.shape[1:]), into.dtype).strides[1:]
-            ):  # fmt: skip
+            if into is not None and into.dtype == table.dtype and _whole_pixels(into):
                 return cv2.LUT(np.ascontiguousarray(frame), table, dst=into)
             return cv2.LUT(np.ascontiguousarray(frame), table)
         if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2:
@@ -349,6 +347,14 @@ class _Tile:
         if out.ndim == 2:
             region[...] = pixels
             return
+        code = _TO_COLOUR.get((pixels.shape[2] if pixels.ndim == 3 else 1, out.shape[2]))
+        if code is not None and pixels.dtype == out.dtype and pixels.dtype in _CV_TYPES:
+            import cv2  # one pass that releases the GIL (gray: 6x three channel copies);
+            # the alpha it adds is the type's largest value (1.0 for floats): opaque, as here
+
+            if _whole_pixels(region):
+                cv2.cvtColor(np.ascontiguousarray(pixels), code, dst=region)
+                return
         if pixels.ndim == 3:
             region[..., :3] = pixels[..., :3]
         else:  # gray replicated: a plain copy per channel is 4x a broadcast one
@@ -359,6 +365,17 @@ class _Tile:
                 region[..., 3] = pixels[..., 3]
             else:
                 region[..., 3] = _top(out.dtype, 64)
+
+
+#: OpenCV conversions that paste a tile of (channels) into a colour mosaic of (channels)
+_TO_COLOUR = {(1, 3): 8, (1, 4): 9, (3, 4): 0}  # cv2.COLOR_GRAY2RGB, GRAY2RGBA, RGB2RGBA
+_CV_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def _whole_pixels(region: np.ndarray) -> bool:
+    """True when ``region``'s rows hold whole pixels one after another (a box of a C-ordered
+    frame), so OpenCV can write into it."""
+    return region.strides[1:] == np.empty((1, *region.shape[1:]), region.dtype).strides[1:]
 
 
 # ---- the sequence --------------------------------------------------------------------------------
