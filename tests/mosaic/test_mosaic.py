@@ -552,6 +552,15 @@ def test_a_frame_read_alone_reads_its_costliest_tile_in_the_calling_thread(three
     seen.clear()
     np.testing.assert_array_equal(np.stack(list(m.iter_frames(0, 12))), serial[:12])
     assert main not in seen["big"], "streaming (frames started ahead): big in its lane"
+    # overlapping boxes: the pixels come back and are pasted in source order
+    places = [(0, 0), (10, 10), (5, 5, 40, 60)]
+    over = mosaic([*sources[:2], big], positions=places)
+    flat = mosaic([*sources[:2], big], positions=places, threads=1)
+    over._costs = [[0.001] * 4, [0.001] * 4, [1.0] * 4]
+    over._choose_inline()
+    assert not over._disjoint and over._heavy == 2
+    for k in order:
+        np.testing.assert_array_equal(over[k], flat[k])
     bad = Failing(coded(10, (8, 8), np.uint8), fps=10.0, name="bad")
     failing = mosaic([ArraySequence(coded(10, (300, 400), np.uint16), fps=10.0), bad])
     failing._costs = [[1.0] * 4, [0.001] * 4]
@@ -560,7 +569,7 @@ def test_a_frame_read_alone_reads_its_costliest_tile_in_the_calling_thread(three
     with pytest.raises(imseq.FrameIndexError, match="frame 7 is damaged") as info:
         failing[7]
     assert "tile 1 (bad), frame 7" in "".join(getattr(info.value, "__notes__", []))
-    for seq in (serial, m, failing):
+    for seq in (serial, m, failing, over, flat):
         seq.close()
 
 
