@@ -3,7 +3,7 @@
 The client has one task create the output's layout (:func:`napari_imseq.io.tiff.allocate_frames`:
 every page, tag and description of the finished file, and one contiguous pixel area left
 sparse); then every segment task reads its frames and writes them at their place in that area
-with positional writes, syncs them to disk and leaves a marker ``A-B.done``. All of it happens
+with positional writes and then leaves a marker ``A-B.done``. All of it happens
 inside ``DST.segments.partial/``: the file is renamed to ``DST`` only after the client has
 seen every segment's marker, so a killed worker never leaves a file that looks complete (dask
 runs its segment again, which rewrites the same bytes). A re-run with the same plan reuses the
@@ -109,8 +109,8 @@ def allocate(
 def write_segment(
     job: tuple[str, str, int, int], *, cancel, options: dict[str, Any], plan: dict[str, Any]
 ) -> dict[str, Any] | Skipped:
-    """On a worker: output frames ``a:b`` at their place in the allocated file, synced, then
-    the segment's marker. Every frame must have the layout's shape and dtype."""
+    """On a worker: output frames ``a:b`` at their place in the allocated file, then the
+    segment's marker. Every frame must have the layout's shape and dtype."""
     from ..io._writer_base import FrameMismatchError
 
     src, folder, a, b = job
@@ -152,8 +152,8 @@ def write_segment(
                     return Skipped("cancelled")
             if at != b:
                 raise BatchError(f"{src}: frames {a}:{b} gave {at - a} frames, not {b - a}")
-            _pwrite(fd, None, 0, path, folder)  # sync
-        finally:
+        finally:  # no fsync, like every writer of this package: what a killed process wrote
+            # is in the file; only a crash of the machine before the kernel writes it back is not
             os.close(fd)
     tmp = marker + ".tmp"
     with open(tmp, "w") as f:
@@ -162,15 +162,11 @@ def write_segment(
     return {"frames": b - a}
 
 
-def _pwrite(fd: int, block: np.ndarray | None, offset: int, path: str, folder: str) -> None:
-    """``block`` at ``offset`` (None: sync the file to disk); a failure of the disk is our
-    :class:`SequenceWriteError`."""
+def _pwrite(fd: int, block: np.ndarray, offset: int, path: str, folder: str) -> None:
+    """``block`` at ``offset``; a failure of the disk is our :class:`SequenceWriteError`."""
     from ..io._writer_base import SequenceWriteError
 
     try:
-        if block is None:
-            os.fsync(fd)
-            return
         view = memoryview(np.ascontiguousarray(block)).cast("B")
         done = 0
         while done < len(view):
