@@ -176,5 +176,9 @@ def test_cli_bit_depths(tmp_path):
     with imseq.open_sequence(out) as back:
         f = back[0]
         assert (f[:, 8:] == 1000).all() and (f[:, :8] == 4095).all(), "both 12-bit"
+    res = subprocess.run([*cmd[:-1], "estimate", "--overwrite"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    with imseq.open_sequence(out) as back:  # 1000 needs 10 bits: spread onto the camera's 12
+        assert (back[0][:, 8:] == scaled(1000, 10, 12)).all() and (back[0][:, :8] == 4095).all()
     res = subprocess.run([*cmd[:-1], "0,x", "--overwrite"], capture_output=True, text=True)
     assert res.returncode != 0 and "--bit-depths" in res.stderr
