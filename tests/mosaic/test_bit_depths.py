@@ -87,6 +87,15 @@ def test_gray_rgb_and_rgba_mix_is_opaque_where_opaque():
         assert f[2, 20, 3] == 128 * 257
 
 
+def test_colour_paste_codes_are_opencvs():
+    import cv2
+
+    from napari_imseq.mosaic._mosaic import _TO_COLOUR
+
+    want = {(1, 3): cv2.COLOR_GRAY2RGB, (1, 4): cv2.COLOR_GRAY2RGBA, (3, 4): cv2.COLOR_RGB2RGBA}
+    assert want == _TO_COLOUR  # written as numbers: the mosaic imports OpenCV only when used
+
+
 def test_given_bit_depths_make_a_dim_16_bit_tile_span_the_range():
     """A uint16 source that states no depth keeps its values (it may use all 16 bits);
     bit_depths= gives its depth, and every tile then spans that range exactly."""
