@@ -412,3 +412,28 @@ def test_allocated_frames_filled_in_any_order_read_back_exact(tmp_path, shape, d
     with pytest.raises(imseq.UnsupportedWriteError, match="bool"):
         allocate_frames(str(tmp_path / "b.tif"), 9, data[0] > 0)
     assert sorted(os.listdir(tmp_path)) == ["a.tif"]
+
+
+def test_allocated_imagej_stack_past_4_gb_is_one_page_and_sparse(tmp_path):
+    """Past 4 GB an ImageJ stack keeps one IFD and contiguous data (what TiffWriter writes);
+    the allocated pixel area takes no disk space until frames are written."""
+    from napari_imseq.io.tiff import allocate_frames
+
+    path = tmp_path / "big.tif"
+    frame = np.arange(512 * 512, dtype=np.uint32).astype(np.uint16).reshape(512, 512)
+    offset, nbytes = allocate_frames(str(path), 9000, frame, fps=100.0)
+    assert path.stat().st_size == offset + 9000 * nbytes > 2**32
+    if path.stat().st_blocks * 512 > 2**20:
+        pytest.skip("this file system does not keep holes in files")
+    with open(path, "r+b") as f:
+        for i, data in ((8999, frame), (4500, frame[::-1])):
+            f.seek(offset + i * nbytes)
+            f.write(data.tobytes())
+    with imseq.open_sequence(path) as seq:
+        assert seq.shape == (9000, 512, 512) and seq.fps == 100.0
+        np.testing.assert_array_equal(seq[8999], frame)
+        np.testing.assert_array_equal(seq[4500], frame[::-1])
+        assert not seq[4499].any()
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1 and tif.imagej_metadata["frames"] == 9000
+    np.testing.assert_array_equal(tifffile.memmap(path)[8999], frame)
