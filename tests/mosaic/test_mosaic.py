@@ -4,6 +4,8 @@ rates); layout geometry; promotion; laziness; pickling; the cache; bad input."""
 
 import pickle
 import random
+import subprocess
+import sys
 import threading
 
 import dask
@@ -385,6 +387,26 @@ def test_a_frame_shown_again_is_not_read_again():
     np.testing.assert_array_equal(m[6], serial[6])
     m.close()
     serial.close()
+
+
+def test_tools_are_imported_when_the_mosaic_is_made():
+    """What composing uses (transforms, OpenCV) is imported by the thread that makes the
+    mosaic, not by tile threads at once (a package with circular imports imported by two
+    threads at the same moment can come out half made); a mosaic that needs no transform
+    does not import them."""
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_imseq.mosaic import mosaic\n"
+        "a = (np.zeros((3, 8, 8), np.uint16), 10.0)\n"
+        "plain = mosaic([a, a])\n"
+        "print('napari_imseq.transforms' in sys.modules)\n"
+        "b = (np.zeros((3, 4, 6), np.uint8), 10.0)\n"
+        "fitted = mosaic([a, b], labels=True)\n"
+        "print('napari_imseq.transforms.geometry' in sys.modules, 'cv2' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "True", "True"]
 
 
 def test_pickles_for_dask_workers(three):

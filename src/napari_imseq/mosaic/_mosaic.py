@@ -542,6 +542,7 @@ class MosaicSequence(Sequence):
         self._background_frame(a["background"])
         self._labels = self._label_texts(a["labels"], names)
         self._time_labels = bool(a["time_labels"])
+        self._import_tools()
         threads = a["threads"]
         if threads is not None and (int(threads) != threads or threads < 1):
             raise MosaicError(f"mosaic: threads must be a positive whole number, not {threads!r}")
@@ -679,6 +680,21 @@ class MosaicSequence(Sequence):
             if self._bits < self._dtype.itemsize * 8 and np.any(colour > 2**self._bits - 1):
                 self._bits = self._dtype.itemsize * 8
         self._background = value.astype(self._dtype)
+
+    def _import_tools(self) -> None:
+        """Import here, once, what composing will use (transforms, OpenCV): tile threads that
+        import a package with circular imports at the same moment can get it half made
+        ("cannot import name 'crop' from partially initialized module ...")."""
+        tiles = self._tiles
+        if any(self._labels) or self._time_labels or any(
+            t.placement.resize is not None or t.gray not in (None, "replicate")
+            or t.scale is not None or t.alpha is not None
+            for t in tiles
+        ):  # fmt: skip
+            from .. import transforms  # noqa: F401
+
+        if self._channels or any(t.scale is not None or t.placement.resize for t in tiles):
+            import cv2  # noqa: F401
 
     def _label_texts(self, labels: Any, names: list[str]) -> list[str | None]:
         if labels is True:
