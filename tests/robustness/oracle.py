@@ -258,16 +258,16 @@ def _by_timestamp(frames: list, frame_pts: list, packet_pts: list) -> list | Non
     known = [p for p in packet_pts if p is not None]
     if len(known) != len(packet_pts) or len(set(known)) != len(known):
         return None
-    if (
-        None in frame_pts
-        or not set(frame_pts) <= set(known)
-        or len(set(frame_pts)) != len(frame_pts)
-    ):
+    if None in frame_pts or not set(frame_pts) <= set(known):
         return None
     rank = {p: r for r, p in enumerate(sorted(known))}
     placed: list = [None] * len(known)
     for p, h in zip(frame_pts, frames, strict=True):
-        placed[rank[p]] = h
+        # two frames with one stamp (a decoder fed a P-frame whose keyframe is lost outputs a
+        # frame for it twice): which one is that frame no plain decode says
+        placed[rank[p]] = UNKNOWN if placed[rank[p]] is not None else h
+    if placed.count(UNKNOWN) > len(placed) // 4:
+        return None  # stamps that do not identify frames
     return placed
 
 

@@ -24,6 +24,9 @@ it, comes out differently after a seek than in a sequential decode. The policy:
   asks for slice threads; MPEG-4 Part 2 and its relatives miss damage with frame threads, so
   they never use them; a frame-threaded decoder that sees any sign of damage hands the read
   to a single-threaded one.
+* **One verdict whatever was decoded before.** MPEG-4 Part 2 and H.263 judge a frame's end by
+  the frames their decoder decoded before (FFmpeg's ``padding_bug_score``): every GOP of these
+  decodes in a fresh codec context in a defined, strict state (:data:`FRESH_STATE`).
 * **Healthy files are never flagged.** After a seek to a keyframe of an open GOP, its leading
   pictures predict from a GOP the decoder never saw: their errors are not damage and their
   frames are never used (reading them decodes from the keyframe before).
@@ -49,6 +52,74 @@ _ER_CODECS = frozenset(
 _FLAGS_PER_FRAME = frozenset({"h264", "hevc"})
 #: decoders that miss damage with frame threads which they report without
 _NO_FRAME_THREADS = _ER_CODECS - _FLAGS_PER_FRAME
+#: decoders whose verdict on a frame's end depends on the frames they decoded before (unless
+#: :func:`strict_judge` turns the bug autodetection off for a file): FFmpeg's
+#: H.263-family decoder keeps a running ``padding_bug_score`` (no flush resets it) and accepts
+#: junk bits after a frame's last macroblock while it is above -2, rejects them below. Every
+#: GOP decodes in a fresh codec context warmed up the same way (:data:`WARM_UP`), in every read
+#: path; a keyframe's leading pictures in the codec context of the GOP before (it holds their
+#: other reference), which decodes the keyframe too (a failure there spoils them only)
+FRESH_STATE = frozenset({"mpeg4", "h263"})
+#: decodes of the warm-up packet (one that ends properly) that bring a fresh FRESH_STATE
+#: decoder to the strictness a sequential decode has after its first frames (measured: 3, not
+#: 2, make it reject a keyframe with junk after its end)
+WARM_UP = 3
+#: the first packets among which FRESH_STATE decoders find the one they warm up on
+WARM_CANDIDATES = 16
+#: libavcodec builds from which FFmpeg's MPEG-4 decoder autodetects no bug of the encoder
+#: (lavc_build >= 3752552, Lavc 57.67.104): their files decode the same with bug detection off
+_LAVC_CLEAN = (57, 67, 104)
+
+
+def strict_judge(codec: str, headers: bytes) -> bool:
+    """An MPEG-4 Part 2 stream written by a recent libavcodec (its VOL user data, in the
+    extradata or first packet ``headers``): its decoder runs with FFmpeg's bug autodetection
+    off (``bug=0``), which changes no pixel of such a file and makes the end-of-frame check
+    strict whatever was decoded before: no fresh codec context per GOP is needed. Other
+    encoders (XviD, DivX, old libavcodec) may need the autodetected workarounds."""
+    import re
+
+    if codec != "mpeg4" or re.search(rb"XviD|DivX|FFmpe", headers):
+        return False
+    found = re.findall(rb"Lavc(\d+)\.(\d+)\.(\d+)", headers)
+    return bool(found) and all(tuple(map(int, v)) >= _LAVC_CLEAN for v in found)
+
+
+def new_codec(cc, **extra):
+    """A codec context like ``cc`` (a stream's), created fresh: none of its state."""
+    import av
+
+    new = av.CodecContext.create(cc.name, "r")
+    new.extradata = cc.extradata
+    new.width, new.height = cc.width, cc.height
+    new.codec_tag = cc.codec_tag
+    new.thread_type, new.thread_count = cc.thread_type, cc.thread_count
+    new.options = {**options(cc.name), **extra}
+    return new
+
+
+def ends_properly(cc, data: bytes) -> bool:
+    """Packet ``data`` decodes with a decoder that never accepts junk after a frame's end."""
+    import av
+
+    codec = new_codec(cc, bug="0")
+    try:
+        codec.decode(av.Packet(data))
+        codec.decode(None)
+    except av.FFmpegError:
+        return False
+    return True
+
+
+def reference_picture(data: bytes) -> bool:
+    """An MPEG-4 Part 2 packet whose picture is an I- or P-VOP (a B-VOP decoded alone, with
+    no reference, is skipped: it would warm nothing); any H.263 picture."""
+    at = data.find(b"\x00\x00\x01\xb6")
+    if at < 0 or at + 4 >= len(data):
+        return b"\x00\x00\x01" not in data[:4]  # H.263: no MPEG-4 start codes
+    return data[at + 4] >> 6 in (0, 1)
+
+
 #: decoders that keep their own checks (FFV1 slice CRCs are checked by the reader, PNG chunk
 #: CRCs by the decoder with ``crccheck``) or have nothing to check
 _OWN_CHECKS = frozenset({"ffv1", "png", "apng", "rawvideo", "gif"})
@@ -99,7 +170,7 @@ class DamageMap:
         n = len(key)
         end = next_key_packet(idx, p)
         start = int(p if key[p] else np.flatnonzero(key[: p + 1])[-1]) if key[: p + 1].any() else 0
-        if start < p and NO_TS not in (pts[p], pts[start]) and pts[p] < pts[start]:
+        if leading(idx, p):
             # a leading picture of an open GOP's keyframe: only the leading pictures after it
             # may predict from it (the keyframe and its trailing pictures never do)
             spoiled = [np.flatnonzero(pts[p:end] < pts[start]) + p]
@@ -115,6 +186,19 @@ class DamageMap:
                 if self.cause[q] < 0:
                     self.cause[q] = p
             self.why.setdefault(p, why)
+
+    def mark_leading(self, idx, k: int, why: str) -> None:
+        """Keyframe packet ``k`` decodes (in a fresh codec context) but not after the GOP
+        before it: its leading pictures, which predict from both, are spoiled."""
+        stop = next_key_packet(idx, k)
+        lead = [q for q in range(k + 1, stop) if leading(idx, q)]
+        with self.lock:
+            if self.cause is None:
+                self.cause = np.full(len(idx.key), -1, np.int64)
+            for q in lead:
+                if self.cause[q] < 0:
+                    self.cause[q] = k
+            self.why.setdefault(k, why)
 
     def of_packet(self, q: int | None) -> int | None:
         """The damaged packet that spoils packet ``q``, or None."""
@@ -143,6 +227,17 @@ class DamageMap:
         )
 
 
+def leading(idx, p: int) -> bool:
+    """Packet ``p`` is a leading picture of its keyframe (after it in decode order, shown
+    before it: it may predict from the GOP before)."""
+    keys, pts = _key_packets(idx), idx.pts
+    j = int(np.searchsorted(keys, p, side="right")) - 1
+    if j < 0 or keys[j] == p:
+        return False
+    start = int(keys[j])
+    return NO_TS not in (pts[p], pts[start]) and bool(pts[p] < pts[start])
+
+
 def frame_of_packet(idx, q: int) -> int | None:
     """The frame index of packet ``q`` where the numbering says it without decoding."""
     if idx.mode == "packet":
@@ -164,11 +259,17 @@ def packet_of_frame(idx, i: int) -> int | None:
     return None
 
 
-def next_key_packet(idx, k: int) -> int:
-    """The first keyframe packet after packet ``k`` in decode order (``n`` if none)."""
+def _key_packets(idx) -> np.ndarray:
+    """The keyframe packets in decode order (cached on the index)."""
     keys = getattr(idx, "_key_packets", None)
     if keys is None or getattr(idx, "_key_packets_n", -1) != idx.n:
         keys = idx._key_packets = np.flatnonzero(idx.key)
         idx._key_packets_n = idx.n
+    return keys
+
+
+def next_key_packet(idx, k: int) -> int:
+    """The first keyframe packet after packet ``k`` in decode order (``n`` if none)."""
+    keys = _key_packets(idx)
     j = int(np.searchsorted(keys, k, side="right"))
     return int(keys[j]) if j < len(keys) else idx.n

@@ -78,7 +78,98 @@ class _Decoder:
         self.flags = _damage.trusts_flags(cc.name)
         self.skipping = "DEFAULT"
         self.version = self.owner._index.version
+        # FRESH_STATE codecs: a fresh codec context per GOP (_damage), and the one of the GOP
+        # before for a keyframe's leading pictures
+        self.fresh = cc.name in _damage.FRESH_STATE and self.owner._index.mode != "sequential"
+        if self.fresh and self.owner._strict_judge(cc):
+            cc.options = {**options, "bug": "0"}  # one verdict in any state (_damage)
+            self.fresh = False
+        self.lead_codec = self.lead_key = self.lead_skips = None
+        self.codec = self._fresh_codec() if self.fresh else cc
         self._run(0)
+
+    def _fresh_codec(self):
+        """A new codec context for a FRESH_STATE codec (see :mod:`._damage`), with the stream's
+        parameters and settings, that decoded the file's warm-up packet WARM_UP times and
+        dropped what it decoded: the same state for every GOP in every read path, and strict
+        about frame ends as a sequential decode is after its first frames."""
+        import av
+
+        cc = self.stream.codec_context
+        new = _damage.new_codec(cc)
+        warm = self.owner._warm_packet(cc)
+        for _ in range(_damage.WARM_UP if warm else 0):
+            try:
+                new.decode(av.Packet(warm))
+            except av.FFmpegError:
+                pass  # (a damaged file: the same state for every run all the same)
+        new.flush_buffers()
+        self.skipping = None
+        return new
+
+    def _next_gop(self, packet, p: int) -> bool:
+        """FRESH_STATE codecs, before packet ``p`` is decoded: keyframe ``p`` starts a fresh
+        codec context, and the one of the GOP before decodes ``p`` and its leading pictures
+        (they predict from both GOPs); True when ``p`` is done (a leading picture)."""
+        import av
+
+        idx = self.owner._index
+        if p == self.run_key:
+            return False
+        if idx.key[p]:
+            self._drain_lead()
+            old, self.codec = self.codec, self._fresh_codec()
+            nxt = p + 1
+            if nxt < idx.n and not idx.key[nxt] and _damage.leading(idx, nxt):
+                self.lead_codec, self.lead_key, self.lead_skips = old, p, self.skipping
+                try:
+                    for frame in old.decode(packet):
+                        if frame.pts != idx.pts[p]:
+                            self._out(frame, p)  # the GOP before's last reference
+                except av.FFmpegError as err:
+                    self.owner._damage.mark_leading(
+                        idx, p, f"its keyframe does not decode after the GOP before: {err}"
+                    )
+            else:
+                for frame in self._flush(old):
+                    self._out(frame, None)
+            return False
+        if self.lead_codec is None:
+            return False
+        if not _damage.leading(idx, p):
+            self._drain_lead()
+            return False
+        try:
+            frames = self.lead_codec.decode(packet)
+        except av.FFmpegError as err:
+            self.error = err
+            self.owner._damage.mark(idx, p, f"FFmpeg cannot decode it: {err}")
+            return True
+        if self.lead_skips != "NONREF":  # (a skipped frame may never come out: see _feed)
+            self.unseen[p] = self.serial
+            self.serial += 1
+        for frame in frames:
+            self._out(frame, p)
+        return True
+
+    def _drain_lead(self) -> None:
+        """The leading pictures are done: what the GOP before's codec holds comes out (its
+        copy of the keyframe is dropped: the fresh codec context decodes that one)."""
+        if self.lead_codec is not None:
+            lead, k = self.lead_codec, self.lead_key
+            self.lead_codec = self.lead_key = None
+            for frame in self._flush(lead):
+                if frame.pts != self.owner._index.pts[k]:
+                    self._out(frame, None)
+
+    @staticmethod
+    def _flush(codec) -> list:
+        import av
+
+        try:
+            return list(codec.decode(None))
+        except av.FFmpegError:  # the frames of a damaged GOP: not handed out anyway
+            return []
 
     def _run(self, landed: int | None, lookahead=None) -> None:
         """A new decode run from packet ``landed`` (None: unknown, found from the frames).
@@ -185,14 +276,21 @@ class _Decoder:
         if packet is None or not packet.size:
             self.eof = True
             packet = None  # drain the decoder
-        elif p is not None and p < self.feed_from:
+        elif p is not None and (p < self.feed_from or p < self.owner._lead_in):
             return True
         if self.run_key is None and p is not None:
             self.run_key = p  # where the run started (a seek's keyframe)
         if packet is not None and self.owner._slice_crc:
             self._check_slices(packet, p)
+        if self.fresh and packet is not None and p is not None:
+            if self._leading(p):
+                return True  # (never used after a seek: kept out of the fresh codec context)
+            if self._next_gop(packet, p):
+                return True
+        elif self.fresh and packet is None:
+            self._drain_lead()
         try:
-            frames = self.stream.decode(packet)
+            frames = self.codec.decode(packet)
         except av.FFmpegError as err:
             self.error = err
             if self._frame_threaded():
@@ -232,7 +330,7 @@ class _Decoder:
     def _frame_threaded(self) -> bool:
         import av
 
-        return bool(self.stream.codec_context.thread_type & av.codec.context.ThreadType.FRAME)
+        return bool(self.codec.thread_type & av.codec.context.ThreadType.FRAME)
 
     def _leading(self, q: int) -> bool:
         """Packet ``q`` is a leading picture of the keyframe this run started from (shown
@@ -345,6 +443,8 @@ class _Decoder:
             self._prime()
         self.container.seek(int(ts), backward=True, any_frame=False, stream=self.stream)
         self.skipping = None  # the codec context was flushed; set skip_frame again
+        if self.fresh:
+            self.codec = self._fresh_codec()  # (the seek flushed only the stream's own)
 
     def _rewind(self) -> None:
         """Back to the first packet: verified by its byte position, else by reopening."""
@@ -416,7 +516,7 @@ class _Decoder:
         far = self.last is not None and self.last < target - _SKIP_MARGIN
         want = "NONREF" if far else "DEFAULT"
         if self.skipping != want:
-            self.stream.codec_context.skip_frame = want
+            self.codec.skip_frame = want
             self.skipping = want
 
     def _missing(self, target: int, why: str) -> Exception:

@@ -20,6 +20,7 @@ from .._base import (
     UnsupportedFormatError,
     _check_exists,
 )
+from . import _damage
 from ._damage import DamageMap
 from ._decode import _Decoder, _Renumber, _Reslice
 from ._index import (
@@ -225,6 +226,17 @@ class VideoFile(Sequence):
         self._damage = DamageMap(path)
         for p in self._cut:
             self._damage.mark(self._index, p, "its data is cut off by the end of the file")
+        keys = np.flatnonzero(self._index.key)
+        #: packets before the first keyframe: they predict from a keyframe the file does not
+        #: hold (its chunk was lost), are never decoded, and spoil the first keyframe's leading
+        #: pictures (decoding them gave frames in an order that depended on the read)
+        self._lead_in = int(keys[0]) if len(keys) else 0
+        if self._lead_in:
+            self._damage.mark(
+                self._index,
+                0,
+                "no keyframe comes before it (the file lost the one it predicts from)",
+            )
         self._idle: list[_Decoder] = []
         self._busy: set[_Decoder] = set()
         self._pool_lock = threading.Lock()
@@ -386,6 +398,50 @@ class VideoFile(Sequence):
         }
 
     # ---- damage ----------------------------------------------------------------------
+    def _strict_judge(self, cc) -> bool:
+        """Whether this MPEG-4 file decodes with bug autodetection off (_damage.strict_judge);
+        decided once per file from its extradata and first packet."""
+        strict = getattr(self, "_strict", None)
+        if strict is None:
+            first = self._first_packets(cc, 1)
+            strict = self._strict = _damage.strict_judge(
+                cc.name, bytes(cc.extradata or b"") + b"".join(first[:1])
+            )
+        return strict
+
+    def _first_packets(self, cc, count: int) -> list[bytes]:
+        """The bytes of the stream's first ``count`` packets (fewer if the file has fewer or
+        is damaged there)."""
+        import av
+
+        out: list[bytes] = []
+        try:
+            with av.open(self._source.file(), metadata_errors="ignore") as c:
+                stream = c.streams.video[self._stream_index]
+                for packet in c.demux(stream):
+                    if packet.size:
+                        out.append(bytes(packet))
+                    if len(out) >= count:
+                        break
+        except (av.FFmpegError, OSError, ValueError):
+            pass
+        return out
+
+    def _warm_packet(self, cc) -> bytes:
+        """The packet FRESH_STATE decoders warm up on (:mod:`._damage`), b"" if none: the
+        smallest of the first packets (I- or P-pictures) that a decoder strict about frame ends
+        (FFmpeg's bug autodetection off) decodes; the file's first packet when none does (an
+        encoder that pads no frame: FFmpeg's decoder learns to accept that, and so do ours).
+        Chosen once per file."""
+        warm = getattr(self, "_warm", None)
+        if warm is None:
+            # (none: no warm-up, every run starts from the same fresh state all the same)
+            candidates = self._first_packets(cc, _damage.WARM_CANDIDATES)
+            good = [b for b in candidates if _damage.reference_picture(b)]
+            good = [b for b in sorted(good, key=len) if _damage.ends_properly(cc, b)][:1]
+            warm = self._warm = (good or candidates or [b""])[0]
+        return warm
+
     # ---- decoder pool ----------------------------------------------------------------
     def _acquire(
         self, target: int, slices_only: bool = False, last: int | None = None
