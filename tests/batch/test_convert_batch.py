@@ -329,3 +329,25 @@ def test_cli_converts_one_file_in_segments_on_a_scheduler(tmp_path, client, caps
     assert cli.main(["convert", str(src), str(tmp_path / "out.mp4"), *sched]) == 1
     assert "segment-parallel conversion writes" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("ext", ["mkv", "zarr"])
+def test_segments_of_a_stepped_span_equal_convert(tmp_path, client, ext):
+    rng = np.random.default_rng(12)
+    src = tmp_path / "long.seq"
+    imseq.imwrite(src, rng.integers(0, 4096, (103, 40, 56), dtype=np.uint16), fps=250.0)
+    span = {"start": 5, "stop": 90, "step": 3}
+    info = convert_segments(
+        src, tmp_path / f"s.{ext}", segment_frames=7, client=client, progress=False, **span
+    )
+    assert info["frames"] == 29 and info["segments"] == 5
+    imseq.convert(src, tmp_path / f"p.{ext}", progress=False, **span)
+    with (
+        imseq.open_sequence(tmp_path / f"s.{ext}") as a,
+        imseq.open_sequence(tmp_path / f"p.{ext}") as b,
+    ):
+        assert len(a) == len(b) == 29
+        np.testing.assert_array_equal(a[:], b[:])
+        np.testing.assert_allclose(a.timestamps, b.timestamps, atol=1e-3)
+    with pytest.raises(imseq.UnsupportedWriteError, match="positive step"):
+        convert_segments(src, tmp_path / f"r.{ext}", step=-1, client=client, progress=False)
