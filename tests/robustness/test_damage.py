@@ -353,3 +353,32 @@ def test_healthy_mpeg4_reads_exactly_with_either_judge(tmp_path, monkeypatch, ju
     assert assert_consistent(paths) == []
     for i, f in enumerate(paths["index"]):
         np.testing.assert_array_equal(f, truth[i], err_msg=f"frame {i}")
+
+
+@pytest.mark.parametrize("codec, opts", [("mpeg4", {}), ("libx264", {"bf": "2"})])
+def test_frames_before_the_first_keyframe_left_are_damaged_in_every_read_path(
+    tmp_path, codec, opts
+):
+    """The first keyframe's chunk is lost (its header zeroed): the packets before the next
+    keyframe predict from nothing the file holds. Decoding them gave frames in an order that
+    depended on the read (the numbering changed on the way); now they are damaged and never
+    decoded, and the frames from the next keyframe on read exactly."""
+    path = tmp_path / "a.avi"
+    vm.write(path, frames(20), codec=codec, pix_fmt="yuv420p", fmt_in="rgb24", gop=6, bframes=2,
+             options=opts)  # fmt: skip
+    pos = packets(path)[0][0]
+    raw = bytearray(path.read_bytes())
+    raw[pos - 163 : pos + 93] = bytes(256)  # from the end of the headers into the first chunk
+    path.write_bytes(bytes(raw))
+    left = packets(path)
+    if left[0][3]:
+        pytest.skip("the demuxer found a keyframe first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imseq.SequenceWarning)
+        paths = every_path(path)
+        with imseq.open_sequence(path) as seq:
+            by_stamp = seq.metadata["source"]["frame_numbering"] == "presentation time"
+    bad = assert_consistent(paths)
+    if by_stamp:  # frames known by their stamps: those of the packets before the keyframe
+        first_key = next(k for k, p in enumerate(left) if p[3])
+        assert bad and min(bad) == 0 and len(bad) >= first_key

@@ -276,7 +276,13 @@ class _Decoder:
         if packet is None or not packet.size:
             self.eof = True
             packet = None  # drain the decoder
-        elif p is not None and (p < self.feed_from or p < self.owner._lead_in):
+        elif p is not None and p < self.feed_from:
+            return True
+        elif p is not None and p < self.owner._lead_in and idx.mode != "sequential":
+            # before the first keyframe (damaged): not decoded; counted outputs start at the
+            # keyframe, as after a seek to it
+            if idx.mode == "count" and self.count_next is not None:
+                self.count_next = max(self.count_next, self.owner._lead_in)
             return True
         if self.run_key is None and p is not None:
             self.run_key = p  # where the run started (a seek's keyframe)
