@@ -197,7 +197,9 @@ def prepare(folder: str, plan: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(layout, dict):
             return layout
     for name in os.listdir(folder):
-        if name in (DATA_NAME, PLAN_NAME) or name.endswith((".done", ".done.tmp")):
+        if name in (DATA_NAME, PLAN_NAME, PLAN_NAME + ".tmp") or name.endswith(
+            (".done", ".done.tmp")
+        ):
             os.remove(os.path.join(folder, name))
     return None
 
