@@ -15,7 +15,6 @@ runs once, side by side in one run, outputs removed between variants.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
@@ -93,15 +92,15 @@ def _fresh(path: str) -> str:
 
 
 def _clients():
-    from distributed import Client, LocalCluster
+    """Clusters of 1 and 2 workers started as the batch jobs start theirs (``local_cluster``)."""
+    from distributed import Client
+
+    from napari_imseq.batch._engine import local_cluster
 
     out = {}
     for n in (1, 2):
         t = time.perf_counter()
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR,
-        )  # fmt: skip
+        cluster = local_cluster(n)
         client = Client(cluster)
         client.run(lambda: __import__("napari_imseq.convert"))  # warm the workers' imports
         out[n] = (client, cluster, time.perf_counter() - t)

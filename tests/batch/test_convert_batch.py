@@ -351,3 +351,26 @@ def test_segments_of_a_stepped_span_equal_convert(tmp_path, client, ext):
         np.testing.assert_allclose(a.timestamps, b.timestamps, atol=1e-3)
     with pytest.raises(imseq.UnsupportedWriteError, match="positive step"):
         convert_segments(src, tmp_path / f"r.{ext}", step=-1, client=client, progress=False)
+
+
+def test_own_clusters_drop_dasks_malloc_trim_default_but_keep_the_users(client):
+    """dask's nannies set MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap threshold at
+    128 KiB (a 256x256 uint16 frame is mapped and faulted in afresh on every read); the
+    clusters the batch jobs start leave glibc's own thresholds, unless the user set one."""
+    import dask
+    from distributed import Client
+
+    from napari_imseq.batch._engine import local_cluster
+
+    inherited = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(seen.values()) == {inherited}
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    with dask.config.set({key: 1 << 20}):
+        cluster = local_cluster(1)
+    try:
+        with Client(cluster, set_as_default=False) as own:
+            seen = own.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert set(seen.values()) == {inherited or str(1 << 20)}
+    finally:
+        cluster.close()

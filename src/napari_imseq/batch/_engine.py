@@ -80,7 +80,7 @@ def cluster(
     if client is not None:  # the caller's: they know where it runs
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         try:
@@ -96,15 +96,7 @@ def cluster(
         n = int(workers) if workers else (os.cpu_count() or 1)
         if n < 1:
             raise BatchError(f"workers={workers!r}: a cluster needs at least one worker")
-        with _workers_ignore_ctrl_c():
-            local = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0" if _has_dashboard() else None,
-                silence_logs=logging.ERROR,
-            )
+        local = local_cluster(n)
         own = Client(local, set_as_default=False)
     try:
         _announce(own, quiet)
@@ -113,6 +105,34 @@ def cluster(
         own.close()
         if local is not None:
             local.close()
+
+
+#: dask's own default for ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``
+_DASK_TRIM_DEFAULT = 65536
+
+
+def local_cluster(n: int) -> Any:
+    """A LocalCluster of ``n`` single-threaded worker processes on 127.0.0.1, as the batch jobs
+    start it: workers ignore Ctrl-C (the client handles it) and run with glibc's own malloc
+    thresholds. dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` by default, which freezes
+    glibc's mmap threshold at 128 KiB: every frame-sized buffer (a 256x256 uint16 image is
+    128 KiB) becomes a fresh mapping faulted in page by page, on every read and write. For the
+    clusters it starts itself, napari-imseq drops dask's default; a value the user configured
+    (dask config or the environment) is kept, and clusters the user passes are left alone."""
+    import dask
+    from distributed import LocalCluster
+
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    keep = dask.config.get(key, None) != _DASK_TRIM_DEFAULT
+    with _workers_ignore_ctrl_c(), dask.config.set({} if keep else {key: None}):
+        return LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0" if _has_dashboard() else None,
+            silence_logs=logging.ERROR,
+        )
 
 
 @contextlib.contextmanager
