@@ -7,9 +7,11 @@ mediaconch_ffv1_gray_coder-1_level-3.mkv (FFV1 640x480 gray, 25 frames, then hel
 frame index, each resized into a 360x640 cell: a 720x1280 uint16 RGB mosaic.
 
 Per frame k, the tiles' reads (read + fit, what a tile costs inside the mosaic) are timed one
-by one on one mosaic (threads=1), and frame k of a second mosaic over separately opened files
-(tiles read in parallel threads) is timed right after, so both see the same load. The
-parallel bound is max(slowest tile, sum of tiles / cores), per frame, averaged.
+by one on one mosaic (threads=1), and frame k of three more mosaics over separately opened
+files is timed right after, in turns, so all see the same load: the default (a frame read
+alone reads its costliest tile in the calling thread), the schedule before it (the costliest
+tile in its own thread, ``_solo = False``) and ``lanes="all"``. The parallel bound is
+max(slowest tile, sum of tiles / cores), per frame, averaged.
 
     python benchmarks/bench_mosaic.py          # prints the markdown section
     python benchmarks/run.py mosaic            # through the runner (results/mosaic.md)
