@@ -170,14 +170,14 @@ before it in decode order has come out of the decoder, so damage in a reference 
 (a P-frame after its B-frames) is known in time. H.264/HEVC decode single-threaded where slice
 threads were asked (their slice threads skip concealment and its flags), MPEG-4 Part 2 and its
 relatives never use frame threads (they miss damage there), and a frame-threaded decoder that
-sees any damage hands the read to a single-threaded one; MPEG-4 Part 2 and H.263 judge frame
-ends in a defined state (below). Healthy files are never flagged: after
+sees any damage hands the read to a single-threaded one; MPEG-4 Part 2 judges frame ends
+in a defined state (below). Healthy files are never flagged: after
 a seek, the keyframe's leading pictures (open GOPs) are neither judged nor cached, and a decoder
 that saw damage is reopened before it seeks. `tests/robustness/test_damage.py` checks both sides
 (damaged H.264, MPEG-4 and MJPEG give one answer in every read path; healthy open-GOP H.264,
 HEVC and MPEG-4 B-frames are exact).
 
-**MPEG-4 Part 2 and H.263: one verdict whatever was decoded before.** FFmpeg's
+**MPEG-4 Part 2: one verdict whatever was decoded before.** FFmpeg's
 H.263-family decoder keeps a running `padding_bug_score` (never reset by a flush): every frame
 that ends with valid stuffing lowers it, a frame that does not raises it (by 1, or by 4, 16 or
 32 for some endings). While it is above -2 the decoder assumes an encoder without padding and
@@ -191,8 +191,8 @@ reader now judges in a defined state (`io/video/_damage.py`, `FRESH_STATE`):
   autodetects no encoder bug for those builds) decodes with FFmpeg's bug autodetection off
   (`bug=0`): no pixel of such a file changes, and junk after a frame's end is rejected in any
   state, at no cost;
-* any other MPEG-4 or H.263 stream (XviD, DivX, older libavcodec: they may need the
-  autodetected workarounds) decodes every GOP in a fresh codec context that first decoded a
+* any other MPEG-4 stream (XviD, DivX, older libavcodec: they may need the autodetected
+  workarounds) decodes every GOP (from each I-VOP) in a fresh codec context that first decoded a
   warm-up packet three times (the smallest of the first 16 I/P pictures that a decoder with
   autodetection off accepts, else the first packet): the same strict state for every GOP in
   every read path. A keyframe's leading pictures decode in the previous GOP's context, which
@@ -200,6 +200,10 @@ reader now judges in a defined state (`io/video/_damage.py`, `FRESH_STATE`):
   MPEG-4 AVI with B-frames (240 frames, CPU time, load 6 to 7): GOP 12: all frames in order
   0.08 s -> 0.11 s, 40 random frames 0.10 -> 0.16 s; GOP 100: +5 to +13 %. The `bug=0` path
   costs nothing measurable (0.08 s, 0.10 s).
+
+H.263 has the same score but is not covered yet: FFmpeg's AVI demuxer flags every H.263
+packet a keyframe, so a codec context per flagged keyframe broke every P-frame (found by a
+healthy-file check; seeks there land on P-frames as before).
 
 Also fixed for #15: a frame whose packet the end of the file cuts off stays listed and raises
 when a codec that reorders may show it before a whole frame (a cut B-frame; AVI decode stamps,

@@ -382,3 +382,15 @@ def test_frames_before_the_first_keyframe_left_are_damaged_in_every_read_path(
     if by_stamp:  # frames known by their stamps: those of the packets before the keyframe
         first_key = next(k for k, p in enumerate(left) if p[3])
         assert bad and min(bad) == 0 and len(bad) >= first_key
+
+
+def test_healthy_h263_in_avi_reads_exactly(tmp_path):
+    """FFmpeg's AVI demuxer flags every H.263 packet a keyframe: a fresh codec context per
+    flagged keyframe (as MPEG-4 gets per I-VOP) broke every P-frame; H.263 keeps one."""
+    path = tmp_path / "h.avi"
+    vm.write(path, frames(24, 144, 176), codec="h263", pix_fmt="yuv420p", fmt_in="rgb24", gop=8)
+    truth = vm.sequential(path)
+    paths = every_path(path)
+    assert assert_consistent(paths) == []
+    for i, f in enumerate(paths["index"]):
+        np.testing.assert_array_equal(f, truth[i], err_msg=f"frame {i}")

@@ -24,9 +24,11 @@ it, comes out differently after a seek than in a sequential decode. The policy:
   asks for slice threads; MPEG-4 Part 2 and its relatives miss damage with frame threads, so
   they never use them; a frame-threaded decoder that sees any sign of damage hands the read
   to a single-threaded one.
-* **One verdict whatever was decoded before.** MPEG-4 Part 2 and H.263 judge a frame's end by
-  the frames their decoder decoded before (FFmpeg's ``padding_bug_score``): every GOP of these
-  decodes in a fresh codec context in a defined, strict state (:data:`FRESH_STATE`).
+* **One verdict whatever was decoded before.** MPEG-4 Part 2 judges a frame's end by the
+  frames its decoder decoded before (FFmpeg's ``padding_bug_score``): streams of a recent
+  libavcodec decode with bug autodetection off (:func:`strict_judge`), others every GOP in a
+  fresh codec context in a defined, strict state (:data:`FRESH_STATE`). H.263 keeps the same
+  score and is not covered (its AVI packets are all flagged keyframes).
 * **Healthy files are never flagged.** After a seek to a keyframe of an open GOP, its leading
   pictures predict from a GOP the decoder never saw: their errors are not damage and their
   frames are never used (reading them decodes from the keyframe before).
@@ -59,7 +61,7 @@ _NO_FRAME_THREADS = _ER_CODECS - _FLAGS_PER_FRAME
 #: GOP decodes in a fresh codec context warmed up the same way (:data:`WARM_UP`), in every read
 #: path; a keyframe's leading pictures in the codec context of the GOP before (it holds their
 #: other reference), which decodes the keyframe too (a failure there spoils them only)
-FRESH_STATE = frozenset({"mpeg4", "h263"})
+FRESH_STATE = frozenset({"mpeg4"})  # (H.263 in AVI flags every packet a keyframe: not here)
 #: decodes of the warm-up packet (one that ends properly) that bring a fresh FRESH_STATE
 #: decoder to the strictness a sequential decode has after its first frames (measured: 3, not
 #: 2, make it reject a keyframe with junk after its end)
@@ -109,6 +111,13 @@ def ends_properly(cc, data: bytes) -> bool:
     except av.FFmpegError:
         return False
     return True
+
+
+def intra_vop(data: bytes) -> bool:
+    """An MPEG-4 Part 2 packet whose picture is an I-VOP (a container may flag other packets
+    as keyframes: a fresh codec context starts only at a real one)."""
+    at = data.find(b"\x00\x00\x01\xb6")
+    return 0 <= at and at + 4 < len(data) and data[at + 4] >> 6 == 0
 
 
 def reference_picture(data: bytes) -> bool:

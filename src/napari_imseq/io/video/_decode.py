@@ -116,7 +116,7 @@ class _Decoder:
         idx = self.owner._index
         if p == self.run_key:
             return False
-        if idx.key[p]:
+        if idx.key[p] and _damage.intra_vop(bytes(packet)):
             self._drain_lead()
             old, self.codec = self.codec, self._fresh_codec()
             nxt = p + 1
