@@ -286,3 +286,28 @@ def test_returned_frames_never_alias_the_cache(cache_bytes):
         first[:] = 0  # the caller owns what it got
         np.testing.assert_array_equal(seq[3], truth[3])
         np.testing.assert_array_equal(seq[3], truth[3])
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mov", "nut"])
+def test_one_channel_frames_keep_their_axis(tmp_path, ext):
+    """(H, W, 1) frames read back as (H, W, 1) in every read path (a container tag of ours);
+    2-D frames stay 2-D."""
+    frames = np.random.default_rng(3).integers(0, 65536, (4, 10, 12, 1), dtype=np.uint16)
+    p = str(tmp_path / f"a.{ext}")
+    imseq.imwrite(p, frames, fps=10)
+    s = imseq.open_sequence(p)
+    assert s.frame_shape == (10, 12, 1) and not s.rgb
+    assert np.array_equal(np.stack([s[i] for i in (3, 0, 2, 1)]), frames[[3, 0, 2, 1]])
+    assert np.array_equal(np.stack(list(s.iter_frames())), frames)
+    assert np.array_equal(np.asarray(imseq.imread(p)), frames)
+    s.close()
+    flat = str(tmp_path / f"b.{ext}")
+    imseq.imwrite(flat, frames[..., 0], fps=10)
+    assert imseq.open_sequence(flat).frame_shape == (10, 12)
+
+
+def test_one_channel_frames_refused_where_the_axis_cannot_be_kept(tmp_path):
+    frames = np.zeros((2, 8, 8, 1), np.uint8)
+    with pytest.raises(imseq.UnsupportedWriteError, match=r"frames\[\.\.\., 0\]"):
+        imseq.imwrite(str(tmp_path / "a.avi"), frames, fps=10)
+    assert os.listdir(tmp_path) == []

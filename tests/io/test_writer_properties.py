@@ -40,8 +40,8 @@ def _gray_or_colour(shape, channels=(3, 4)):
 
 
 def _video(shape, dtype):
-    # FFV1 / PNG: gray or RGB(A), 8 or 16 bits
-    return _gray_or_colour(shape) and dtype in ("uint8", "uint16", ">u2")
+    # FFV1 / PNG: gray (2-D, or (H, W, 1) kept by a container tag) or RGB(A), 8 or 16 bits
+    return _gray_or_colour(shape, (1, 3, 4)) and dtype in ("uint8", "uint16", ">u2")
 
 
 def _tiff(shape, dtype):
@@ -191,10 +191,7 @@ EDGE_CASES = {
     "empty": ((0, 6), "uint8"),
 }
 #: (format, case) pairs that fail today, each reported to the owner of the writer
-KNOWN = {
-    ("ffv1", "one-channel"): "VideoWriter stores (Y, X, 1) as gray: it reads back as (Y, X)",
-    ("png-mov", "one-channel"): "VideoWriter stores (Y, X, 1) as gray: it reads back as (Y, X)",
-}
+KNOWN: dict[tuple[str, str], str] = {}  # (format, case): why it cannot pass yet
 
 
 @pytest.mark.parametrize("case", sorted(EDGE_CASES))

@@ -34,6 +34,11 @@ def hint_allocator(frame_bytes: int) -> None:
     np.empty(size, np.uint8)  # malloc'ed (mmap) and freed at once
 
 
+#: container tag that says frames (H, W, 1) were written, so that they read back as (H, W, 1)
+#: and not as the 2-D gray frames the codec stores (written by _writer, read by _reader)
+CHANNEL_AXIS_TAG = "IMSEQ_CHANNEL_AXIS"
+
+
 class _Plan:
     """How decoded frames of one pixel format become numpy arrays, decided without decoding."""
 
@@ -139,8 +144,18 @@ class _Plan:
         # preexec_fn, multiprocessing); the decoders' threads keep the cores busy anyway
         return reformatter.reformat(frame, format=target, threads=1)
 
+    def keep_channel_axis(self) -> None:
+        """Gray frames come out as (H, W, 1): the file was written from such frames (our
+        writer's tag, see _writer.CHANNEL_AXIS_TAG)."""
+        if self.shape_tail == ():
+            self.shape_tail = (1,)
+
     def to_array(self, frame) -> np.ndarray:
         """A new array (never a view on the decoder's buffers)."""
+        arr = self._to_array(frame)
+        return arr[..., None] if self.shape_tail == (1,) else arr
+
+    def _to_array(self, frame) -> np.ndarray:
         if self.kind == "opaque":
             rgba = self._convert(frame, "rgba").to_ndarray()
             if rgba[..., 3].min() < 255:

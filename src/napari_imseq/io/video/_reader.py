@@ -31,7 +31,7 @@ from ._index import (
     _matroska_segment_end,
     _sniff_video,
 )
-from ._pixfmt import _GifAlpha, _Plan, hint_allocator
+from ._pixfmt import CHANNEL_AXIS_TAG, _GifAlpha, _Plan, hint_allocator
 
 _INDEX_KIND = "video-index-v3"
 _INDEX_ARRAYS = (
@@ -143,7 +143,9 @@ class VideoFile(Sequence):
                     f"header is damaged); no frame can be decoded"
                 )
             codec = cc.codec
+            tags = {str(k).upper(): v for k, v in (container.metadata or {}).items()}
             self._info = {
+                "channel_axis": tags.get(CHANNEL_AXIS_TAG) == "1",
                 "container": container.format.name,
                 "codec": cc.name,
                 "codec_long_name": getattr(codec, "long_name", cc.name),
@@ -215,6 +217,8 @@ class VideoFile(Sequence):
             alpha = bool(arrays["alpha"][0]) if gif_alpha is None else gif_alpha
             if self._info["container"] == "gif" and not alpha:
                 self._plan.opaque(path)
+            if self._info["channel_axis"]:
+                self._plan.keep_channel_axis()
         except Exception as err:
             raise UnsupportedFormatError(
                 f"{path}: pixel format {pix_fmt!r} is not supported: {err}"
@@ -564,7 +568,7 @@ class VideoFile(Sequence):
 
     @property
     def rgb(self) -> bool:
-        return bool(self._plan.shape_tail)
+        return self._plan.shape_tail in ((3,), (4,))
 
     def _decode(self, dec: _Decoder, index: int):
         """``dec.decode_to(index)`` with dependency errors turned into ours."""

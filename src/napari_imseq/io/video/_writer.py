@@ -10,6 +10,7 @@ import numpy as np
 
 from .._base import SequenceWarning
 from .._writer_base import UnsupportedWriteError, Writer, to_uint8
+from ._pixfmt import CHANNEL_AXIS_TAG
 
 _CONTAINERS = {
     ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4",
@@ -22,6 +23,8 @@ _DEFAULT_CODEC = {
 _CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "hevc": "libx265", "h265": "libx265",
                   "vp9": "libvpx-vp9", "jpeg": "mjpeg"}  # fmt: skip
 _LOSSLESS = ("ffv1", "rawvideo", "png")
+#: containers that keep that tag (MOV/MP4 with movflags=use_metadata_tags); AVI and GIF do not
+_TAGGED = ("matroska", "webm", "mov", "mp4", "nut")
 _EIGHT_BIT_ONLY = ("libx264", "libx265", "libvpx-vp9", "mjpeg", "gif")
 _EVEN_SIZE = ("libx264", "libx265", "libvpx-vp9", "mjpeg")
 
@@ -128,6 +131,13 @@ class VideoWriter(Writer):
                 f"frames of shape {shape} cannot be stored in video; use 2-D gray or "
                 f"(H, W, 3|4) colour frames, or write .tif/.zarr for other shapes"
             )
+        if frame.ndim == 3 and channels == 1 and self.container_format not in _TAGGED:
+            raise self._refuse(
+                f"frames of shape {shape} (a channel axis of 1) would read back from "
+                f"{self.container_format.upper()} as 2-D {shape[:2]} frames: this container "
+                f"cannot record the axis; pass frames[..., 0] for 2-D gray frames, or write "
+                f".mkv, .mov or .mp4 (which keep it), .tif or .zarr"
+            )
         codec = self.codec
         if self.display_range is not None:
             if dtype.kind not in "uif":
@@ -176,6 +186,7 @@ class VideoWriter(Writer):
     def _open(self, frame: np.ndarray) -> None:
         import av
 
+        channel_axis = frame.ndim == 3 and frame.shape[2] == 1
         frame = self._prepare(frame)
         gray = frame.ndim == 2
         wide = frame.dtype == np.uint16
@@ -215,9 +226,13 @@ class VideoWriter(Writer):
         if self.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
         container_options = {"loop": "0"} if self.codec == "gif" else {}
+        if channel_axis and self.container_format in ("mov", "mp4"):
+            container_options["movflags"] = "use_metadata_tags"
         self._out = av.open(
             self.partial, "w", format=self.container_format, options=container_options
         )
+        if channel_axis:
+            self._out.metadata[CHANNEL_AXIS_TAG] = "1"
         try:
             try:
                 s = self._out.add_stream(self.codec, rate=rate, options=options)
