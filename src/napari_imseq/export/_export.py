@@ -296,7 +296,7 @@ def _overlay(
     """A function burning the asked overlays into an RGB frame (None when none asked)."""
     if not spec:
         return None
-    from ..transforms.annotate import draw_text, scale_bar
+    from ..transforms import draw_text, scale_bar  # the package: see transforms/__init__
 
     unknown = set(spec) - {"timestamp", "scale_bar", "text"}
     if unknown:

@@ -589,7 +589,7 @@ def auto_display_range(frames: Any, path: str = "") -> tuple[float, float]:
     spaced subsample (:func:`napari_imseq.transforms.estimate_range`; the cost follows the
     subsample). NaN and infinite pixels are ignored; no finite value is an
     :class:`UnsupportedWriteError`."""
-    from ..transforms.normalize import estimate_range
+    from ..transforms import estimate_range  # the package: see transforms/__init__
 
     try:
         lo, hi = estimate_range(frames, percentiles=(0.1, 99.9), max_frames=32, downsample=4)

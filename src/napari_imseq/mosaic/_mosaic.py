@@ -108,7 +108,7 @@ def _per_source(value: Any, names: list[str], what: str, default: Any) -> list[A
 def _pipeline(value: Any) -> Pipeline | None:
     if value is None:
         return None
-    from ..transforms.pipeline import Pipeline
+    from ..transforms import Pipeline
 
     if value is None or isinstance(value, Pipeline):
         return value if value is None or len(value) else None
@@ -255,11 +255,11 @@ class _Tile:
         p = self.placement
         frame = frame[p.crop]  # fitted first: colour and type work on the smaller frame
         if p.resize is not None:
-            from ..transforms.geometry import resize
+            from ..transforms import resize
 
             frame = resize(frame, shape=p.resize, interpolation=self.interpolation)
         if self.out_channels and not self.channels and self.gray not in (None, "replicate"):
-            from ..transforms.colour import apply_colormap
+            from ..transforms import apply_colormap
 
             frame = apply_colormap(frame, colormap=self.gray, in_range=(0.0, self._top_in))
         alpha = frame[..., 3] if self.alpha is not None and frame.ndim == 3 else None
@@ -314,14 +314,15 @@ class _Tile:
         return self._cast_alpha(alpha.astype(np.float64), in_top, out_top)
 
     def _cast_alpha(self, values: np.ndarray, in_top: float, out_top: float) -> np.ndarray:
-        from ..transforms._registry import restore
+        from ..transforms import _registry
 
-        return restore(np.clip(values * (out_top / in_top), 0, out_top), self.out_dtype)
+        return _registry.restore(np.clip(values * (out_top / in_top), 0, out_top), self.out_dtype)
 
     def _scaled(self, values: np.ndarray) -> np.ndarray:
         """``values`` mapped linearly from the tile's range onto the output's (clipped)."""
-        from ..transforms._registry import restore
+        from ..transforms import _registry
 
+        restore = _registry.restore
         lo, hi, top = self.scale
         values = (values.astype(np.float64) - lo) * (top / (hi - lo))
         return restore(np.clip(values, 0, top), self.out_dtype)
@@ -572,7 +573,7 @@ class MosaicSequence(Sequence):
             raise MosaicError(f"mosaic: promote must be one of {PROMOTIONS}, not {promote!r}")
         channels = max(t.channels for t in tiles)
         if gray != "replicate":
-            from ..transforms.colour import colormap_names
+            from ..transforms.colour import colormap_names  # (not in a tile thread)
 
             if gray not in colormap_names():
                 raise MosaicError(
@@ -1020,8 +1021,9 @@ class MosaicSequence(Sequence):
             self._ahead[index] = started
 
     def _draw_labels(self, out: np.ndarray, frames: list[int]) -> None:
-        from ..transforms._registry import dtype_range
-        from ..transforms.annotate import draw_text
+        from ..transforms import _registry, draw_text
+
+        dtype_range = _registry.dtype_range
 
         top = _top(self._dtype, self._bits)
         lo, hi = dtype_range(self._dtype)

@@ -2,6 +2,13 @@
 
 Headless (no napari, no Qt). Every function takes one frame, 2-D gray or (H, W, C) colour, and
 documents what it does to the dtype (uint16 stays uint16 unless the function is a conversion).
+
+Code that imports transforms lazily, in a thread (tile lanes, export and writer threads), imports
+names from this package (``from ..transforms import resize``), not from a submodule: importing a
+submodule first holds that submodule's import lock while Python imports this package, whose
+``__init__`` imports every submodule; two threads doing that at once can each hold what the
+other waits for, and Python then hands one of them a half-made module ("cannot import name ...
+from partially initialized module"). Importing the package first waits for its ``__init__``.
 """
 
 from . import annotate, colour, filters, geometry, intensity, normalize
