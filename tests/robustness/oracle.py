@@ -201,19 +201,28 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
         avi = "avi" in container.format.name
 
         frame_pts: list[int | None] = []
+        concealed = [False]
 
         def add(frames) -> None:
             arrays = [to_array(f) for f in frames]
             frame_pts.extend(f.pts for f in frames)
-            out.extend(frame_hash(a) for a in arrays)
-            rgb.extend(_opaque_rgb_hash(a) for a in arrays)
+            for f, a in zip(frames, arrays, strict=True):
+                # a frame FFmpeg flags as concealed holds pixels taken from other frames,
+                # which depend on what the decoder decoded before (MPEG-4: its bug
+                # autodetection state after damage): no plain decode says what it is, nor
+                # what the frames after it up to the next keyframe are
+                concealed[0] = bool(f.is_corrupt) or (concealed[0] and not f.key_frame)
+                out.append(UNKNOWN if concealed[0] else frame_hash(a))
+                rgb.append(UNKNOWN if concealed[0] else _opaque_rgb_hash(a))
 
         pts: list[int | None] = []  # of every packet with data, in file order
+        keys: list[bool] = []
         lost: list[int] = []  # packets whose decode failed (non-intra codecs)
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     pts.append(packet.pts)
+                    keys.append(packet.is_keyframe)
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
@@ -238,13 +247,22 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
     # frames; stamps that go back and forth are presentation stamps (MPEG-4 B-frames in AVI)
     decode_stamps = avi and (None in pts or all(a < b for a, b in zip(pts, pts[1:], strict=False)))
     placed = None if intra or decode_stamps else _by_timestamp(out, frame_pts, pts)
+    # stamps the decoder puts out of order (damaged composition stamps, or a damaged
+    # reordering): its output order is as plain a reading of the file as the stamps' order
+    stamps = [t for t in frame_pts if t is not None]
+    extra = [out[:MAX_FRAMES]] if placed is not None and stamps != sorted(stamps) else []
+    lead = keys.index(True) if True in keys else 0
+    if placed is None and not lost and lead and len(out) == len(pts) - lead:
+        # the first keyframe's data is lost and the decoder put out nothing for the packets
+        # before it, without an error: their frames are unreadable, not the ones after
+        out, rgb = [None] * lead + out, [None] * lead + rgb
     if placed is not None:
         out, rgb = placed, _by_timestamp(rgb, frame_pts, pts)
     elif lost:
         out, rgb = _place_lost(out, pts, lost), _place_lost(rgb, pts, lost)
     if gif:
         return [out[:MAX_FRAMES], rgb[:MAX_FRAMES]]
-    return [out[:MAX_FRAMES]]
+    return [out[:MAX_FRAMES], *extra]
 
 
 #: a frame whose identity no plain decode can establish: not compared
@@ -262,11 +280,13 @@ def _by_timestamp(frames: list, frame_pts: list, packet_pts: list) -> list | Non
         return None
     rank = {p: r for r, p in enumerate(sorted(known))}
     placed: list = [None] * len(known)
+    twice = 0
     for p, h in zip(frame_pts, frames, strict=True):
         # two frames with one stamp (a decoder fed a P-frame whose keyframe is lost outputs a
         # frame for it twice): which one is that frame no plain decode says
+        twice += placed[rank[p]] is not None
         placed[rank[p]] = UNKNOWN if placed[rank[p]] is not None else h
-    if placed.count(UNKNOWN) > len(placed) // 4:
+    if twice > len(placed) // 4:
         return None  # stamps that do not identify frames
     return placed
 

@@ -328,7 +328,11 @@ def classify(outcome: dict, problems: list[str]) -> tuple[str, list[str]]:
 #: what each alternative of ``oracle.decode_all`` is, by reference kind
 _ALT_NAMES = {
     "tiff": ("page-by-page reference", "tifffile series reference", "undamaged layout reference"),
-    "pyav": ("reference", "RGB reference (GIF without declared transparency)"),
+    "pyav": (
+        "reference",
+        "second reference (GIF: RGB without declared transparency; video: "
+        "the decoder's output order)",
+    ),
     "jpegseq": ("reference", "reference cut at the header's frame count"),
 }
 

@@ -394,3 +394,60 @@ def test_healthy_h263_in_avi_reads_exactly(tmp_path):
     assert assert_consistent(paths) == []
     for i, f in enumerate(paths["index"]):
         np.testing.assert_array_equal(f, truth[i], err_msg=f"frame {i}")
+
+
+def test_an_mpeg4_avi_read_as_a_raw_stream_is_not_judged_with_bug_detection_off(tmp_path):
+    """A flipped first byte of an MPEG-4 AVI ('RIFF' lost): FFmpeg reads the file as a raw
+    MPEG-4 stream whose first packet starts with the AVI headers. Its 'Lavc' user data made
+    the reader decode with bug autodetection off, which turned every frame into one grey
+    picture while a plain decode reads them all: no judge is chosen from such headers."""
+    path = tmp_path / "m.avi"
+    vm.write(path, frames(20), codec="mpeg4", pix_fmt="yuv420p", fmt_in="rgb24", gop=6,
+             bframes=2)  # fmt: skip
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0x9A
+    path.write_bytes(bytes(raw))
+    with av.open(str(path)) as c:
+        if c.format.name != "m4v":
+            pytest.skip(f"FFmpeg reads the damaged file as {c.format.name}, not a raw stream")
+    truth = vm.sequential(path)
+    paths = every_path(path)
+    assert assert_consistent(paths) == []
+    assert len(paths["index"]) == len(truth)
+    for i, f in enumerate(paths["index"]):
+        np.testing.assert_array_equal(f, truth[i], err_msg=f"frame {i}")
+
+
+#: cases of long robustness runs (seeds 1 and 2, 2026-12-05) that were `wrong`, by root cause
+SEEDED = [
+    # a frame the H.264 decoder puts out after a later one, behind damage in its GOP: the
+    # reader renumbered the whole file by output order in one read path, not in another
+    (1, "pyav_h264_bframes:zeros[len=256,seed=571455932]"),
+    # damaged composition stamps (ctts): a frame was called missing, or handed out, before
+    # the decoder's order (which differs from the stamps') was known
+    (2, "pyav_h264_bframes:flip[n=1,seed=734515436]"),
+    # the raw-stream judge above
+    (2, "pyav_mpeg4_bframes_avi:flip[n=4,seed=448601496]"),
+    # the oracle: the decoder puts out nothing, without an error, for packets before a lost
+    # first keyframe (their frames are the unreadable ones, not the last)
+    (1, "pyav_h264_in_avi:zeros[len=256,seed=413198385]"),
+    # the oracle: frames a plain MPEG-4 decode conceals after damage elsewhere (its bug
+    # autodetection state) are no reference for frames the reader decodes in a defined state
+    (1, "pyav_mpeg4_bframes_avi:flip[n=4,seed=641074118]"),
+]
+
+
+@pytest.mark.parametrize("seed, cid", SEEDED, ids=[c for _, c in SEEDED])
+def test_former_wrong_cases_of_other_seeds_are_exact_or_clean_errors(
+    seed, cid, tmp_path, monkeypatch
+):
+    from . import harness, probe
+
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    case = next(
+        c for c in harness.build_cases(harness.Settings(seed=seed, long=True)) if c["id"] == cid
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    result = probe.run_case({**case, "work": str(work), "sources": []}, lambda phase: None)
+    assert result["cls"] in ("exact", "clean_error"), result["details"]

@@ -18,6 +18,11 @@ it, comes out differently after a seek than in a sequential decode. The policy:
 * **Nothing handed out early.** A frame is handed out only once every packet before its own
   in decode order has come out of the decoder (or failed), so damage found in a reference that
   is shown later (a P-frame after the B-frames that predict from it) is known in time.
+* **Order checked before use.** A frame that comes out of the decoder after a later frame is
+  found before either is handed out (a frame is not called missing while its packet may still
+  come out). Damage in its GOP explains it (H.264 reorders damaged data differently): that
+  frame is damaged too. Without damage the decoder's order is the file's (damaged composition
+  stamps) and the file is renumbered by it, the same in every read path.
 * **Found reliably.** Damage is only established by decoders that report it at the packet
   that holds it: FFmpeg's H.264 (and the other error-resilience decoders) skip error
   concealment and its flags with slice threads, so those decode single-threaded where a reader
@@ -78,10 +83,17 @@ def strict_judge(codec: str, headers: bytes) -> bool:
     extradata or first packet ``headers``): its decoder runs with FFmpeg's bug autodetection
     off (``bug=0``), which changes no pixel of such a file and makes the end-of-frame check
     strict whatever was decoded before: no fresh codec context per GOP is needed. Other
-    encoders (XviD, DivX, old libavcodec) may need the autodetected workarounds."""
+    encoders (XviD, DivX, old libavcodec) may need the autodetected workarounds, and headers
+    that do not start with a start code say nothing reliable about the stream."""
     import re
 
     if codec != "mpeg4" or re.search(rb"XviD|DivX|FFmpe", headers):
+        return False
+    if not headers.startswith(b"\x00\x00\x01"):
+        # not a clean stream start (a damaged container read as a raw MPEG-4 stream, its
+        # headers in the first packet): measured, bug=0 then decoded every frame of such a
+        # file to one grey picture while the autodetecting decoder read them all
+        return False
         return False
     found = re.findall(rb"Lavc(\d+)\.(\d+)\.(\d+)", headers)
     return bool(found) and all(tuple(map(int, v)) >= _LAVC_CLEAN for v in found)
@@ -208,6 +220,15 @@ class DamageMap:
                 if self.cause[q] < 0:
                     self.cause[q] = k
             self.why.setdefault(k, why)
+
+    def in_gop(self, idx, q: int) -> bool:
+        """Some packet of the GOP of packet ``q`` (decode order) is damaged or spoiled."""
+        if self.cause is None:
+            return False
+        keys = _key_packets(idx)
+        j = int(np.searchsorted(keys, q, side="right")) - 1
+        start = int(keys[j]) if j >= 0 else 0
+        return bool((self.cause[start : next_key_packet(idx, q)] >= 0).any())
 
     def of_packet(self, q: int | None) -> int | None:
         """The damaged packet that spoils packet ``q``, or None."""

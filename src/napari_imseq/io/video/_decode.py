@@ -565,7 +565,11 @@ class _Decoder:
                     self._earlier()
                     continue
             if self.last is not None and i <= self.last:
-                raise _Renumber("the decoder's frame order differs from the timestamps' order")
+                self.pending.popleft()
+                self._late(i, self.src.pop(i, None))  # raises unless damage explains it
+                continue
+            if i > target:
+                self._check_late(target)  # raises when the target comes out after frame i
             if i > target:  # the decoder gave no frame for the target
                 raise self._missing(target, f"the decoder went from frame {self.last} to {i}")
             self.pending.popleft()
@@ -575,6 +579,7 @@ class _Decoder:
                 frame = None  # decoded on the way, among skipped frames: not kept
             if i == target or (self.keep is not None and frame is not None):
                 self._settle(q, target)  # damage in an earlier packet is known before it is used
+                self._late_behind(i)  # and a frame before it that came out after it
                 if self._spoiled(q):
                     frame = None
             if i == target:
@@ -584,6 +589,42 @@ class _Decoder:
                 return frame
             if self.keep is not None and frame is not None:
                 self.keep(i, frame)
+
+    def _late(self, i: int, q: int | None) -> None:
+        """Frame ``i`` (packet ``q``) came out after a later frame. Damage in its GOP (found
+        while decoding it) explains it: the decoder's reordering ran on damaged data, so that
+        frame is damaged too (in every read path, which all decode the GOP from its keyframe).
+        Otherwise the decoder's order is the file's and differs from the timestamps'."""
+        damage = self.owner._damage
+        if q is not None and damage.in_gop(self.owner._index, q):
+            damage.mark(self.owner._index, q, "the decoder put it out of order after damaged data")
+            return
+        raise _Renumber("the decoder's frame order differs from the timestamps' order")
+
+    def _late_behind(self, i: int) -> None:
+        """Frames before frame ``i`` that came out after it while it settled: see :meth:`_late`
+        (frame ``i`` is not handed out before the decoder's order is known)."""
+        for j in [j for j, _ in self.pending if j < i]:
+            self.pending.remove(next(e for e in self.pending if e[0] == j))
+            self._late(j, self.src.pop(j, None))
+
+    def _check_late(self, target: int) -> None:
+        """Pts mode, a frame after ``target`` came out first: decode on until the target's
+        packet, already fed, has come out too (or is overdue). Its frame then waits behind
+        later ones: see :meth:`_late` (a renumbering, or the target is damaged); a frame is
+        never called missing where the decoder only put it out later."""
+        idx = self.owner._index
+        q = _damage.packet_of_frame(idx, target) if idx.mode == "pts" else None
+        if q is None or q not in self.unseen:
+            return
+        self._settle(q + 1, target)
+        at = next((k for k, (j, _) in enumerate(self.pending) if j == target), None)
+        if at is None:
+            return
+        del self.pending[at]
+        q = self.src.pop(target, q)
+        self._late(target, q)
+        raise self.owner._damage.error(idx, target, q)
 
     def _finish_gop(self) -> None:
         """Count mode: decode on to the end of a GOP that has not proved closed yet."""
