@@ -437,3 +437,27 @@ def test_allocated_imagej_stack_past_4_gb_is_one_page_and_sparse(tmp_path):
     with tifffile.TiffFile(path) as tif:
         assert len(tif.pages) == 1 and tif.imagej_metadata["frames"] == 9000
     np.testing.assert_array_equal(tifffile.memmap(path)[8999], frame)
+
+
+def test_a_page_whose_coding_tags_differ_from_the_series_is_refused(tmp_path):
+    """tifffile decodes every page of a series with the first page's tags: a page whose own
+    Compression tag was damaged (here: deflate rewritten as none) would come out as the series'
+    coding says, or as garbage page by page. Its frame is refused, naming what differs; the
+    other frames read exactly."""
+    p = tmp_path / "a.tif"
+    data = np.arange(5 * 10 * 12, dtype=np.uint16).reshape(5, 10, 12)
+    tifffile.imwrite(p, data, compression="zlib")
+    with tifffile.TiffFile(p) as tf:
+        tag = tf.pages[3].tags["Compression"]
+        at, order = tag.valueoffset, tf.byteorder
+    blob = bytearray(p.read_bytes())
+    blob[at : at + 2] = (1).to_bytes(2, "little" if order == "<" else "big")
+    p.write_bytes(bytes(blob))
+    with imseq.open_sequence(str(p)) as s:
+        assert len(s) == 5
+        for i in (0, 1, 2, 4):
+            assert np.array_equal(s[i], data[i])
+        with pytest.raises(
+            imseq.FrameIndexError, match="page 3 is coded differently.*compression 1 "
+        ):
+            s[3]

@@ -90,6 +90,20 @@ def _walk_ifds(fh: FileHandle, size: int) -> tuple[int, int | None]:
     return len(seen), None
 
 
+#: the tags that say how a page's bytes become pixels; tifffile decodes every page of a series
+#: with its first page's values
+_CODING = (
+    "compression", "predictor", "fillorder", "planarconfig", "bitspersample", "sampleformat",
+    "tilewidth", "tilelength", "rowsperstrip",
+)  # fmt: skip
+
+
+def _coding(page) -> tuple:
+    """How ``page`` is coded (:data:`_CODING`), as plain values."""
+    values = (getattr(page, name, None) for name in _CODING)
+    return tuple(-1 if v is None else int(v) for v in values)  # (tifffile's NONE is falsy)
+
+
 class TiffStack(Sequence):
     """A TIFF file read frame by frame along its first non-spatial axis."""
 
@@ -183,6 +197,7 @@ class TiffStack(Sequence):
         self._tifffile = tifffile
         first = self._own_page(s.pages[0]) if s.pages and s.pages[0] is not None else None
         self._page_layout = (tuple(page.shape), page.dtype)
+        self._page_coding = _coding(page)
         if first is not None and (tuple(first.shape), first.dtype) != self._page_layout:
             raise SequenceFormatError(
                 f"{path}: the series' first page is {first.shape} {first.dtype} but tifffile "
@@ -405,6 +420,20 @@ class TiffStack(Sequence):
                 raise FrameIndexError(
                     f"{self.path}: frame {index}: page {k} {what} but the series is made of "
                     f"{self._page_layout[0]} {self._page_layout[1]} pages; the page is damaged"
+                )
+            coding = _coding(own)
+            if coding != self._page_coding:
+                # the series is decoded with its first page's tags; a page whose own tags say
+                # otherwise (a damaged compression or predictor tag) has no trusted reading
+                differ = ", ".join(
+                    f"{name} {mine} (the series: {theirs})"
+                    for name, mine, theirs in zip(_CODING, coding, self._page_coding, strict=True)
+                    if mine != theirs
+                )
+                raise FrameIndexError(
+                    f"{self.path}: frame {index}: page {k} is coded differently from the "
+                    f"series' first page: {differ}; the page's tags are damaged, so its pixels "
+                    f"cannot be trusted"
                 )
             if not page.dataoffsets or len(page.dataoffsets) != len(page.databytecounts):
                 raise FrameIndexError(
