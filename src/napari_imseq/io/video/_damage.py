@@ -20,9 +20,11 @@ it, comes out differently after a seek than in a sequential decode. The policy:
   is shown later (a P-frame after the B-frames that predict from it) is known in time.
 * **Order checked before use.** A frame that comes out of the decoder after a later frame is
   found before either is handed out (a frame is not called missing while its packet may still
-  come out). Damage in its GOP explains it (H.264 reorders damaged data differently): that
-  frame is damaged too. Without damage the decoder's order is the file's (damaged composition
-  stamps) and the file is renumbered by it, the same in every read path.
+  come out). Damage between the two in decode order explains it (H.264 reorders damaged
+  data differently, a parser stamps a damaged MPEG-4 B-VOP wrongly): the late frame is still
+  the frame of its stamp, handed out when asked for (or refused if damage spoils it). Without
+  damage the decoder's order is the file's (damaged composition stamps) and the file is
+  renumbered by it, the same in every read path.
 * **Found reliably.** Damage is only established by decoders that report it at the packet
   that holds it: FFmpeg's H.264 (and the other error-resilience decoders) skip error
   concealment and its flags with slice threads, so those decode single-threaded where a reader
@@ -221,14 +223,9 @@ class DamageMap:
                     self.cause[q] = k
             self.why.setdefault(k, why)
 
-    def in_gop(self, idx, q: int) -> bool:
-        """Some packet of the GOP of packet ``q`` (decode order) is damaged or spoiled."""
-        if self.cause is None:
-            return False
-        keys = _key_packets(idx)
-        j = int(np.searchsorted(keys, q, side="right")) - 1
-        start = int(keys[j]) if j >= 0 else 0
-        return bool((self.cause[start : next_key_packet(idx, q)] >= 0).any())
+    def between(self, lo: int, hi: int) -> bool:
+        """Some packet from ``lo`` to ``hi`` (decode order) is damaged or spoiled."""
+        return self.cause is not None and bool((self.cause[lo : hi + 1] >= 0).any())
 
     def of_packet(self, q: int | None) -> int | None:
         """The damaged packet that spoils packet ``q``, or None."""

@@ -566,10 +566,15 @@ class _Decoder:
                     continue
             if self.last is not None and i <= self.last:
                 self.pending.popleft()
-                self._late(i, self.src.pop(i, None))  # raises unless damage explains it
+                self._late(i, self.src.pop(i, None), self.last)  # raises unless damage explains it
+                continue  # (read again when asked for: _check_late)
                 continue
-            if i > target:
-                self._check_late(target)  # raises when the target comes out after frame i
+            if i > target and (late := self._check_late(target)) is not None:
+                q, frame = late  # the target came out after frame i
+                self.last = target
+                if frame is None or self._spoiled(q):
+                    raise self.owner._damage.error(idx, target, q)
+                return frame
             if i > target:  # the decoder gave no frame for the target
                 raise self._missing(target, f"the decoder went from frame {self.last} to {i}")
             self.pending.popleft()
@@ -590,14 +595,17 @@ class _Decoder:
             if self.keep is not None and frame is not None:
                 self.keep(i, frame)
 
-    def _late(self, i: int, q: int | None) -> None:
-        """Frame ``i`` (packet ``q``) came out after a later frame. Damage in its GOP (found
-        while decoding it) explains it: the decoder's reordering ran on damaged data, so that
-        frame is damaged too (in every read path, which all decode the GOP from its keyframe).
-        Otherwise the decoder's order is the file's and differs from the timestamps'."""
-        damage = self.owner._damage
-        if q is not None and damage.in_gop(self.owner._index, q):
-            damage.mark(self.owner._index, q, "the decoder put it out of order after damaged data")
+    def _late(self, i: int, q: int | None, before: int) -> None:
+        """Frame ``i`` (packet ``q``) came out after frame ``before`` > ``i``. Damage found
+        between their packets in decode order (or spoiling one of them) explains it: the
+        decoder reordered damaged data (or the parser stamped it). Frame ``i`` is then still
+        the frame of its stamp (its packet was decoded when fed; damage after it is known by
+        then and spoils it if it predicts from it) and is handed out when asked for
+        (:meth:`_check_late`), in every read path. Otherwise the decoder's order is the
+        file's and differs from the timestamps': the file is renumbered."""
+        damage, idx = self.owner._damage, self.owner._index
+        b = _damage.packet_of_frame(idx, before) if idx.mode == "pts" else None
+        if q is not None and b is not None and damage.between(min(q, b), max(q, b)):
             return
         raise _Renumber("the decoder's frame order differs from the timestamps' order")
 
@@ -606,25 +614,26 @@ class _Decoder:
         (frame ``i`` is not handed out before the decoder's order is known)."""
         for j in [j for j, _ in self.pending if j < i]:
             self.pending.remove(next(e for e in self.pending if e[0] == j))
-            self._late(j, self.src.pop(j, None))
+            self._late(j, self.src.pop(j, None), i)
 
-    def _check_late(self, target: int) -> None:
+    def _check_late(self, target: int) -> tuple[int | None, object] | None:
         """Pts mode, a frame after ``target`` came out first: decode on until the target's
         packet, already fed, has come out too (or is overdue). Its frame then waits behind
-        later ones: see :meth:`_late` (a renumbering, or the target is damaged); a frame is
-        never called missing where the decoder only put it out later."""
+        later ones: see :meth:`_late` (a renumbering, or (packet, frame) of the target); a
+        frame is never called missing where the decoder only put it out later."""
         idx = self.owner._index
         q = _damage.packet_of_frame(idx, target) if idx.mode == "pts" else None
         if q is None or q not in self.unseen:
-            return
+            return None
         self._settle(q + 1, target)
         at = next((k for k, (j, _) in enumerate(self.pending) if j == target), None)
         if at is None:
-            return
+            return None
+        frame = self.pending[at][1]
         del self.pending[at]
         q = self.src.pop(target, q)
-        self._late(target, q)
-        raise self.owner._damage.error(idx, target, q)
+        self._late(target, q, self.pending[0][0])
+        return q, frame
 
     def _finish_gop(self) -> None:
         """Count mode: decode on to the end of a GOP that has not proved closed yet."""
