@@ -200,11 +200,12 @@ def _imports(path: Path) -> set[str]:
 def test_no_import_circle_through_the_registry_or_the_writers():
     # the registry imports nothing of the package: no circle can pass through it
     assert _imports(IO / "_formats.py") == set()
-    # the writer base needs only the errors of _base, the registry and a range estimate
+    # the writer base needs only the errors of _base, the registry and a range estimate (from
+    # the transforms package, imported when asked for: see transforms/__init__)
     assert _imports(IO / "_writer_base.py") <= {
         "io._base",
         "io._formats",
-        "transforms.normalize",
+        "transforms",
     }
     # format modules register into the registry and take the writer base, never the modules
     # that choose among formats (which would close a circle)

@@ -1,6 +1,7 @@
 """TIFF stacks: real files against tifffile, axes rules, compressed pages."""
 
 import os
+import re
 import struct
 
 import numpy as np
@@ -119,8 +120,11 @@ def test_truncated_tiff_opens_with_exactly_the_readable_frames(tmp_path, kind):
     cut = int(size * 0.7)
     assert ifds[0] < cut  # the first page survives
     os.truncate(path, cut)
-    with pytest.warns(imseq.SequenceWarning, match=r"t\.tif: the .* (frames|page).* truncated"):
+    with pytest.warns(imseq.SequenceWarning) as said:
         seq = imseq.open_sequence(path)
+    assert any(re.search(r"t\.tif: the .* (frames|page).* truncated", str(w.message)) for w in said)
+    if kind == "ome_zlib":  # tifffile writes the OME-XML last: the cut takes it
+        assert any("image description (tag 270) is damaged" in str(w.message) for w in said)
     with seq:
         n = len(seq)
         assert 0 < n < 40
@@ -461,3 +465,27 @@ def test_a_page_whose_coding_tags_differ_from_the_series_is_refused(tmp_path):
             imseq.FrameIndexError, match="page 3 is coded differently.*compression 1 "
         ):
             s[3]
+
+
+def test_a_damaged_image_description_is_reported(tmp_path, recwarn):
+    """An ImageJ hyperstack whose description tag cannot be read looks like a plain stack of
+    pages: the reader says the layout is lost instead of handing out planes as frames
+    silently. A file without a description gets no such warning."""
+    p = tmp_path / "a.tif"
+    data = np.arange(3 * 2 * 2 * 6 * 8, dtype=np.uint16).reshape(3, 2, 2, 6, 8)
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TZCYX"})
+    with tifffile.TiffFile(p) as tf:
+        at, order = tf.pages[0].tags["ImageDescription"].offset, tf.byteorder
+    blob = bytearray(p.read_bytes())
+    blob[at + 2 : at + 4] = (0xB504).to_bytes(2, "little" if order == "<" else "big")  # type
+    p.write_bytes(bytes(blob))
+    with pytest.warns(imseq.SequenceWarning, match=r"image description \(tag 270\) is damaged"):
+        s = imseq.open_sequence(str(p))
+    with s:
+        assert len(s) == 12 and s.frame_shape == (6, 8)
+        assert np.array_equal(s[5], data.reshape(12, 6, 8)[5])
+    plain = tmp_path / "b.tif"
+    tifffile.imwrite(plain, data.reshape(12, 6, 8), description=None, metadata=None)
+    recwarn.clear()
+    imseq.open_sequence(str(plain)).close()
+    assert not [w for w in recwarn if "tag 270" in str(w.message)]

@@ -207,6 +207,7 @@ class TiffStack(Sequence):
         self._check_imagej(tif, s)
         self._check_readable(s)
         self._check_other_series(tif, series_index)
+        self._check_description(tif, s)
 
     @staticmethod
     def _imagej_layout(tif, s) -> tuple[str, tuple[int, ...], int] | None:
@@ -237,6 +238,37 @@ class TiffStack(Sequence):
         page_axes = "YXS" if len(page.shape) == 3 else "YX"
         axes = "".join(a for a, _ in dims) + page_axes
         return axes, tuple(n for _, n in dims) + tuple(page.shape), int(offsets[0])
+
+    def _check_description(self, tif, s) -> None:
+        """A first page that lists an ImageDescription tag tifffile could not read (a damaged
+        tag) has lost what tells an ImageJ hyperstack or a shaped series from a plain stack of
+        pages: say that its pages are read as frames."""
+        page = tif.pages.first
+        if s.kind not in ("generic", "uniform") or page.description or 270 in page.tags:
+            return
+        big = tif.is_bigtiff
+        entry = 20 if big else 12
+        try:
+            with tif.filehandle.lock:
+                tif.filehandle.seek(page.offset)
+                head = tif.filehandle.read(8 if big else 2)
+                count = struct.unpack(tif.byteorder + ("Q" if big else "H"), head)[0]
+                raw = tif.filehandle.read(min(count, 4096) * entry)
+        except (OSError, struct.error):
+            return
+        codes = {
+            struct.unpack_from(tif.byteorder + "H", raw, k * entry)[0]
+            for k in range(len(raw) // entry)
+        }
+        if 270 in codes:
+            warnings.warn(
+                f"{self.path}: the first page's image description (tag 270) is damaged and "
+                f"cannot be read; it may have held the layout of an ImageJ hyperstack or a "
+                f"shaped series (which pages form one frame, the frame rate), so the "
+                f"{len(s.pages)} pages are read as {len(s.pages)} frames of {s.keyframe.shape}",
+                SequenceWarning,
+                stacklevel=4,
+            )
 
     def _check_other_series(self, tif, series_index: int) -> None:
         """Plain pages that tifffile split into several series (a page that differs from the
