@@ -107,6 +107,14 @@ def _clients():
     return out
 
 
+def _close(clients, work: str) -> None:
+    """Close the clusters of :func:`_clients` and remove the run's outputs."""
+    for client, cluster, _ in clients.values():
+        client.close()
+        cluster.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def _noop(item, *, cancel):
     return item
 
@@ -213,10 +221,7 @@ def run() -> str:
         with imseq.open_sequence(os.path.join(out, os.path.basename(tiffs[7]))) as s:
             norm_exact = np.array_equal(s[0], np.take(lut, check))
     finally:
-        for client, cluster, _ in clients.values():
-            client.close()
-            cluster.close()
-        shutil.rmtree(work, ignore_errors=True)
+        _close(clients, work)
     load_after = _load()
 
     def row(name, seconds, count, base, unit="files"):
@@ -414,10 +419,7 @@ def norm_only() -> str:
             for p in tiffs[:: max(1, len(tiffs) // 50)]
         )
     finally:
-        for client, cluster, _ in clients.values():
-            client.close()
-            cluster.close()
-        shutil.rmtree(work, ignore_errors=True)
+        _close(clients, work)
     n = len(tiffs)
     rows = _variant_rows(
         ("bare read-LUT-write loop, this process", "normalise, 1 worker", "normalise, 2 workers"),
@@ -513,10 +515,7 @@ def tiff_segments() -> str:
                 np.array_equal(a[i], p) for i, p in zip(range(0, n, step), pages, strict=True)
             )
     finally:
-        for client, cluster, _ in clients.values():
-            client.close()
-            cluster.close()
-        shutil.rmtree(work, ignore_errors=True)
+        _close(clients, work)
     mb = os.path.getsize(src) / 2**20
     rows = _variant_rows(
         ("convert() in this process", "convert_segments, 1 worker",
