@@ -8,6 +8,13 @@ Set ``NAPARI_IMSEQ_CACHE_DIR`` to move the cache, or to an empty string to disab
 **Decoded frames** of every open file share one in-memory LRU, :data:`frames`, bounded in bytes
 (default 64 MiB for the whole process, whatever the number of open files). Set
 ``NAPARI_IMSEQ_FRAME_CACHE_MB`` before import, or call :func:`set_frame_cache_budget`.
+
+**Parked decoders**: a video keeps idle decoders open where they stopped, so that a read later
+in the same GOP decodes on instead of from the keyframe. Each open video keeps at least the one
+it used last; more are kept only within :data:`decoders`' budget, shared by all open files and
+counted by an estimate of the pictures a decoder holds (default 256 MiB: about six 1080p H.264
+decoders). Set ``NAPARI_IMSEQ_DECODER_CACHE_MB`` before import, or call
+:func:`set_decoder_budget`; 0 keeps one idle decoder per file.
 """
 
 from __future__ import annotations
@@ -86,11 +93,11 @@ def entry_path(path: str, kind: str) -> str | None:
 
 
 # ---- decoded frames in memory ------------------------------------------------------------------
-def _default_budget() -> int:
+def _default_budget(var: str = "NAPARI_IMSEQ_FRAME_CACHE_MB", mib: int = 64) -> int:
     try:
-        return max(0, int(float(os.environ.get("NAPARI_IMSEQ_FRAME_CACHE_MB", "64")) * 2**20))
+        return max(0, int(float(os.environ.get(var, str(mib))) * 2**20))
     except ValueError:
-        return 64 << 20
+        return mib << 20
 
 
 class FrameCache:
@@ -194,3 +201,58 @@ def set_frame_cache_budget(nbytes: int) -> None:
 
 def frame_cache_budget() -> int:
     return frames.budget
+
+
+# ---- parked decoders ---------------------------------------------------------------------------
+class DecoderPark:
+    """Idle decoders of every open video, least recently parked first, with their estimated
+    bytes. A file asks :meth:`room` before it opens a decoder beyond the one it has idle, and
+    :meth:`park` names the decoders to close (other than each file's last) when over budget."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._items: OrderedDict[Any, tuple[int, Any]] = OrderedDict()  # dec: (bytes, owner)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def room(self, size: int) -> bool:
+        with self._lock:
+            return self._bytes + size <= self.budget
+
+    def park(self, dec: Any, size: int, owner: Any) -> list[tuple[Any, Any]]:
+        """Count ``dec`` (now idle); returns ``(decoder, owner)`` pairs to evict, least
+        recently parked first, while the total is over budget (the caller asks each owner,
+        which keeps its last decoder)."""
+        with self._lock:
+            if dec not in self._items:
+                self._bytes += size
+            self._items[dec] = (size, owner)
+            self._items.move_to_end(dec)
+            over, out = self._bytes - self.budget, []
+            for d, (s, o) in self._items.items():
+                if over <= 0 or d is dec:
+                    break
+                out.append((d, o))
+                over -= s
+            return out
+
+    def unpark(self, dec: Any) -> None:
+        with self._lock:
+            hit = self._items.pop(dec, None)
+            if hit is not None:
+                self._bytes -= hit[0]
+
+
+#: idle decoders of every open video, bounded together
+decoders = DecoderPark(_default_budget("NAPARI_IMSEQ_DECODER_CACHE_MB", 256))
+
+
+def set_decoder_budget(nbytes: int) -> None:
+    """Bytes that idle decoders of all open files may take together (an estimate of the
+    pictures they hold); each file keeps the decoder it used last even beyond it."""
+    with decoders._lock:
+        decoders.budget = max(0, int(nbytes))
