@@ -9,15 +9,19 @@ Three chunkings:
   points (a video's keyframes, see :meth:`Sequence._decode_points`). Short GOPs are gathered
   into chunks and never split, so threads decode different GOPs and never repeat each other's
   work. A long GOP (H.264 with GOP 250) is one chunk of up to :data:`GOP_CHUNK_BYTES`, and
-  only a longer one is cut into pieces that large: dask computes chunks in an order of its own
-  (often backwards), and a piece that starts inside a GOP costs a decode from the keyframe
-  unless the decoder that read the piece before it is there to continue (see
-  ``VideoFile._acquire``). A chunk is read as a run (:meth:`Sequence._read_range`), so a
-  video decodes straight through instead of seeking per frame.
+  only a longer one is cut into pieces that large. dask orders independent chunks its own way
+  (often backwards: the last piece of a GOP first), and a piece that starts inside a GOP costs
+  a decode from the keyframe unless the decoder that read the piece before it is there to
+  continue (see ``VideoFile._acquire``). So the pieces of one GOP are chained: a piece's task
+  waits for a tiny ticket of the piece before it (:func:`_chain`), and the GOP decodes once,
+  in order, while other GOPs go on in parallel; at most a piece and the next are held per
+  GOP. A chunk is read as a run (:meth:`Sequence._read_range`), so a video decodes straight
+  through instead of seeking per frame.
 * an integer (frames per chunk) or a full dask ``chunks`` spec, taken as given.
 
 The chunk tasks use dask's own ``getter``, which dask's optimiser fuses with the slicing that
-follows: ``imread(p)[i]`` reads frame ``i`` only, not its whole chunk.
+follows: ``imread(p)[i]`` reads frame ``i`` only, not its whole chunk (in a chained piece,
+after the pieces of its GOP before it: their decode is on the way to frame ``i`` anyway).
 """
 
 from __future__ import annotations
@@ -102,6 +106,57 @@ def auto_frame_chunks(seq: Sequence) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def continued_chunks(seq: Sequence, sizes: tuple[int, ...]) -> list[int]:
+    """Chunks (by position) that start inside a GOP, after the chunk before them: the pieces
+    of a long GOP, and every chunk after the first of a file that is never read from elsewhere
+    than its start (decode points all 0)."""
+    n = len(seq)
+    points = seq._decode_points()
+    if points is None or len(points) >= n or len(sizes) < 2:
+        return []
+    keys = set(np.asarray(points, dtype=np.int64).tolist()) | {0}
+    starts = np.cumsum(sizes)[:-1].tolist()
+    return [j for j, start in enumerate(starts, 1) if start not in keys]
+
+
+class _Ticket:
+    """What a piece of a GOP hands the next one: passed to dask's ``getter`` as its ``lock``
+    (a task argument there keeps the getter fusable with later slicing); holds nothing."""
+
+    __slots__ = ()
+
+    def acquire(self, *args) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def _ticket(_chunk) -> _Ticket:
+    return _Ticket()
+
+
+def _chain(arr, continued: list[int]):
+    """``arr`` with each chunk of ``continued`` computed after the chunk before it."""
+    import dask.array as da
+    from dask._task_spec import Task, TaskRef
+    from dask.array.core import getter
+    from dask.highlevelgraph import HighLevelGraph
+
+    name, rest = arr.name, (0,) * (arr.ndim - 1)
+    tickets = "imseq-ticket-" + name.partition("-")[2]
+    graph = dict(arr.__dask_graph__())
+    for j in continued:
+        key, before = (name, j, *rest), (name, j - 1, *rest)
+        old = graph[key]
+        if not isinstance(old, Task) or old.func is not getter or len(old.args) != 2:
+            raise RuntimeError(f"dask built chunk {key} as {old!r}, not getter(array, index)")
+        graph[(tickets, j)] = Task((tickets, j), _ticket, TaskRef(before))
+        graph[key] = Task(key, getter, old.args[0], old.args[1], False, TaskRef((tickets, j)))
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
+    return da.Array(hlg, name, chunks=arr.chunks, meta=arr._meta)
+
+
 def frame_chunks(seq: Sequence, chunks: Any) -> Any:
     """A dask ``chunks`` spec for ``seq`` from what :meth:`Sequence.to_dask` accepts."""
     frame = tuple((d,) for d in seq.frame_shape)
@@ -132,4 +187,6 @@ def to_dask(seq: Sequence, chunks: Any = None):
     name = "imseq-" + tokenize(type(seq).__name__, seq.path, stamp, seq._options, spec)
     meta = np.empty((0,) * seq.ndim, dtype=seq.dtype)
     # fancy=True: dask's plain getter, which its optimiser fuses with later slicing
-    return da.from_array(seq, chunks=spec, name=name, asarray=False, fancy=True, meta=meta)
+    arr = da.from_array(seq, chunks=spec, name=name, asarray=False, fancy=True, meta=meta)
+    continued = continued_chunks(seq, spec[0]) if chunks == "auto" else []
+    return _chain(arr, continued) if continued else arr
