@@ -221,3 +221,90 @@ def test_a_pickled_auto_array_reads_the_right_frames(long_gop):
     arr = pickle.loads(pickle.dumps(imseq.imread(path)))
     with dask.config.set(scheduler="sync"):
         np.testing.assert_array_equal(arr[70:90].compute(), expected[70:90])
+
+
+# ---- a GOP longer than GOP_CHUNK_BYTES, in pieces -------------------------------------------
+@pytest.fixture
+def split_gop(long_gop, monkeypatch):
+    """The long-GOP file with 'auto' chunks of 10 frames: each GOP of 40 in 4 pieces."""
+    monkeypatch.setattr(_dask, "_threads", lambda: 6)  # 120 frames / (2 x 6) = 10 a chunk
+    monkeypatch.setattr(_dask, "GOP_CHUNK_BYTES", 1)
+    path, expected = long_gop
+    arr = imseq.imread(path)
+    assert arr.chunks[0] == (10,) * 12
+    return path, np.asarray(expected), arr
+
+
+def test_continued_chunks_are_the_pieces_inside_a_gop(monkeypatch):
+    monkeypatch.setattr(_dask, "_threads", lambda: 1)
+    seq = _Fake(700, [0, 600])
+    sizes = _dask.auto_frame_chunks(seq)
+    assert sizes == (200, 200, 200, 100)
+    assert _dask.continued_chunks(seq, sizes) == [1, 2]
+    assert _dask.continued_chunks(_Fake(700, None), sizes) == []  # frames read alone
+    assert _dask.continued_chunks(_Fake(700, [0]), sizes) == [1, 2, 3]  # one GOP: never seeks
+    assert _dask.continued_chunks(_Fake(700, range(700)), sizes) == []  # every frame a key
+
+
+@pytest.mark.parametrize("scheduler, kw", [*SCHEDULERS, ("processes", {"num_workers": 2})])
+def test_split_gop_pieces_give_the_sequential_frames_in_every_scheduler(split_gop, scheduler, kw):
+    path, expected, arr = split_gop
+    with dask.config.set(scheduler=scheduler, **kw):
+        np.testing.assert_array_equal(arr.compute(), expected)
+        np.testing.assert_array_equal(arr[::-1].compute(), expected[::-1])
+        np.testing.assert_allclose(
+            arr.mean(axis=(1, 2, 3)).compute(), expected.mean(axis=(1, 2, 3))
+        )
+        np.testing.assert_array_equal(arr.max(axis=0).compute(), expected.max(axis=0))
+        for i in (0, 35, 47, 119):  # first piece, last piece, a piece after a keyframe, the end
+            np.testing.assert_array_equal(arr[i].compute(), expected[i])
+        np.testing.assert_array_equal(arr[28:53].compute(), expected[28:53])
+
+
+def test_one_frame_of_a_piece_still_reads_that_frame_alone(split_gop):
+    path, expected, _ = split_gop
+    with imseq.open_sequence(path) as seq:
+        arr = seq.to_dask("auto")
+        singles, runs = [], []
+        read, read_range = seq._read, seq._read_range
+        seq._read = lambda i: singles.append(i) or read(i)
+        seq._read_range = lambda a, b, out: runs.append((a, b)) or read_range(a, b, out)
+        np.testing.assert_array_equal(arr[57].compute(scheduler="sync"), expected[57])
+        # the piece before it (40:50) is read first: its decode is on the way to frame 57
+        assert singles == [57] and runs == [(40, 50)]
+
+
+def _count_repositions(monkeypatch):
+    from napari_imseq.io.video import _decode
+
+    calls = []
+    reposition = _decode._Decoder._reposition
+    monkeypatch.setattr(
+        _decode._Decoder, "_reposition", lambda dec, t: calls.append(t) or reposition(dec, t)
+    )
+    return calls
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_pieces_of_a_gop_are_decoded_once(split_gop, monkeypatch, workers):
+    """Each GOP is decoded from its keyframe once, whatever order dask prefers: the decoder
+    that read a piece continues into the next. Unchained (dask's own order, last piece of a
+    GOP first) the same reduction repositions decoders more often."""
+    path, expected, arr = split_gop
+    calls = _count_repositions(monkeypatch)
+    with imseq.open_sequence(path) as seq:
+        arr = seq.to_dask("auto")
+        got = arr.mean(axis=(1, 2, 3)).compute(scheduler="threads", num_workers=workers)
+        np.testing.assert_allclose(got, expected.mean(axis=(1, 2, 3)))
+        keys = {int(k) for k in seq._decode_points()}
+    # a decoder seeks only to start a GOP (a fresh one stands at frame 0, one that ended a
+    # GOP at the next keyframe), and never starts one twice
+    assert set(calls) <= keys and len(calls) == len(set(calls)), calls
+    calls.clear()
+    monkeypatch.setattr(_dask, "continued_chunks", lambda seq, sizes: [])
+    with imseq.open_sequence(path) as seq:
+        unchained = seq.to_dask("auto").mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(
+            unchained.compute(scheduler="sync"), expected.mean(axis=(1, 2, 3))
+        )
+    assert set(calls) - keys, calls  # pieces started inside their GOP, decoded from its key

@@ -481,8 +481,9 @@ class VideoFile(Sequence):
             # (a long GOP) decodes much faster with frame threads on every core
             long_run = last - keyframe > _FRAME_THREADED_RUN and not slices_only
             kind = "AUTO" if long_run else "SLICE"
-            if best is None:
-                best = next((d for d in self._idle if d.thread_type == kind), None)
+            if best is None:  # rather not one parked inside a GOP: a piece may continue it
+                fits = [d for d in self._idle if d.thread_type == kind]
+                best = min(fits, key=self._parked_in_gop, default=None)
                 if best is not None and self._park_another():
                     best = None  # it stays parked where it is; a new decoder seeks
             if best is not None:
@@ -500,6 +501,14 @@ class VideoFile(Sequence):
         forth) then decode on from the nearest parked decoder."""
         return len(self._idle) + len(self._busy) < self.max_idle_decoders and (
             _cache.decoders.room(self._decoder_bytes)
+        )
+
+    def _parked_in_gop(self, dec: _Decoder) -> bool:
+        """``dec`` (idle) stopped inside a GOP, where the next dask piece of that GOP goes on
+        (with the pool lock held)."""
+        pos = dec.position
+        return pos is not None and 0 < pos < len(self._index) and (
+            self._index.keyframe_at_or_before(pos) < pos
         )
 
     def _coming(self, keyframe: int, target: int) -> bool:
