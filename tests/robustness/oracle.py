@@ -95,7 +95,8 @@ def jpegseq(path: Path, lay: dict) -> list:
     return _majority_shape(out)
 
 
-def tiff(path: Path, lay: dict, frame_shape: tuple | None) -> list:
+def tiff(path: Path, lay: dict, frame_shape: tuple | None, per_frame: int | None = None) -> list:
+    """tifffile's pages, ``per_frame`` of them (default: the undamaged layout's) per frame."""
     import tifffile
 
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
@@ -112,7 +113,7 @@ def tiff(path: Path, lay: dict, frame_shape: tuple | None) -> list:
                 pages.append(tif.pages[i])
         except Exception:
             pass
-        k = lay["pages_per_frame"]
+        k = per_frame or lay["pages_per_frame"]
         out = []
         for i in range(len(pages) // k):
             try:
@@ -354,6 +355,19 @@ def folder(path: Path, names: list[str]) -> list:
         except Exception:
             out.append(None)
     return _majority_shape(out)
+
+
+def tiff_pages_as_frames(base, path: Path, lay: dict) -> list[str | None] | None:
+    """A multi-page-per-frame TIFF (ImageJ hyperstack, shaped series) whose description is
+    damaged: the reader may read each page as a frame, honestly only with a warning that the
+    layout is lost; then its frames must be tifffile's pages one by one (None: not such a
+    file, or tifffile cannot read its pages)."""
+    if base.ref != "tiff" or lay.get("pages_per_frame", 1) <= 1:
+        return None
+    try:
+        return hashes(tiff(path, lay, None, per_frame=1))
+    except RefUnavailable:
+        return None
 
 
 def decode_all(base, path: Path, lay: dict) -> list[list[str | None]]:

@@ -364,6 +364,10 @@ def references(base, applied: mutations.Applied, pristine: list | None) -> list 
                         ref[:i] + ref[i + 1 :], True, what + " without the bad image"
                     )
                 )
+    if applied.mode != "pristine":
+        pages = oracle.tiff_pages_as_frames(base, Path(base.path), applied.layout)
+        if pages is not None:  # the layout lost with a warning: pages read as frames
+            alts.append(oracle.Alternative(pages, True, "page-by-page reference, a page a frame"))
     return alts
 
 

@@ -143,3 +143,33 @@ def test_every_readable_file_case_reads_through_a_source(settings):
     assert len(with_src) > len(cases) // 2
     kinds = {k for c in with_src for k in c["sources"]}
     assert kinds >= {"bytes", "bytesio", "memory"}
+
+
+def test_tiff_pages_read_as_frames_are_accepted_only_with_the_layout_warning(tmp_path):
+    """Seed 1's `tiff_imagej_tzcyx:flip[n=4,seed=348467578]`: the damaged ImageDescription
+    loses the hyperstack layout, the reader warns and reads each page as a frame. Those
+    frames are tifffile's pages one by one: accepted with the warning, wrong without it,
+    and wrong if they differ from the pages."""
+    from pathlib import Path
+
+    from . import corpus, mutations
+
+    cid = "tiff_imagej_tzcyx:flip[n=4,seed=348467578]"
+    case = next(
+        c for c in harness.build_cases(harness.Settings(seed=1, long=True)) if c["id"] == cid
+    )
+    (tmp_path / "d").mkdir()
+    base = corpus.GENERATORS[case["base"]](tmp_path / "d")
+    applied = mutations.apply(base, case["mutation"], case["seed"])
+    alts = probe.references(base, applied, None)
+    outcome = probe.read_everything(Path(base.path), case["seed"])
+    assert outcome["n"] == len(applied.layout["pages"]) > 3  # pages read as frames
+    assert any("layout" in w[1] for w in outcome["warnings"]), outcome["warnings"]
+    assert any(v[0] == "ok" for v in outcome["seq"].values())
+    assert probe.compare(outcome, alts) == []
+    silent = {**outcome, "warnings": [w for w in outcome["warnings"] if "layout" not in w[1]]}
+    assert not [w for w in silent["warnings"] if w[0] == "SequenceWarning"]
+    assert probe.compare(silent, alts)
+    k, (kind, _) = next((k, v) for k, v in outcome["seq"].items() if v[0] == "ok")
+    other = {**outcome, "seq": {**outcome["seq"], k: (kind, "0" * 16)}}
+    assert probe.compare(other, alts)
