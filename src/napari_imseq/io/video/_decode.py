@@ -501,19 +501,20 @@ class _Decoder:
                     self.verify = (landed, end, expected, set())
                 return
             # landed after the target or somewhere unknown: aim one keyframe earlier
-            j = int(np.searchsorted(idx.keyframes, k, side="left")) - 1
-            k = int(idx.keyframes[max(j, 0)])
+            keys = idx.keyframes  # once: another thread may renumber the file (downgrade)
+            k = int(keys[max(int(np.searchsorted(keys, k, side="left")) - 1, 0)])
         self._rewind()
 
     def _earlier(self) -> None:
         """Pts mode: the seek overshot the target; go one keyframe further back."""
         idx = self.owner._index
         self.attempts = getattr(self, "attempts", 0) + 1
-        j = int(np.searchsorted(idx.keyframes, self.seek_key, side="left")) - 1
+        keys = idx.keyframes  # once: another thread may renumber the file (downgrade)
+        j = int(np.searchsorted(keys, self.seek_key, side="left")) - 1
         if j <= 0 or self.attempts >= _SEEK_ATTEMPTS:
             self._rewind()
             return
-        self.seek_key = int(idx.keyframes[j])
+        self.seek_key = int(keys[j])
         self._seek(idx.frame_pts[self.seek_key])
         self._run(None)
 

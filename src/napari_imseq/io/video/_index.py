@@ -208,12 +208,14 @@ class _Index:
         return self.n
 
     def keyframe_at_or_before(self, i: int) -> int:
-        k = int(np.searchsorted(self.keyframes, i, side="right")) - 1
-        return int(self.keyframes[max(k, 0)])
+        keys = self.keyframes  # once: another thread's downgrade() may replace it meanwhile
+        k = int(np.searchsorted(keys, i, side="right")) - 1
+        return int(keys[max(k, 0)])
 
     def next_keyframe(self, i: int) -> int:
-        k = int(np.searchsorted(self.keyframes, i, side="right"))
-        return int(self.keyframes[k]) if k < len(self.keyframes) else self.n
+        keys = self.keyframes  # (as above)
+        k = int(np.searchsorted(keys, i, side="right"))
+        return int(keys[k]) if k < len(keys) else self.n
 
     def position_of(self, packet) -> int | None:
         p = packet.pos
