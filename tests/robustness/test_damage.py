@@ -458,14 +458,56 @@ def test_former_wrong_cases_of_other_seeds_are_exact_or_clean_errors(
     assert result["cls"] in ("exact", "clean_error"), result["details"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: FFmpeg's H.264 decoder drops a slice whose "
-                   "ref_pic_list_modification overflows ('abs_diff_pic_num overflow') without "
-                   "concealment or a corrupt flag: the frame holds whatever its pooled buffer "
-                   "held, which depends on the read order")  # fmt: skip
-def test_h264_slice_dropped_without_a_flag(tmp_path, monkeypatch):
-    test_former_wrong_cases_of_other_seeds_are_exact_or_clean_errors(
-        4, "pyav_h264_bframes:flip[n=1,seed=831991398]", tmp_path, monkeypatch
+def _case_file(seed, cid, tmp_path):
+    """The damaged file of a robustness case."""
+    from . import harness, probe
+
+    case = next(
+        c for c in harness.build_cases(harness.Settings(seed=seed, long=True)) if c["id"] == cid
     )
+    work = tmp_path / "work"
+    work.mkdir()
+    probe.run_case({**case, "work": str(work), "sources": []}, lambda phase: None)
+    return next((work / "data").iterdir())
+
+
+@pytest.mark.parametrize(
+    "seed, cid, dropped",
+    [(4, "pyav_h264_bframes:flip[n=1,seed=831991398]", 4),
+     (6, "pyav_h264_bframes:flip[n=4,seed=894224415]", 12)],
+)  # fmt: skip
+def test_h264_slice_dropped_without_a_flag_is_an_error_in_every_path(
+    seed, cid, dropped, tmp_path, monkeypatch
+):
+    """FFmpeg's H.264 decoder drops a slice whose ref_pic_list_modification overflows
+    ('abs_diff_pic_num overflow') without concealment or a corrupt flag: the frame held
+    whatever its pooled buffer held, which depends on the read order. With explode (closed
+    GOPs numbered by stamps) that packet fails: its frame is an error in every read path."""
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(seed, cid, tmp_path)
+    with av.open(str(path)) as c:  # a plain decode puts every frame out, none flagged
+        assert not any(f.is_corrupt for f in c.decode(video=0))
+    bad = assert_consistent(every_path(path))
+    assert dropped in bad
+    assert len(bad) < 24 // 2  # the damaged GOP only
+
+
+def test_healthy_open_gop_h264_reads_exactly_after_seeks(tmp_path):
+    """Explode fails healthy trailing pictures after a seek to an open GOP's keyframe (their
+    reference lists name pictures of the GOP before: 29 of 95 frames of such a file were
+    errors when tried): open-GOP H.264 keeps decoding without it."""
+    path = tmp_path / "open.mp4"
+    opts = {"bf": "3", "x264-params": "open-gop=1:keyint=30:min-keyint=30"}
+    vm.write(path, frames(95), codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24",
+             options=opts, bframes=3)  # fmt: skip
+    with imseq.open_sequence(path) as seq:
+        assert seq._index.open_gops is True
+    truth = vm.sequential(path)
+    paths = every_path(path)
+    assert assert_consistent(paths) == []
+    for name, got in paths.items():
+        for i, f in enumerate(got):
+            np.testing.assert_array_equal(f, truth[i], err_msg=f"{name}: frame {i}")
 
 
 def test_renumbering_in_another_thread_does_not_break_a_keyframe_lookup(tmp_path):
@@ -505,17 +547,8 @@ def test_renumbering_in_another_thread_does_not_break_a_keyframe_lookup(tmp_path
 def test_threads_read_the_renumbered_file_like_indexing_every_time(tmp_path, monkeypatch):
     """The same case read by 4 threads in 30 random orders: the same frames as sequential
     indexing each time (before the fix: 4 of 210 such reads gave an error for one frame)."""
-    from . import harness, probe
-
     monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
-    cid = "pyav_h264_bframes:flip[n=1,seed=734515436]"
-    case = next(
-        c for c in harness.build_cases(harness.Settings(seed=2, long=True)) if c["id"] == cid
-    )
-    work = tmp_path / "work"
-    work.mkdir()
-    probe.run_case({**case, "work": str(work), "sources": []}, lambda phase: None)
-    path = next((work / "data").iterdir())
+    path = _case_file(2, "pyav_h264_bframes:flip[n=1,seed=734515436]", tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with imseq.open_sequence(path, cache_bytes=0) as seq:

@@ -72,7 +72,8 @@ class _Decoder:
             wanted = "SLICE"
         # threads and options under which the decoder reports damage where it is (_damage)
         cc.thread_type, cc.thread_count = _damage.threads(cc.name, wanted)
-        options = _damage.options(cc.name)
+        idx = self.owner._index
+        options = _damage.options(cc.name, idx.mode == "pts" and idx.open_gops is False)
         if options:
             cc.options = options
         self.flags = _damage.trusts_flags(cc.name)
