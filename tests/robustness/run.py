@@ -160,7 +160,8 @@ so a damaged frame and the frames that predict from it would come out differentl
 sequential, random-order and threaded reads. The video reader (`io/video/_damage.py`) makes the
 answer the same in every read path: a packet is damaged when decoding it fails (decoders other
 than H.264/HEVC run with `err_detect=explode`, so they fail at the damaged packet instead of
-concealing it), when its frame carries FFmpeg's corrupt or decode-error flags (H.264/HEVC ran
+concealing it; H.264 too where its frames are numbered by stamps that prove every GOP closed:
+FFmpeg drops a slice whose header it cannot parse without any flag), when its frame carries FFmpeg's corrupt or decode-error flags (H.264/HEVC ran
 error concealment on it) or when its FFV1 slice CRCs (or PNG chunk CRCs) do not match. It
 spoils its own frame and every frame after it in decode order up to the next keyframe, plus
 that keyframe's leading pictures (a damaged leading picture spoils only the leading pictures
