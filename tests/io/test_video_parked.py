@@ -38,8 +38,7 @@ def seeks(monkeypatch):
 
 def test_a_read_back_in_a_gop_decodes_on_from_the_parked_decoder(long_gop, seeks, monkeypatch):
     path, truth = long_gop
-    monkeypatch.setattr(_cache.decoders, "budget", 1 << 30)
-    before = _cache.decoders.nbytes  # (files other tests left open)
+    monkeypatch.setattr(_cache, "decoders", _cache.DecoderPark(1 << 30))  # this test's own
     with imseq.open_sequence(path) as seq:
         order = [50, 35, 52, 38, 55, 10, 40, 12, 57]
         got = [seq[i] for i in order]
@@ -48,15 +47,15 @@ def test_a_read_back_in_a_gop_decodes_on_from_the_parked_decoder(long_gop, seeks
         # decoder would seek for every read but the first of the file's first GOP
         assert seeks == [50, 35], seeks
         assert len(seq._idle) == 3
-        assert _cache.decoders.nbytes == before + 3 * seq._decoder_bytes
-    assert _cache.decoders.nbytes == before  # close() unparks them
+        assert _cache.decoders.nbytes == 3 * seq._decoder_bytes
+    assert _cache.decoders.nbytes == 0  # close() unparks them
     for i, arr in zip(order, got, strict=True):
         np.testing.assert_array_equal(arr, truth[i], err_msg=f"frame {i}")
 
 
 def test_without_budget_one_decoder_moves_as_before(long_gop, seeks, monkeypatch):
     path, truth = long_gop
-    monkeypatch.setattr(_cache.decoders, "budget", 0)
+    monkeypatch.setattr(_cache, "decoders", _cache.DecoderPark(0))
     with imseq.open_sequence(path) as seq:
         for i in (50, 35, 52, 38):
             np.testing.assert_array_equal(seq[i], truth[i], err_msg=f"frame {i}")
@@ -68,17 +67,18 @@ def test_parked_decoders_of_all_files_share_the_budget_and_each_keeps_its_last(
     long_gop, seeks, monkeypatch
 ):
     path, truth = long_gop
+    park = _cache.DecoderPark(0)  # this test's own: files other tests left open stay out
+    monkeypatch.setattr(_cache, "decoders", park)
     with imseq.open_sequence(path) as a, imseq.open_sequence(path) as b:
         size = a._decoder_bytes
-        before = _cache.decoders.nbytes  # (files other tests left open)
-        monkeypatch.setattr(_cache.decoders, "budget", before + 3 * size)
+        park.budget = 3 * size
         a[20], a[5], a[40]  # noqa: B018 - three parked decoders of a
         assert len(a._idle) == 3
         b[20]  # over budget: a's least recently parked decoder (at 20) is closed
         assert len(a._idle) == 2 and len(b._idle) == 1
         assert {d.position for d in a._idle} == {6, 41}  # (the next frame each decodes)
-        assert _cache.decoders.nbytes == before + 3 * size
-        monkeypatch.setattr(_cache.decoders, "budget", 0)
+        assert _cache.decoders.nbytes == 3 * size
+        park.budget = 0
         b[5]  # no room: b's one decoder moves; a keeps what it has until it parks again
         assert len(b._idle) == 1
         a[50]  # a's decoder at 40 goes on to 50; parking it evicts a's other one (not a's last)
