@@ -219,6 +219,7 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
         pts: list[int | None] = []  # of every packet with data, in file order
         keys: list[bool] = []
         lost: list[int] = []  # packets whose decode failed (non-intra codecs)
+        shown: list[int] = []  # frames put out before each of them
         try:
             for packet in container.demux(stream):
                 if packet.size:
@@ -232,6 +233,7 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
                         rgb.append(None)
                     elif packet.size:
                         lost.append(len(pts) - 1)
+                        shown.append(len(out))
                     continue
                 if intra and packet.size and not decoded:
                     out.append(None)
@@ -260,7 +262,7 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
     if placed is not None:
         out, rgb = placed, _by_timestamp(rgb, frame_pts, pts)
     elif lost:
-        out, rgb = _place_lost(out, pts, lost), _place_lost(rgb, pts, lost)
+        out, rgb = _place_lost(out, pts, lost, shown), _place_lost(rgb, pts, lost, shown)
     if gif:
         return [out[:MAX_FRAMES], rgb[:MAX_FRAMES]]
     return [out[:MAX_FRAMES], *extra]
@@ -292,18 +294,21 @@ def _by_timestamp(frames: list, frame_pts: list, packet_pts: list) -> list | Non
     return placed
 
 
-def _place_lost(frames: list, pts: list, lost: list[int]) -> list:
+def _place_lost(frames: list, pts: list, lost: list[int], shown: list[int]) -> list:
     """Where the frames of packets that failed to decode belong in presentation order (a codec
     with reordering outputs frames later than their packets): by the rank of their packets'
     timestamps when every packet has one and the counts add up; otherwise every frame from the
-    first failure on is unknown (not compared)."""
+    first failure on (in output order: ``shown[0]`` frames came out before it) is unknown (not
+    compared), up to one frame a packet: a decoder that put out fewer frames than the packets
+    less the failures dropped some without an error, so a plain decode's count of frames after
+    the failure says nothing either."""
     if None not in pts and len(frames) + len(lost) == len(pts) and len(set(pts)) == len(pts):
         rank = {k: r for r, k in enumerate(sorted(range(len(pts)), key=lambda k: pts[k]))}
         gone = {rank[k] for k in lost}
         rest = iter(frames)
         return [None if r in gone else next(rest) for r in range(len(pts))]
-    first = min(lost)
-    return frames[:first] + [UNKNOWN] * (len(frames) - first)
+    first = min(min(lost), shown[0])
+    return frames[:first] + [UNKNOWN] * (max(len(frames), len(pts)) - first)
 
 
 def _opaque_rgb_hash(arr) -> str | None:

@@ -439,6 +439,13 @@ SEEDED = [
     # the oracle: frames a plain MPEG-4 decode conceals after damage elsewhere (its bug
     # autodetection state) are no reference for frames the reader decodes in a defined state
     (1, "pyav_mpeg4_bframes_avi:flip[n=4,seed=641074118]"),
+    # a frame the decoder put out behind a later one while an earlier frame settled: it was
+    # already pending when asked for, and called missing in order (handed out after a seek)
+    (9, "pyav_h264_bframes:flip[n=1,seed=747377067]"),
+    (10, "pyav_hevc_bframes_mkv:flip[n=4,seed=427632888]"),
+    # the oracle: a decoder that drops frames without an error after damage (AVI decode
+    # stamps) says nothing about how many frames follow: one a packet, unknown
+    (9, "pyav_h264_in_avi:flip[n=1,seed=202799274]"),
 ]
 
 
@@ -563,3 +570,65 @@ def test_threads_read_the_renumbered_file_like_indexing_every_time(tmp_path, mon
                         zip(order, pool.map(lambda i: _one(seq, i, path), order), strict=True)
                     )
             assert_consistent({"index": ref, "threads": [got[i] for i in range(n)]})
+
+
+@pytest.mark.parametrize(
+    "seed, cid",
+    [(9, "pyav_h264_bframes:flip[n=1,seed=747377067]"),
+     (10, "pyav_hevc_bframes_mkv:flip[n=4,seed=427632888]")],
+)  # fmt: skip
+def test_a_target_already_out_behind_a_later_frame_is_found_in_every_path(
+    seed, cid, tmp_path, monkeypatch
+):
+    """Damage that changes the decoder's output order without an error: settling frame
+    ``t - 1`` (every earlier packet out) brought frame ``t + 1`` and then frame ``t`` out.
+    Asked for ``t`` next, the decoder saw ``t + 1`` first and called ``t`` missing because its
+    packet was no longer awaited, while a read after a seek found it (seed 9: frame 18, seed
+    10: frame 2). The pending frame is now looked at first: every path gives one answer."""
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(seed, cid, tmp_path)
+    with av.open(str(path)) as c:  # a plain decode: stamps out of order, no error, no flag
+        out = list(c.decode(video=0))
+    stamps = [f.pts for f in out]
+    assert stamps != sorted(stamps) and not any(f.is_corrupt for f in out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = every_path(path)
+        assert_consistent(paths)
+        with imseq.open_sequence(path, cache_bytes=0) as seq:
+            n = len(seq)
+            ref = [_one(seq, i, path) for i in range(n)]
+            for run in range(3):  # 4 threads in random orders: the same frames again
+                order = list(range(n))
+                random.Random(run).shuffle(order)
+                with imseq.open_sequence(path, cache_bytes=0) as other:
+                    with ThreadPoolExecutor(4) as pool:
+                        got = dict(zip(order, pool.map(lambda i: _one(other, i, path), order),
+                                       strict=True))  # fmt: skip
+                assert_consistent({"index": ref, "threads": [got[i] for i in range(n)]})
+
+
+def test_avi_frames_after_a_gop_the_decoder_shortened_are_the_undamaged_files(
+    tmp_path, monkeypatch
+):
+    """Seed 9's `pyav_h264_in_avi:flip[n=1,seed=202799274]`: a plain decode fails two packets
+    and puts out no frame for three others without an error (15 frames of 20). The reader
+    lists 20, refuses the damaged GOP and reads the frames outside it as the undamaged file
+    has them, in every path; the oracle leaves frames from the first failure on unknown."""
+    from . import corpus, oracle
+
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(9, "pyav_h264_in_avi:flip[n=1,seed=202799274]", tmp_path)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    truth = vm.sequential(corpus.GENERATORS["pyav_h264_in_avi"](clean).path)
+    ref = oracle.pyav(path)
+    assert len(ref) == len(truth) and oracle.UNKNOWN in ref
+    paths = every_path(path)
+    bad = assert_consistent(paths)
+    assert bad and max(bad) < len(truth) - 1  # the frames after the damaged GOP read
+    for name, got in paths.items():
+        assert len(got) == len(truth)
+        for i, f in enumerate(got):
+            if f is not ERR:
+                np.testing.assert_array_equal(f, truth[i], err_msg=f"{name}: frame {i}")

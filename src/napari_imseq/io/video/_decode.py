@@ -625,10 +625,16 @@ class _Decoder:
         frame is never called missing where the decoder only put it out later."""
         idx = self.owner._index
         q = _damage.packet_of_frame(idx, target) if idx.mode == "pts" else None
-        if q is None or q not in self.unseen:
+        if q is None:
             return None
-        self._settle(q + 1, target)
         at = next((k for k, (j, _) in enumerate(self.pending) if j == target), None)
+        if at is None:
+            # not out yet: wait for it if it was fed (a frame that settled an earlier one may
+            # already have brought it out behind a later frame: then it is pending above)
+            if q not in self.unseen:
+                return None
+            self._settle(q + 1, target)
+            at = next((k for k, (j, _) in enumerate(self.pending) if j == target), None)
         if at is None:
             return None
         frame = self.pending[at][1]
