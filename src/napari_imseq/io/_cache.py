@@ -207,13 +207,16 @@ def frame_cache_budget() -> int:
 class DecoderPark:
     """Idle decoders of every open video, least recently parked first, with their estimated
     bytes. A file asks :meth:`room` before it opens a decoder beyond the one it has idle, and
-    :meth:`park` names the decoders to close (other than each file's last) when over budget."""
+    :meth:`park` names the decoders to close (other than each file's last) when over budget.
+
+    Decoders and their files are held by weak references only: a file nobody holds any more
+    is collected (and its files closed) as before, and its entries leave with it."""
 
     def __init__(self, budget: int):
         self.budget = budget
-        self._items: OrderedDict[Any, tuple[int, Any]] = OrderedDict()  # dec: (bytes, owner)
+        self._items: OrderedDict[int, tuple[int, Any, Any]] = OrderedDict()  # id: (bytes, refs)
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (a weak reference's callback may run inside park)
 
     @property
     def nbytes(self) -> int:
@@ -227,22 +230,31 @@ class DecoderPark:
         """Count ``dec`` (now idle); returns ``(decoder, owner)`` pairs to evict, least
         recently parked first, while the total is over budget (the caller asks each owner,
         which keeps its last decoder)."""
+        import weakref
+
+        key = id(dec)
         with self._lock:
-            if dec not in self._items:
+            if key not in self._items:
                 self._bytes += size
-            self._items[dec] = (size, owner)
-            self._items.move_to_end(dec)
+                gone = lambda _ref, key=key: self._forget(key)  # noqa: E731
+                self._items[key] = (size, weakref.ref(dec, gone), weakref.ref(owner))
+            self._items.move_to_end(key)
             over, out = self._bytes - self.budget, []
-            for d, (s, o) in self._items.items():
-                if over <= 0 or d is dec:
+            for k, (s, dref, oref) in list(self._items.items()):
+                if over <= 0 or k == key:
                     break
-                out.append((d, o))
-                over -= s
+                d, o = dref(), oref()
+                if d is not None and o is not None:
+                    out.append((d, o))
+                    over -= s
             return out
 
     def unpark(self, dec: Any) -> None:
+        self._forget(id(dec))
+
+    def _forget(self, key: int) -> None:
         with self._lock:
-            hit = self._items.pop(dec, None)
+            hit = self._items.pop(key, None)
             if hit is not None:
                 self._bytes -= hit[0]
 
