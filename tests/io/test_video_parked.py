@@ -86,3 +86,20 @@ def test_parked_decoders_of_all_files_share_the_budget_and_each_keeps_its_last(
         for seq in (a, b):
             for i in (6, 51, 21):
                 np.testing.assert_array_equal(seq[i], truth[i], err_msg=f"frame {i}")
+
+
+def test_the_park_does_not_keep_a_file_nobody_holds(long_gop, seeks, monkeypatch):
+    import gc
+    import weakref
+
+    path, _ = long_gop
+    park = _cache.DecoderPark(1 << 30)
+    monkeypatch.setattr(_cache, "decoders", park)
+    seq = imseq.open_sequence(path)
+    seq[50], seq[35]  # noqa: B018 - two parked decoders
+    assert len(seq._idle) == 2 and park.nbytes == 2 * seq._decoder_bytes
+    alive = weakref.ref(seq)
+    del seq
+    gc.collect()
+    assert alive() is None
+    assert park.nbytes == 0
