@@ -507,10 +507,8 @@ class VideoFile(Sequence):
         """``dec`` (idle) stopped inside a GOP, where the next dask piece of that GOP goes on
         (with the pool lock held)."""
         pos = dec.position
-        return (
-            pos is not None
-            and 0 < pos < len(self._index)
-            and (self._index.keyframe_at_or_before(pos) < pos)
+        return pos is not None and 0 < pos < len(self._index) and (
+            self._index.keyframe_at_or_before(pos) < pos
         )
 
     def _coming(self, keyframe: int, target: int) -> bool:
@@ -567,7 +565,8 @@ class VideoFile(Sequence):
             if dec not in self._idle or len(self._idle) < 2:
                 return
             self._idle.remove(dec)
-        dec.close()  # (closing unparks it)
+            _cache.decoders.unpark(dec)
+        dec.close()
 
     def _renumber(self, why: str, version: int) -> None:
         """The stamps proved unreliable: number frames by the decoder's output from now on."""
@@ -578,6 +577,7 @@ class VideoFile(Sequence):
             idx.downgrade(why)
             idle, self._idle = self._idle, []
         for dec in idle:
+            _cache.decoders.unpark(dec)
             dec.close()
         _cache.frames.drop(self._cache_owner)
         how = "by packet" if idx.mode == "packet" else "by decoding from the start"
@@ -786,5 +786,6 @@ class VideoFile(Sequence):
             self._idle.clear()
             self._pool_changed.notify_all()
         for dec in decoders:
+            _cache.decoders.unpark(dec)
             dec.close()
         _cache.frames.drop(self._cache_owner)
