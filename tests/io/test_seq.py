@@ -194,6 +194,7 @@ def test_consistent_idx_is_used_and_bad_idx_falls_back_to_a_scan(tmp_path, monke
 
 
 def test_scan_is_cached_on_disk_and_a_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cache, "SETTLED_S", 0.0)  # the file counts as settled at once
     data = seqmaker.frames(4, (16, 24), np.uint8)
     expected, _ = seqmaker.compressed_seq(tmp_path / "j.seq", data)
     scans = []
@@ -208,6 +209,45 @@ def test_scan_is_cached_on_disk_and_a_corrupt_cache_is_rebuilt(tmp_path, monkeyp
     with imseq.open_sequence(tmp_path / "j.seq") as seq:
         np.testing.assert_array_equal(seq[:], expected)
     assert scans == [1, 1]
+
+
+def test_a_file_changed_within_its_time_stamp_tick_gets_a_new_index(tmp_path, monkeypatch):
+    """A file rewritten at the same size with the same modification time (a coarse time stamp
+    tick, or a tool that restores it) gets a new index: the change time and inode are in the
+    key, and a file changed less than ``SETTLED_S`` ago is not stored at all."""
+    path = tmp_path / "j.seq"
+    a = seqmaker.frames(6, (16, 24), np.uint8)
+    seqmaker.compressed_seq(path, a, codec="png")
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[:], a)
+    assert not os.path.exists(_cache.entry_path(str(path), "seq-offsets"))  # too fresh
+    monkeypatch.setattr(_cache, "SETTLED_S", 0.0)
+    imseq.open_sequence(path).close()
+    entry = _cache.entry_path(str(path), "seq-offsets")
+    assert os.path.exists(entry)
+    st = os.stat(path)
+    # the same frames in another order: records of other sizes at other offsets, same total
+    b = a[[5, 0, 3, 1, 4, 2]]
+    seqmaker.compressed_seq(tmp_path / "b.seq", b, codec="png")
+    raw = (tmp_path / "b.seq").read_bytes()
+    assert len(raw) == st.st_size
+    with open(path, "r+b") as f:  # in place: the same inode
+        f.write(raw)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    with imseq.open_sequence(path) as seq:
+        np.testing.assert_array_equal(seq[:], b)
+    assert _cache.entry_path(str(path), "seq-offsets") != entry
+
+
+def test_index_of_a_file_that_changes_during_the_scan_is_not_stored():
+    st = os.stat(__file__)
+    later = os.stat_result((*st[:8], st[8] + 1, st[9] + 1))  # mtime and ctime moved
+    now = max(st.st_mtime_ns, st.st_ctime_ns) + int(10e9)
+    assert _cache.settled(st, st, now)
+    assert not _cache.settled(st, later, now)
+    assert not _cache.settled(st, None, now)
+    assert not _cache.settled(st, st, now - int(9e9))  # changed 1 s before the scan
 
 
 def test_truncated_jpeg_frame_is_ignored_and_reported(tmp_path):

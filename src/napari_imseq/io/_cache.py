@@ -1,7 +1,12 @@
 """Caches: frame index tables on disk, and decoded frames in memory.
 
-**Index tables** (offsets, timestamps, keyframes) are kept on disk. An entry is keyed by the file's absolute path, size and modification time, so a file that
-changes gets a new entry. Entries are ``.npz`` files written atomically (write to a temporary
+**Index tables** (offsets, timestamps, keyframes) are kept on disk. An entry is keyed by the
+file's absolute path, device, inode, size and modification and change times, so a file that
+changes gets a new entry. File systems stamp times in coarse ticks (a few milliseconds, up to
+2 s), so a file rewritten at the same size within one tick of its last change would keep its
+stamp: an index is therefore stored only for a file that was last changed over
+:data:`SETTLED_S` seconds before it was scanned and that did not change during the scan (as git
+treats a "racily clean" file). Entries are ``.npz`` files written atomically (write to a temporary
 name, then rename); a missing, stale or unreadable entry is simply rebuilt by the caller.
 Set ``NAPARI_IMSEQ_CACHE_DIR`` to move the cache, or to an empty string to disable it.
 
@@ -29,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-_VERSION = 1
+_VERSION = 2
+SETTLED_S = 3.0  # a file changed more recently than this may change again within its stamp
 
 
 def cache_dir() -> str | None:
@@ -41,16 +47,29 @@ def cache_dir() -> str | None:
     return os.path.join(platformdirs.user_cache_dir("napari-imseq", appauthor=False), "index")
 
 
-def _entry(path: str, kind: str) -> str | None:
+def stamp(path: str) -> os.stat_result | None:
+    """The file's stat before a scan (pass it to :func:`save`), or None."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _key(path: str, kind: str, st: os.stat_result) -> str:
+    return (
+        f"{_VERSION}|{kind}|{os.path.abspath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|"
+        f"{st.st_mtime_ns}|{st.st_ctime_ns}"
+    )
+
+
+def _entry(path: str, kind: str, st: os.stat_result | None = None) -> str | None:
     root = cache_dir()
     if root is None:
         return None
-    try:
-        st = os.stat(path)
-    except OSError:
+    st = stamp(path) if st is None else st
+    if st is None:
         return None
-    key = f"{_VERSION}|{kind}|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
-    return os.path.join(root, hashlib.sha1(key.encode()).hexdigest() + ".npz")
+    return os.path.join(root, hashlib.sha1(_key(path, kind, st).encode()).hexdigest() + ".npz")
 
 
 def load(path: str, kind: str) -> dict[str, np.ndarray] | None:
@@ -69,9 +88,27 @@ def load(path: str, kind: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def save(path: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
-    """Store ``arrays`` for ``path``; failures (read-only home, full disk) are ignored."""
-    entry = _entry(path, kind)
+def settled(before: os.stat_result, after: os.stat_result | None, now_ns: int) -> bool:
+    """Whether an index scanned between stats ``before`` and ``after`` may be stored: the file
+    did not change during the scan, and its last change is over :data:`SETTLED_S` old (a
+    change within the same time stamp tick would otherwise go unseen)."""
+    if after is None or _key("", "", before) != _key("", "", after):
+        return False
+    newest = max(before.st_mtime_ns, before.st_ctime_ns)
+    return now_ns - newest > SETTLED_S * 1e9
+
+
+def save(
+    path: str, kind: str, arrays: dict[str, np.ndarray], before: os.stat_result | None = None
+) -> None:
+    """Store ``arrays`` for ``path`` as it was at ``before`` (its :func:`stamp` taken before
+    the scan), if the file has :func:`settled`; failures (read-only home, full disk) are
+    ignored."""
+    import time
+
+    if before is None or not settled(before, stamp(path), time.time_ns()):
+        return
+    entry = _entry(path, kind, before)
     if entry is None:
         return
     try:

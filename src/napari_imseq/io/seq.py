@@ -261,9 +261,10 @@ class SeqFile(Sequence):
         if table is None and use_idx:
             table = self._table_from_idx()
         if table is None:
+            before = _cache.stamp(self.path) if local else None
             table = self._scan_offsets()
             if local:
-                _cache.save(self.path, "seq-offsets", table)
+                _cache.save(self.path, "seq-offsets", table, before)
         self._offsets = table["offsets"]
         self._sizes = table["sizes"]
         self._ts_seconds = table["timestamps"]

@@ -164,9 +164,10 @@ class VideoFile(Sequence):
             }
             arrays = _cache.load(path, _INDEX_KIND) if local else None
             if arrays is None or not set(_INDEX_ARRAYS) <= set(arrays):
+                before = _cache.stamp(path) if local else None
                 arrays = self._scan(container, s)
                 if local:
-                    _cache.save(path, _INDEX_KIND, arrays)
+                    _cache.save(path, _INDEX_KIND, arrays, before)
             declared = self._declared(container, s)
             pix_fmt = cc.pix_fmt
             if pix_fmt is None or not cc.width or not cc.height:
@@ -507,8 +508,10 @@ class VideoFile(Sequence):
         """``dec`` (idle) stopped inside a GOP, where the next dask piece of that GOP goes on
         (with the pool lock held)."""
         pos = dec.position
-        return pos is not None and 0 < pos < len(self._index) and (
-            self._index.keyframe_at_or_before(pos) < pos
+        return (
+            pos is not None
+            and 0 < pos < len(self._index)
+            and (self._index.keyframe_at_or_before(pos) < pos)
         )
 
     def _coming(self, keyframe: int, target: int) -> bool:
