@@ -308,3 +308,14 @@ def test_the_pieces_of_a_gop_are_decoded_once(split_gop, monkeypatch, workers):
             unchained.compute(scheduler="sync"), expected.mean(axis=(1, 2, 3))
         )
     assert set(calls) - keys, calls  # pieces started inside their GOP, decoded from its key
+
+
+def test_chain_leaves_a_graph_it_does_not_know_as_it_is():
+    """A dask that builds chunk tasks other than getter(array, index): the array comes back
+    unchained (correct, only slower), never an error."""
+    import dask.array as da
+
+    arr = da.arange(12, chunks=4).map_blocks(lambda b: b * 2)
+    same = _dask._chain(arr, [1, 2])
+    assert same is arr
+    np.testing.assert_array_equal(same.compute(), np.arange(12) * 2)

@@ -103,3 +103,13 @@ def test_the_park_does_not_keep_a_file_nobody_holds(long_gop, seeks, monkeypatch
     gc.collect()
     assert alive() is None
     assert park.nbytes == 0
+
+
+def test_the_budget_comes_from_the_environment_and_can_be_set(monkeypatch):
+    monkeypatch.setenv("NAPARI_IMSEQ_DECODER_CACHE_MB", "32")
+    assert _cache._default_budget("NAPARI_IMSEQ_DECODER_CACHE_MB", 256) == 32 << 20
+    monkeypatch.setenv("NAPARI_IMSEQ_DECODER_CACHE_MB", "lots")
+    assert _cache._default_budget("NAPARI_IMSEQ_DECODER_CACHE_MB", 256) == 256 << 20
+    monkeypatch.setattr(_cache, "decoders", _cache.DecoderPark(1 << 30))
+    _cache.set_decoder_budget(-5)
+    assert _cache.decoders.budget == 0 and not _cache.decoders.room(1)

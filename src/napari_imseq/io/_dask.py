@@ -137,20 +137,25 @@ def _ticket(_chunk) -> _Ticket:
 
 
 def _chain(arr, continued: list[int]):
-    """``arr`` with each chunk of ``continued`` computed after the chunk before it."""
+    """``arr`` with each chunk of ``continued`` computed after the chunk before it; ``arr``
+    itself (correct, only slower for long GOPs) where this dask builds its graph otherwise
+    (task specs came with dask 2024.12; the project allows older)."""
     import dask.array as da
-    from dask._task_spec import Task, TaskRef
     from dask.array.core import getter
     from dask.highlevelgraph import HighLevelGraph
 
+    try:
+        from dask._task_spec import Task, TaskRef
+    except ImportError:
+        return arr
     name, rest = arr.name, (0,) * (arr.ndim - 1)
     tickets = "imseq-ticket-" + name.partition("-")[2]
     graph = dict(arr.__dask_graph__())
     for j in continued:
         key, before = (name, j, *rest), (name, j - 1, *rest)
-        old = graph[key]
+        old = graph.get(key)
         if not isinstance(old, Task) or old.func is not getter or len(old.args) != 2:
-            raise RuntimeError(f"dask built chunk {key} as {old!r}, not getter(array, index)")
+            return arr  # not getter(array, index): leave dask's graph as it is
         graph[(tickets, j)] = Task((tickets, j), _ticket, TaskRef(before))
         graph[key] = Task(key, getter, old.args[0], old.args[1], False, TaskRef((tickets, j)))
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())

@@ -212,6 +212,9 @@ class _Decoder:
             self._open()
 
     def close(self) -> None:
+        from .. import _cache
+
+        _cache.decoders.unpark(self)  # (a no-op unless it was parked)
         with self.lock:
             if not self.closed:
                 self.closed = True

@@ -568,8 +568,7 @@ class VideoFile(Sequence):
             if dec not in self._idle or len(self._idle) < 2:
                 return
             self._idle.remove(dec)
-            _cache.decoders.unpark(dec)
-        dec.close()
+        dec.close()  # (closing unparks it)
 
     def _renumber(self, why: str, version: int) -> None:
         """The stamps proved unreliable: number frames by the decoder's output from now on."""
@@ -580,7 +579,6 @@ class VideoFile(Sequence):
             idx.downgrade(why)
             idle, self._idle = self._idle, []
         for dec in idle:
-            _cache.decoders.unpark(dec)
             dec.close()
         _cache.frames.drop(self._cache_owner)
         how = "by packet" if idx.mode == "packet" else "by decoding from the start"
@@ -789,6 +787,5 @@ class VideoFile(Sequence):
             self._idle.clear()
             self._pool_changed.notify_all()
         for dec in decoders:
-            _cache.decoders.unpark(dec)
             dec.close()
         _cache.frames.drop(self._cache_owner)
