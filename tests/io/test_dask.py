@@ -319,3 +319,26 @@ def test_chain_leaves_a_graph_it_does_not_know_as_it_is():
     same = _dask._chain(arr, [1, 2])
     assert same is arr
     np.testing.assert_array_equal(same.compute(), np.arange(12) * 2)
+
+
+def test_a_file_rewritten_in_place_within_its_time_stamp_tick_gets_another_dask_name(tmp_path):
+    """Dask names are deterministic: a file rewritten at the same size and modification time
+    must not share one with its old contents (dask would take one for the other where it
+    merges graphs)."""
+    import os
+
+    from . import seqmaker
+
+    path = tmp_path / "r.seq"
+    a = seqmaker.frames(3, (8, 8), np.uint8)
+    seqmaker.raw_seq(path, a)
+    st = os.stat(path)
+    first = imseq.imread(path)
+    raw = path.read_bytes()
+    with open(path, "r+b") as f:
+        f.write(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    second = imseq.imread(path)
+    assert first.name != second.name
+    assert imseq.imread(path).name == second.name  # and stays deterministic

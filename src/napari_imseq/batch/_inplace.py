@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io._cache import file_stamp
 from ._engine import BatchError, Skipped, run_tasks
 
 #: the allocated file inside the segment folder
@@ -257,11 +258,8 @@ def run(
     """Lay out ``folder/joined.tif`` (or reuse an earlier run's) and write every segment of
     ``bounds`` (output frame ranges of the source frames ``span``); return the file's path
     once every segment's marker is there."""
-    try:
-        st = os.stat(src)
-        stamp = [st.st_size, st.st_mtime_ns]
-    except OSError:  # a URL, or a path only the workers see
-        stamp = None
+    stamp = file_stamp(src)  # None: a URL, or a path only the workers see
+    stamp = None if stamp is None else list(stamp)
     plan = {
         "source": src, "stamp": stamp, "start": span.start, "stop": span.stop,
         "step": span.step, "options": repr(sorted(options.items())),

@@ -55,11 +55,24 @@ def stamp(path: str) -> os.stat_result | None:
         return None
 
 
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells a file's contents apart in a stat: device, inode, size, modification and
+    change times (a rewrite in place at the same size within one modification time tick, or
+    with its time restored, still changes the change time; a replaced file has another
+    inode)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_stamp(path: Any) -> tuple[int, ...] | None:
+    """:func:`identity` of the file at ``path``, or None (not a local file)."""
+    try:
+        return identity(os.stat(path))
+    except (OSError, TypeError, ValueError):
+        return None
+
+
 def _key(path: str, kind: str, st: os.stat_result) -> str:
-    return (
-        f"{_VERSION}|{kind}|{os.path.abspath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|"
-        f"{st.st_mtime_ns}|{st.st_ctime_ns}"
-    )
+    return f"{_VERSION}|{kind}|{os.path.abspath(path)}|" + "|".join(map(str, identity(st)))
 
 
 def _entry(path: str, kind: str, st: os.stat_result | None = None) -> str | None:
@@ -92,7 +105,7 @@ def settled(before: os.stat_result, after: os.stat_result | None, now_ns: int) -
     """Whether an index scanned between stats ``before`` and ``after`` may be stored: the file
     did not change during the scan, and its last change is over :data:`SETTLED_S` old (a
     change within the same time stamp tick would otherwise go unseen)."""
-    if after is None or _key("", "", before) != _key("", "", after):
+    if after is None or identity(before) != identity(after):
         return False
     newest = max(before.st_mtime_ns, before.st_ctime_ns)
     return now_ns - newest > SETTLED_S * 1e9

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import _cache
+
 
 class Sequence(Protocol):  # what of a napari_imseq.io._base.Sequence is used here
     path: str
@@ -184,11 +186,7 @@ def to_dask(seq: Sequence, chunks: Any = None):
     from dask.base import tokenize
 
     spec = frame_chunks(seq, chunks)
-    try:
-        st = os.stat(seq.path)
-        stamp = (st.st_size, st.st_mtime_ns)
-    except (OSError, TypeError, ValueError):
-        stamp = None
+    stamp = _cache.file_stamp(seq.path)
     name = "imseq-" + tokenize(type(seq).__name__, seq.path, stamp, seq._options, spec)
     meta = np.empty((0,) * seq.ndim, dtype=seq.dtype)
     # fancy=True: dask's plain getter, which its optimiser fuses with later slicing

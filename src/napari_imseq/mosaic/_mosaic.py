@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..io._base import Sequence, SequenceError
+from ..io._cache import file_stamp, identity
 from ..io.array import ArraySequence, init_sequence_state
 from . import _layout
 from ._cache import FrameCache
@@ -74,12 +75,10 @@ def _identity(seq: Sequence) -> Any:
         from dask.base import tokenize
 
         return ("array", tokenize(seq.array), seq.fps, seq.timestamps)
-    st = getattr(seq, "_stat", None)
-    try:
-        st = os.stat(seq.path)
-    except (OSError, TypeError, ValueError):
-        pass
-    stamp = (st.st_size, st.st_mtime_ns) if st is not None else id(seq)
+    stamp = file_stamp(seq.path)
+    if stamp is None:
+        st = getattr(seq, "_stat", None)
+        stamp = identity(st) if st is not None else id(seq)
     return (type(seq).__name__, seq.path, stamp, getattr(seq, "_options", None))
 
 
