@@ -19,11 +19,18 @@ def pattern(n, h, w, seed=0):
 
 
 def write(path, frames, *, codec, pix_fmt, fmt_in, fps=25, gop=None, options=None, pts=None,
-          time_base=None, container_format=None, audio=None, bframes=None):  # fmt: skip
-    """Encode ``frames`` (numpy, in ``fmt_in``) to ``path``; returns nothing."""
+          time_base=None, container_format=None, audio=None, bframes=None,
+          threads=1):  # fmt: skip
+    """Encode ``frames`` (numpy, in ``fmt_in``) to ``path``; returns nothing.
+
+    ``threads=1`` (the default) gives the same bytes on every run: with FFmpeg's choice of
+    threads (0), libx264's output depends on timing when the machine is loaded (2 encodings
+    in 40 runs of 24 frames under load), and a test that damages a byte of the file, or
+    compares with a second encoding, would test another file from run to run."""
     with av.open(str(path), "w", format=container_format) as out:
         s = out.add_stream(codec, rate=fps, options=options or {})
         s.pix_fmt = pix_fmt
+        s.codec_context.thread_count = threads
         s.height, s.width = frames[0].shape[:2]
         if time_base is not None:
             s.time_base = time_base
