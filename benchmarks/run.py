@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import HERE, machine  # noqa: E402
 
 SECTIONS = [
-    "seq", "video", "dask", "write", "transforms", "napari", "export", "live", "batch", "mosaic",
+    "seq", "video", "memory", "dask", "write", "transforms", "napari", "export", "live", "batch", "mosaic",
     "map",
 ]  # fmt: skip
 RESULTS = os.path.join(HERE, "results")
