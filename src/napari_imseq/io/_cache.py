@@ -184,6 +184,12 @@ class FrameCache:
             self._account(owner, -hit[1])
             return hit[0]
 
+    def wants(self, owner: Hashable, key: Hashable, size: int, limit: int | None = None) -> bool:
+        """Whether :meth:`put` of a new ``key`` of ``size`` bytes would store it (it fits the
+        caps and the key is not held): to skip preparing an item that would be refused."""
+        cap = self.budget if limit is None else min(limit, self.budget)
+        return size <= cap and (owner, key) not in self._items
+
     def put(
         self,
         owner: Hashable,

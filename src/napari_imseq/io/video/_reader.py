@@ -31,7 +31,7 @@ from ._index import (
     _matroska_segment_end,
     _sniff_video,
 )
-from ._pixfmt import CHANNEL_AXIS_TAG, _GifAlpha, _Plan, hint_allocator
+from ._pixfmt import CHANNEL_AXIS_TAG, _GifAlpha, _Plan, detach, hint_allocator
 
 _INDEX_KIND = "video-index-v3"
 _INDEX_ARRAYS = (
@@ -687,10 +687,20 @@ class VideoFile(Sequence):
         return version
 
     def _remember(self, index: int, item, version: int) -> bool:
-        """Cache a converted array or a decoded frame (converted when it is asked for);
+        """Cache a converted array or a decoded frame (converted when it is asked for; the
+        cache holds a copy out of the decoder's buffer pool, see :func:`_pixfmt.detach`);
         True when ``item`` itself is now held by the cache."""
         if version != self._index.version or self._closed:
             return False
+        if not isinstance(item, np.ndarray):
+            key = (version, index)
+            if not _cache.frames.wants(self._cache_owner, key, _nbytes(item), self.cache_bytes):
+                return False
+            held = detach(item)
+            return self._put(index, held, version) and held is item
+        return self._put(index, item, version)
+
+    def _put(self, index: int, item, version: int) -> bool:
         return _cache.frames.put(
             self._cache_owner,
             (version, index),
