@@ -1,4 +1,4 @@
-"""Frames the cache keeps are copies out of their decoder's buffer pool: a pool keeps every
+"""Frames the cache keeps are moved out of their decoder's buffer pool: a pool keeps every
 buffer given back until the decoder closes, so cached and then dropped frames would stay
 allocated while the file is open (benchmarks/bench_memory.py measures it)."""
 
@@ -14,21 +14,16 @@ from napari_imseq.io.video import _pixfmt, _reader
 from . import videomaker as vm
 
 FORMATS = ["yuv420p", "yuv420p10le", "yuv422p", "yuv444p", "nv12", "gray", "gray16le", "gbrp",
-           "gbrp10le", "rgb24", "bgr0", "rgba", "yuva420p", "pal8"]  # fmt: skip
+           "gbrp10le", "rgb24", "bgr0", "rgba", "yuva420p"]  # fmt: skip
+STAYS = {"bgr0"}  # no DLPack export in PyAV (3 of 4 bytes used): moved only when shared
 
 
 def _frame(fmt, w=48, h=20):
     """A frame of ``fmt`` whose every plane holds distinct bytes (rows padded past the pixels
     in most formats)."""
     rng = np.random.default_rng(len(fmt))
-    if fmt == "pal8":  # swscale makes no palette: indices and a palette of our own
-        frame = av.VideoFrame(w, h, "pal8")
-        for p in frame.planes:
-            raw = np.frombuffer(p, np.uint8)
-            raw[:] = rng.integers(0, 256, raw.size, dtype=np.uint8)
-    else:
-        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
     frame.pts, frame.colorspace, frame.color_range = 7, Colorspace.ITU709, ColorRange.JPEG
     return frame
 
@@ -36,26 +31,36 @@ def _frame(fmt, w=48, h=20):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_detached_frame_has_its_own_buffers_and_the_same_pixels(fmt):
     frame = _frame(fmt)
-    copy = _pixfmt.detach(frame)
-    assert copy is not frame
-    for a, b in zip(frame.planes, copy.planes, strict=True):
-        assert a.buffer_ptr != b.buffer_ptr
-    assert (copy.width, copy.height, copy.format.name) == (frame.width, frame.height, fmt)
-    assert (copy.pts, copy.colorspace, copy.color_range) == (7, frame.colorspace, frame.color_range)
-    target = "rgba" if fmt in ("rgba", "yuva420p", "pal8") else "rgb48le"
-    np.testing.assert_array_equal(
-        copy.reformat(format=target).to_ndarray(), frame.reformat(format=target).to_ndarray()
-    )
-    # and the copy owes nothing to the original's memory
-    want = copy.reformat(format=target).to_ndarray()
-    for p in frame.planes:
-        np.frombuffer(p, np.uint8)[:] = 0
-    np.testing.assert_array_equal(copy.reformat(format=target).to_ndarray(), want)
+    target = "rgba" if fmt in ("rgba", "yuva420p") else "rgb48le"
+    want = frame.reformat(format=target).to_ndarray().copy()  # (may be a view on the frame)
+    before = [p.buffer_ptr for p in frame.planes]
+    assert _pixfmt.detach(frame) is frame
+    moved = [p.buffer_ptr != b for p, b in zip(frame.planes, before, strict=True)]
+    assert all(moved) if fmt not in STAYS else not any(moved)
+    assert (frame.width, frame.height, frame.format.name) == (48, 20, fmt)
+    assert (frame.pts, frame.colorspace, frame.color_range) == (7, 1, 2)
+    np.testing.assert_array_equal(frame.reformat(format=target).to_ndarray(), want)
 
 
-def test_frames_decoded_on_the_way_are_cached_as_copies(tmp_path, monkeypatch):
-    """Reading frame 20 of a GOP keeps frames 0-19 in the cache: copies, never the decoder's
-    frames; a second read of them converts the copies to the same pixels."""
+def test_a_detached_decoded_frame_converts_as_before(tmp_path):
+    """Fields PyAV does not show (the chroma location of this 10-bit H.264 stream) stay:
+    a new frame with the pixels copied in converts differently, the detached frame does not."""
+    path = tmp_path / "a.mkv"
+    frames = [np.repeat(f[..., None], 3, axis=2).astype(np.uint16) * 257
+              for f in vm.pattern(6, 32, 48)]  # fmt: skip
+    vm.write(path, frames, codec="libx264", pix_fmt="yuv420p10le", fmt_in="rgb48le", gop=3)
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            want = frame.reformat(format="rgb48le").to_ndarray().copy()
+            before = frame.planes[0].buffer_ptr
+            _pixfmt.detach(frame)
+            assert frame.planes[0].buffer_ptr != before
+            np.testing.assert_array_equal(frame.reformat(format="rgb48le").to_ndarray(), want)
+
+
+def test_frames_decoded_on_the_way_are_cached_out_of_the_pool(tmp_path, monkeypatch):
+    """Reading frame 20 of a GOP keeps frames 0-19 in the cache, each moved out of the
+    decoder's buffers; a second read of them converts them to the same pixels."""
     path = tmp_path / "a.mp4"
     frames = [np.repeat(f[..., None], 3, axis=2) for f in vm.pattern(24, 32, 48)]
     vm.write(path, frames, codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24", gop=24,
@@ -66,8 +71,9 @@ def test_frames_decoded_on_the_way_are_cached_as_copies(tmp_path, monkeypatch):
     real = _reader.detach
 
     def recording(frame):
+        ptr = frame.planes[0].buffer_ptr
         held = real(frame)
-        originals.append(frame)
+        originals.append(ptr)
         copies.append(held)
         return held
 
@@ -78,8 +84,6 @@ def test_frames_decoded_on_the_way_are_cached_as_copies(tmp_path, monkeypatch):
                 if owner is seq._cache_owner and not isinstance(item, np.ndarray)]  # fmt: skip
         assert len(held) >= 15 and len(originals) == len(copies)
         assert all(any(h is c for c in copies) for h in held)
-        assert not any(h is o for h in held for o in originals)
-        ptrs = {o.planes[0].buffer_ptr for o in originals}
-        assert not any(h.planes[0].buffer_ptr in ptrs for h in held)
+        assert not any(h.planes[0].buffer_ptr in set(originals) for h in held)
         for i in range(20):
             np.testing.assert_array_equal(seq[i], truth[i], err_msg=f"frame {i}")

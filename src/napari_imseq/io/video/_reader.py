@@ -687,8 +687,8 @@ class VideoFile(Sequence):
         return version
 
     def _remember(self, index: int, item, version: int) -> bool:
-        """Cache a converted array or a decoded frame (converted when it is asked for; the
-        cache holds a copy out of the decoder's buffer pool, see :func:`_pixfmt.detach`);
+        """Cache a converted array or a decoded frame (converted when it is asked for; its
+        pixels moved out of the decoder's buffer pool, see :func:`_pixfmt.detach`);
         True when ``item`` itself is now held by the cache."""
         if version != self._index.version or self._closed:
             return False
@@ -696,8 +696,7 @@ class VideoFile(Sequence):
             key = (version, index)
             if not _cache.frames.wants(self._cache_owner, key, _nbytes(item), self.cache_bytes):
                 return False
-            held = detach(item)
-            return self._put(index, held, version) and held is item
+            return self._put(index, detach(item), version)
         return self._put(index, item, version)
 
     def _put(self, index: int, item, version: int) -> bool:
