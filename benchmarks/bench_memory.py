@@ -365,8 +365,8 @@ def report(runs: dict[str, list[dict]], loads: list[float]) -> str:
             "",
             "Where napari-imseq's memory goes: the RSS over the baseline after the reads, then "
             "after each release step in the same process (after the peak was taken). A cached "
-            "frame is a decoded frame (converted when it is asked for) copied out of its "
-            "decoder's buffer pool (before b48ca14 the pool kept every cached frame's buffer "
+            "frame is a decoded frame (converted when it is asked for) moved out of its "
+            "decoder's buffer pool (before 5c3bb04 the pool kept every cached frame's buffer "
             "until the decoder closed: 170 MiB growth at the defaults). Memory the cache frees "
             "stays with the C allocator for the next frames (the video reader raises glibc's "
             "thresholds so that frame-sized blocks are not mapped and faulted in again for "
