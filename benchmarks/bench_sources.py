@@ -64,7 +64,8 @@ def _ranged_server(folder: str):
     return _serve(_RangeHandler, folder)
 
 
-def main() -> None:
+def run() -> str:
+    """The "Sources beyond paths" section of docs/benchmarks.md (for benchmarks/run.py)."""
     import fsspec
 
     fs = fsspec.filesystem("memory")
@@ -129,15 +130,30 @@ def main() -> None:
             server.shutdown()
             server.server_close()
     fs.rm("/bench", recursive=True)
-    print(
-        f"{FRAMES} frames of {SHAPE[1]}x{SHAPE[0]} uint16 per file "
-        f"({FRAMES * SHAPE[0] * SHAPE[1] * 2 / 1e6:.0f} MB decoded); best of {ROUNDS} "
-        f"interleaved rounds (http: of 2)"
+    header = ["file", "source", "MB/s (wall)", "vs path", "MB per CPU-s", "vs path (CPU)"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return "\n".join(
+        [
+            "## Sources beyond paths (bytes, BytesIO, memory://, opened files, http://)",
+            "",
+            f"Every frame of files written by our writers ({FRAMES} frames of "
+            f"{SHAPE[1]}x{SHAPE[0]} uint16, {FRAMES * SHAPE[0] * SHAPE[1] * 2 / 1e6:.0f} MB "
+            f"decoded per file) read with `iter_frames` from each source, side by side in one "
+            f"process, the file already in the page cache; best of {ROUNDS} interleaved rounds "
+            f"(http: of 2). 'MB per CPU-s' is decoded bytes per second of CPU time of the "
+            f"process (user + system, all threads). The http rows serve the file from a thread "
+            f"of the same process (one Range request per 1 MiB block): the scale of a remote "
+            f"read, not a network. Goal: memory sources >= 90% of a page-cached file. Load "
+            f"average (1, 5, 15 min) at the end: {load}. Reproduce: "
+            f"`python3 benchmarks/run.py sources`.",
+            "",
+            table(header, rows),
+        ]
     )
-    header = ["file", "source", "MB/s", "vs path", "MB per CPU-s", "vs path (CPU)"]
-    print(table(header, rows))
-    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+
+
+def main() -> None:
+    print(run())
 
 
 if __name__ == "__main__":

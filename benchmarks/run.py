@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import HERE, machine  # noqa: E402
 
 SECTIONS = [
-    "seq", "video", "memory", "dask", "write", "transforms", "napari", "export", "live", "batch", "mosaic",
-    "map",
+    "seq", "video", "memory", "dask", "write", "transforms", "napari", "export", "mosaic", "live",
+    "map", "batch", "sources",
 ]  # fmt: skip
 RESULTS = os.path.join(HERE, "results")
 
