@@ -28,6 +28,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -47,11 +48,11 @@ def cache_dir() -> str | None:
     return os.path.join(platformdirs.user_cache_dir("napari-imseq", appauthor=False), "index")
 
 
-def stamp(path: str) -> os.stat_result | None:
-    """The file's stat before a scan (pass it to :func:`save`), or None."""
+def stamp(path: Any) -> os.stat_result | None:
+    """The file's stat (before a scan: pass it to :func:`save`), or None (not a local file)."""
     try:
         return os.stat(path)
-    except OSError:
+    except (OSError, TypeError, ValueError):
         return None
 
 
@@ -65,10 +66,8 @@ def identity(st: os.stat_result) -> tuple[int, ...]:
 
 def file_stamp(path: Any) -> tuple[int, ...] | None:
     """:func:`identity` of the file at ``path``, or None (not a local file)."""
-    try:
-        return identity(os.stat(path))
-    except (OSError, TypeError, ValueError):
-        return None
+    st = stamp(path)
+    return None if st is None else identity(st)
 
 
 def _key(path: str, kind: str, st: os.stat_result) -> str:
@@ -117,8 +116,6 @@ def save(
     """Store ``arrays`` for ``path`` as it was at ``before`` (its :func:`stamp` taken before
     the scan), if the file has :func:`settled`; failures (read-only home, full disk) are
     ignored."""
-    import time
-
     if before is None or not settled(before, stamp(path), time.time_ns()):
         return
     entry = _entry(path, kind, before)

@@ -692,19 +692,17 @@ class VideoFile(Sequence):
         True when ``item`` itself is now held by the cache."""
         if version != self._index.version or self._closed:
             return False
+        size = _nbytes(item)
         if not isinstance(item, np.ndarray):
             key = (version, index)
-            if not _cache.frames.wants(self._cache_owner, key, _nbytes(item), self.cache_bytes):
+            if not _cache.frames.wants(self._cache_owner, key, size, self.cache_bytes):
                 return False
-            return self._put(index, detach(item), version)
-        return self._put(index, item, version)
-
-    def _put(self, index: int, item, version: int) -> bool:
+            item = detach(item)  # (the same frame)
         return _cache.frames.put(
             self._cache_owner,
             (version, index),
             item,
-            _nbytes(item),
+            size,
             limit=self.cache_bytes,
             replace=lambda old: not isinstance(old, np.ndarray) and isinstance(item, np.ndarray),
         )
