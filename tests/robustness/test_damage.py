@@ -582,17 +582,11 @@ def test_renumbering_in_another_thread_does_not_break_a_keyframe_lookup(tmp_path
             idx.__class__ = Renumbered.__mro__[1]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open (issue 15): in one clean-clone CI run (2026-12-06, d380456) one of the 30 runs "
-        "gave an error for frame 16 where indexing gave its pixels; 0 of 1,050 runs alone, "
-        "under load and without the index cache; the race is not found yet"
-    ),
-)
 def test_threads_read_the_renumbered_file_like_indexing_every_time(tmp_path, monkeypatch):
     """The same case read by 4 threads in 30 random orders: the same frames as sequential
-    indexing each time (before the fix: 4 of 210 such reads gave an error for one frame)."""
+    indexing each time (before the fix: 4 of 210 such reads gave an error for one frame; then,
+    in one clean-clone CI run, 1 of 30 runs still gave an error for frame 16: the race that
+    ``test_a_renumbering_at_any_point_of_a_read_gives_the_new_numbering`` pins)."""
     monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
     path = _case_file(2, "pyav_h264_bframes:flip[n=1,seed=734515436]", tmp_path)
     with warnings.catch_warnings():
@@ -609,6 +603,54 @@ def test_threads_read_the_renumbered_file_like_indexing_every_time(tmp_path, mon
                         zip(order, pool.map(lambda i: _one(seq, i, path), order), strict=True)
                     )
             assert_consistent({"index": ref, "threads": [got[i] for i in range(n)]})
+
+
+@pytest.mark.parametrize("step", ["_feed", "_out", "_check_late"])
+def test_a_renumbering_at_any_point_of_a_read_gives_the_new_numbering(step, tmp_path, monkeypatch):
+    """Seed 2's case again: another thread renumbers the file while a read decodes. The index
+    used to change in place, so a read that had checked the numbering went on with half of
+    each: a frame that came out late was looked for by timestamp under the old numbering and
+    then by count under the new one, and frame 16 (1, 8) was called missing ('the decoder
+    went from frame 15 to 17'). A renumbering now makes a new index: a read numbers by the
+    index it began with to its end, then finds it replaced and reads again. Here the
+    renumbering comes at the n-th call of a decoding step; every read gives the frame that
+    reads after the renumbering give."""
+    from napari_imseq.io.video import _decode
+
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(2, "pyav_h264_bframes:flip[n=1,seed=734515436]", tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with imseq.open_sequence(path, cache_bytes=0) as seq:
+            seq._renumber("a test renumbering", seq._index.version)
+            n = len(seq)
+            ref = [_one(seq, i, path) for i in range(n)]
+        assert not any(r is ERR for r in ref)  # (the damage is in pixels, not in the stream)
+        original = getattr(_decode._Decoder, step)
+        hit = 0
+        for at in (0, 1, 3, 7, 15):
+            for t in range(n):
+                calls = 0
+                with imseq.open_sequence(path, cache_bytes=0) as seq:
+                    version = seq._index.version
+
+                    def step_then_renumber(self, *args, _seq=seq, _v=version, _at=at):
+                        nonlocal calls
+                        calls += 1
+                        if calls == _at + 1:  # "another thread", between two steps of this read
+                            _seq._renumber("a renumbering in another thread", _v)
+                        return original(self, *args)
+
+                    monkeypatch.setattr(_decode._Decoder, step, step_then_renumber)
+                    got = _one(seq, t, path)
+                    monkeypatch.setattr(_decode._Decoder, step, original)
+                    if calls <= at:
+                        continue  # the read ended first
+                    hit += 1
+                    assert seq._index.version == version + 1
+                    assert got is not ERR, f"frame {t}, renumbered at call {at + 1} of {step}"
+                    np.testing.assert_array_equal(got, ref[t], err_msg=f"frame {t}, call {at}")
+        assert hit >= 3  # the renumbering came inside reads (_check_late: frames 1, 8, 16)
 
 
 @pytest.mark.parametrize(

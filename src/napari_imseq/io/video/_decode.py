@@ -47,6 +47,9 @@ class _Decoder:
         # delay outputs each frame with its packet
         self.thread_type = thread_type
         self.dirty = False  # the codec saw damage: its state is not trusted across a seek
+        #: the frame numbering this decoder reads by: the owner's index when the read began
+        #: (a reopen on the way keeps it; another thread's renumbering replaces the owner's)
+        self.idx = owner._index
         self._open()
         self._prime()
 
@@ -63,8 +66,9 @@ class _Decoder:
         self.container = av.open(self._file, metadata_errors="ignore")
         self.stream = self.container.streams.video[self.owner._stream_index]
         cc = self.stream.codec_context
-        wanted = "SLICE" if self.owner._index.mode == "packet" else self.thread_type
-        if cc.name == "h264" and self.owner._index.open_gops is not False:
+        idx = self.idx
+        wanted = "SLICE" if idx.mode == "packet" else self.thread_type
+        if cc.name == "h264" and idx.open_gops is not False:
             # FFmpeg's frame-threaded H.264 decoder hands out a damaged leading picture of an
             # open GOP without its corrupt flag in about one decode in four (measured with
             # plain PyAV: 110 of 400 decodes; 0 of 400 for a damaged picture of a closed GOP):
@@ -72,16 +76,14 @@ class _Decoder:
             wanted = "SLICE"
         # threads and options under which the decoder reports damage where it is (_damage)
         cc.thread_type, cc.thread_count = _damage.threads(cc.name, wanted)
-        idx = self.owner._index
         options = _damage.options(cc.name, idx.mode == "pts" and idx.open_gops is False)
         if options:
             cc.options = options
         self.flags = _damage.trusts_flags(cc.name)
         self.skipping = "DEFAULT"
-        self.version = self.owner._index.version
         # FRESH_STATE codecs: a fresh codec context per GOP (_damage), and the one of the GOP
         # before for a keyframe's leading pictures
-        self.fresh = cc.name in _damage.FRESH_STATE and self.owner._index.mode != "sequential"
+        self.fresh = cc.name in _damage.FRESH_STATE and idx.mode != "sequential"
         if self.fresh and self.owner._strict_judge(cc):
             cc.options = {**options, "bug": "0"}  # one verdict in any state (_damage)
             self.fresh = False
@@ -114,7 +116,7 @@ class _Decoder:
         (they predict from both GOPs); True when ``p`` is done (a leading picture)."""
         import av
 
-        idx = self.owner._index
+        idx = self.idx
         if p == self.run_key:
             return False
         if idx.key[p] and _damage.intra_vop(bytes(packet)):
@@ -160,7 +162,7 @@ class _Decoder:
             lead, k = self.lead_codec, self.lead_key
             self.lead_codec = self.lead_key = None
             for frame in self._flush(lead):
-                if frame.pts != self.owner._index.pts[k]:
+                if frame.pts != self.idx.pts[k]:
                     self._out(frame, None)
 
     @staticmethod
@@ -227,15 +229,21 @@ class _Decoder:
             self._file.close()
 
     @property
+    def stale(self) -> bool:
+        """The owner's frame numbering was replaced (:meth:`_Index.downgraded`) since this
+        decoder's read began: what it numbered by the old one is not used."""
+        return self.idx is not self.owner._index
+
+    @property
     def position(self) -> int | None:
         """The index of the next frame this decoder hands out, when known."""
-        if self.version != self.owner._index.version:
+        if self.stale:
             return None
         if self.pending:
             return self.pending[0][0]
         if self.eof:
             return None
-        mode = self.owner._index.mode
+        mode = self.idx.mode
         if mode in ("count", "sequential"):
             return self.count_next
         if mode == "packet":
@@ -261,7 +269,7 @@ class _Decoder:
 
         if self.eof:
             return False
-        idx = self.owner._index
+        idx = self.idx
         packet = self._demux()
         p = None
         if packet is not None and packet.size:
@@ -345,7 +353,7 @@ class _Decoder:
     def _leading(self, q: int) -> bool:
         """Packet ``q`` is a leading picture of the keyframe this run started from (shown
         before it, so it may predict from a GOP this run never decoded)."""
-        k, idx = self.run_key, self.owner._index
+        k, idx = self.run_key, self.idx
         if not k or not k < q < idx.n or _damage.NO_TS in (idx.pts[q], idx.pts[k]):
             return False
         return bool(idx.pts[q] < idx.pts[k]) and q < _damage.next_key_packet(idx, k)
@@ -366,7 +374,7 @@ class _Decoder:
     def _settle(self, q: int | None, target: int) -> None:
         """Decode on until frame of packet ``q`` may be handed out (see :mod:`._damage`)."""
         while not self._settled(q):
-            if self.owner._index.mode == "pts":
+            if self.idx.mode == "pts":
                 self._skip_nonref(target)
             if not self._feed():
                 self.unseen.clear()
@@ -380,7 +388,7 @@ class _Decoder:
         to the next keyframe that carry its coder state on, as damaged (never returned)."""
         if _ffv1_slices_intact(bytes(packet)):
             return
-        idx = self.owner._index
+        idx = self.idx
         if p is None:
             raise SequenceFormatError(
                 f"{self.owner.path}: a damaged FFV1 packet (slice CRC mismatch) could not be "
@@ -389,8 +397,8 @@ class _Decoder:
         self.owner._damage.mark(idx, p, "its FFV1 slice CRC does not match")
 
     def _out(self, frame, p: int | None) -> None:
-        idx = self.owner._index
-        if self.version != idx.version:  # another thread renumbered the file during this run
+        idx = self.idx
+        if self.stale:  # another thread renumbered the file during this run
             raise _Renumber("the frame numbering changed during the read")
         if idx.mode == "pts":
             i = idx.lookup.get(frame.pts) if frame.pts is not None else None
@@ -429,7 +437,7 @@ class _Decoder:
 
     def _check_gop(self, i: int, tag) -> None:
         """Count mode: the frames of a GOP reached by a seek must be exactly its own packets."""
-        idx = self.owner._index
+        idx = self.idx
         start, end, expected, seen = self.verify
         if i >= end:
             return
@@ -458,8 +466,8 @@ class _Decoder:
 
     def _rewind(self) -> None:
         """Back to the first packet: verified by its byte position, else by reopening."""
-        idx = self.owner._index
-        if idx.by_pos and self.version == idx.version:
+        idx = self.idx
+        if idx.by_pos and not self.stale:
             try:
                 self._seek(int(np.min(idx.seek_ts)))
                 self._run(None)
@@ -475,7 +483,7 @@ class _Decoder:
         """Seek to a keyframe at or before ``target`` and know where the seek landed."""
         import av
 
-        idx = self.owner._index
+        idx = self.idx
         k = idx.keyframe_at_or_before(target)
         if idx.mode == "pts":
             if k == 0:
@@ -511,7 +519,7 @@ class _Decoder:
 
     def _earlier(self) -> None:
         """Pts mode: the seek overshot the target; go one keyframe further back."""
-        idx = self.owner._index
+        idx = self.idx
         self.attempts = getattr(self, "attempts", 0) + 1
         keys = idx.keyframes  # once: another thread may renumber the file (downgrade)
         j = int(np.searchsorted(keys, self.seek_key, side="left")) - 1
@@ -534,21 +542,22 @@ class _Decoder:
         if self._frame_threaded():
             # a frame-threaded decoder may drop frames of other packets when one fails
             return _Reslice(f"frame {target} is missing: {why}")
-        q = _damage.packet_of_frame(self.owner._index, target)
+        q = _damage.packet_of_frame(self.idx, target)
         if self._spoiled(q):
-            return self.owner._damage.error(self.owner._index, target, q)
+            return self.owner._damage.error(self.idx, target, q)
         err = SequenceFormatError(
             f"{self.owner.path}: frame {target} cannot be decoded: {why} (the index lists "
-            f"{self.owner._index.n} frames; the file is damaged or truncated there)"
+            f"{self.idx.n} frames; the file is damaged or truncated there)"
         )
         err.__cause__ = self.error
         return err
 
     def decode_to(self, target: int):
         """Decode until frame ``target`` and return it (the av.VideoFrame)."""
-        idx = self.owner._index
-        if self.version != idx.version:
+        if self.stale:  # renumbered since this decoder's last read: number by the new index
+            self.idx = self.owner._index
             self._open()
+        idx = self.idx
         pos = self.position
         if pos is None or not (idx.keyframe_at_or_before(target) <= pos <= target):
             self.attempts = 0
@@ -608,7 +617,7 @@ class _Decoder:
         then and spoils it if it predicts from it) and is handed out when asked for
         (:meth:`_check_late`), in every read path. Otherwise the decoder's order is the
         file's and differs from the timestamps': the file is renumbered."""
-        damage, idx = self.owner._damage, self.owner._index
+        damage, idx = self.owner._damage, self.idx
         b = _damage.packet_of_frame(idx, before) if idx.mode == "pts" else None
         if q is not None and b is not None and damage.between(min(q, b), max(q, b)):
             return
@@ -626,7 +635,7 @@ class _Decoder:
         packet, already fed, has come out too (or is overdue). Its frame then waits behind
         later ones: see :meth:`_late` (a renumbering, or (packet, frame) of the target); a
         frame is never called missing where the decoder only put it out later."""
-        idx = self.owner._index
+        idx = self.idx
         q = _damage.packet_of_frame(idx, target) if idx.mode == "pts" else None
         if q is None:
             return None

@@ -4,6 +4,7 @@ and found (:class:`_Index`); content sniffing and the byte-level checks the inde
 
 from __future__ import annotations
 
+import copy
 import zlib
 
 import numpy as np
@@ -198,17 +199,23 @@ class _Index:
             keys = np.zeros(0, np.int64)  # no seeking: reads start from the beginning
         self.keyframes = (keys if len(keys) and keys[0] == 0 else np.r_[0, keys]).astype(np.int64)
 
-    def downgrade(self, why: str) -> None:
-        """Number frames by the decoder's output from here on (the stamps proved unreliable)."""
-        self.reason = why
-        self.version += 1
-        self._set_mode("packet" if not self.delay else "sequential")
+    def downgraded(self, why: str) -> _Index:
+        """A new index that numbers frames by the decoder's output (the stamps proved
+        unreliable). An index's numbering never changes once made: a decoder numbers a whole
+        read with the index it opened with, and finds out by identity that it was replaced
+        (the reader's :meth:`_renumber`)."""
+        new = copy.copy(self)  # (arrays and the lookup are shared: never changed in place)
+        new.reason = why
+        new.version = self.version + 1
+        new.verified = set()
+        new._set_mode("packet" if not self.delay else "sequential")
+        return new
 
     def __len__(self) -> int:
         return self.n
 
     def keyframe_at_or_before(self, i: int) -> int:
-        keys = self.keyframes  # once: another thread's downgrade() may replace it meanwhile
+        keys = self.keyframes  # (read once)
         k = int(np.searchsorted(keys, i, side="right")) - 1
         return int(keys[max(k, 0)])
 

@@ -41,6 +41,9 @@ _INDEX_ARRAYS = (
 _FRAME_THREADED_RUN = 8
 #: longest wait (seconds) for a busy decoder before the pool is looked at again
 _WAIT_S = 1.0
+#: a decode run starts again after a renumbering (its own or another thread's, at most two per
+#: file) or a frame-threading failure (once): more restarts than this mean it cannot settle
+_RETRIES = 6
 
 
 def _nbytes(item) -> int:
@@ -203,7 +206,7 @@ class VideoFile(Sequence):
         if gap >= 0 and self._index.mode in ("pts", "count"):
             # a seek goes by the index, which stamps packets differently from a read in order:
             # frames are counted from the start in every read path
-            self._index.downgrade(
+            self._index = self._index.downgraded(
                 f"the AVI index does not match the chunks the data holds (from byte {gap} on: "
                 f"a chunk header is damaged)"
             )
@@ -572,11 +575,12 @@ class VideoFile(Sequence):
 
     def _renumber(self, why: str, version: int) -> None:
         """The stamps proved unreliable: number frames by the decoder's output from now on."""
-        idx = self._index
         with self._pool_lock:
-            if idx.version != version:
+            if self._index.version != version:
                 return  # another thread did it
-            idx.downgrade(why)
+            # a new index: reads under way keep numbering by the old one to the end and find
+            # out (_Decoder.stale); none sees a half-changed numbering
+            self._index = idx = self._index.downgraded(why)
             idle, self._idle = self._idle, []
         for dec in idle:
             dec.close()
@@ -615,10 +619,16 @@ class VideoFile(Sequence):
 
         try:
             return dec.decode_to(index)
-        except (SequenceFormatError, _Renumber):
+        except _Renumber:
+            raise
+        except SequenceFormatError as err:
+            if dec.stale:  # numbered by an index another thread replaced: read again
+                raise _Renumber("the frame numbering changed during the read") from err
             raise
         except (av.FFmpegError, OSError, ValueError, AttributeError, RuntimeError) as err:
             self._check_decoder(dec)
+            if dec.stale:
+                raise _Renumber("the frame numbering changed during the read") from err
             raise SequenceFormatError(
                 f"{self.path}: frame {index} could not be decoded ({type(err).__name__}: {err}); "
                 f"the file is damaged"
@@ -654,7 +664,16 @@ class VideoFile(Sequence):
         the index version the frames were numbered with."""
         version = self._index.version
         k, slices_only, retries = start, False, 0
-        while k < stop:
+        while True:
+            if k >= stop:
+                if self._index.version == version:
+                    return version
+                # renumbered by another thread while this run decoded: the frames it gave
+                # were numbered by the old index; the run is done again by the new one
+                version, k = self._index.version, start
+                retries += 1
+                if retries > _RETRIES:  # pragma: no cover - renumbering happens twice at most
+                    break
             hit = self._cached(k, version)
             if hit is not None:
                 put(k, hit)
@@ -682,9 +701,12 @@ class VideoFile(Sequence):
             finally:
                 dec.keep = None
                 self._release(dec, broken)
-            if retries > 3 and k < stop:  # pragma: no cover - renumbering happens twice at most
-                raise SequenceFormatError(f"{self.path}: frame {k} cannot be identified")
-        return version
+            if retries > _RETRIES and k < stop:  # pragma: no cover - (as above)
+                break
+        raise SequenceFormatError(
+            f"{self.path}: frame {k} cannot be identified (the frame numbering kept changing "
+            f"during the read); the file is damaged"
+        )
 
     def _remember(self, index: int, item, version: int) -> bool:
         """Cache a converted array or a decoded frame (converted when it is asked for; its
