@@ -653,6 +653,74 @@ def test_a_renumbering_at_any_point_of_a_read_gives_the_new_numbering(step, tmp_
         assert hit >= 3  # the renumbering came inside reads (_check_late: frames 1, 8, 16)
 
 
+def test_iter_frames_renumbered_midway_goes_on_only_where_the_numberings_agree(
+    tmp_path, monkeypatch
+):
+    """A renumbering during ``iter_frames()`` (its own read finds the stamps unreliable, or
+    another thread's does) used to let the iteration go on under the new numbering whatever
+    it had given under the old one. The first and the last frame given are now looked up
+    again under the new numbering: where they agree the iteration goes on and gives what
+    indexing gives (seed 2's case renumbers itself; an undamaged B-frame file renumbered by
+    "another thread" after any number of frames); where one differs the iteration stops with
+    an error naming the file and the frame."""
+    from napari_imseq.io.video import _reader
+
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(2, "pyav_h264_bframes:flip[n=1,seed=734515436]", tmp_path)
+    checks = []
+    original_check = _reader.VideoFile._check_given
+
+    def spy(self, dec, given):
+        checks.append([(i, mark is not None) for i, mark in given])
+        return original_check(self, dec, given)
+
+    monkeypatch.setattr(_reader.VideoFile, "_check_given", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with imseq.open_sequence(path, cache_bytes=0) as seq:
+            n = len(seq)
+            ref = [_one(seq, i, path) for i in range(n)]
+            assert seq._index.version == 1  # indexing renumbers this file itself
+        assert not any(r is ERR for r in ref)
+        with imseq.open_sequence(path, cache_bytes=0) as seq:  # its own read renumbers
+            got = list(seq.iter_frames())
+            assert seq._index.version == 1
+        assert checks == [[(0, True), (0, True)]]  # after frame 0, numbered by stamp
+        np.testing.assert_array_equal(np.stack(got), np.stack(ref))
+
+        clean = tmp_path / "b.mp4"
+        vm.write(clean, frames(24), codec="libx264", pix_fmt="yuv420p", fmt_in="rgb24",
+                 gop=8, bframes=2)  # fmt: skip
+        truth = vm.sequential(clean)
+        for start in (0, 5):
+            for k in range(1, len(truth) - start):  # "another thread" renumbers after k
+                checks.clear()
+                with imseq.open_sequence(clean, cache_bytes=0) as seq:
+                    assert seq._index.mode == "pts"
+                    it = seq.iter_frames(start)
+                    got = [next(it) for _ in range(k)]
+                    seq._renumber("a renumbering in another thread", seq._index.version)
+                    got.extend(it)
+                    assert seq._index.mode == "sequential"
+                assert checks == [[(start, True), (start + k - 1, True)]], (start, k)
+                np.testing.assert_array_equal(
+                    np.stack(got), np.stack(truth[start:]), err_msg=f"start {start}, k {k}"
+                )
+
+        # a new numbering that gives other frames for those numbers (simulated: every frame
+        # decoded under it carries another stamp): the iteration stops, nothing more is given
+        with imseq.open_sequence(clean, cache_bytes=0) as seq:
+            it = seq.iter_frames(3)
+            got = [next(it) for _ in range(4)]
+            seq._renumber("a renumbering in another thread", seq._index.version)
+            mark = _reader._mark
+            monkeypatch.setattr(_reader, "_mark", lambda f: (mark(f)[0] + 1,))
+            with pytest.raises(SequenceFormatError) as err:
+                next(it)
+        msg = str(err.value)
+        assert clean.name in msg and "frame 3, given before, is another frame" in msg, msg
+
+
 @pytest.mark.parametrize(
     "seed, cid",
     [(9, "pyav_h264_bframes:flip[n=1,seed=747377067]"),

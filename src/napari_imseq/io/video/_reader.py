@@ -3,6 +3,7 @@ through a pool of decoder states and the shared frame cache. See the package doc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
@@ -50,6 +51,16 @@ def _nbytes(item) -> int:
     if isinstance(item, np.ndarray):
         return item.nbytes
     return sum(p.buffer_size for p in item.planes)
+
+
+def _mark(frame) -> tuple[int] | None:
+    """What identifies a decoded frame across numberings: its stamp (None without one)."""
+    return None if frame.pts is None else (int(frame.pts),)
+
+
+def _digest(arr: np.ndarray) -> bytes:
+    """A frame's pixels, in 16 bytes (frames without a stamp)."""
+    return hashlib.blake2b(np.ascontiguousarray(arr).data, digest_size=16).digest()
 
 
 def _index_gap(container, stream, pos: list, size: list, corrupt: list) -> int:
@@ -703,10 +714,7 @@ class VideoFile(Sequence):
                 self._release(dec, broken)
             if retries > _RETRIES and k < stop:  # pragma: no cover - (as above)
                 break
-        raise SequenceFormatError(
-            f"{self.path}: frame {k} cannot be identified (the frame numbering kept changing "
-            f"during the read); the file is damaged"
-        )
+        raise self._numbering_kept_changing(k)
 
     def _remember(self, index: int, item, version: int) -> bool:
         """Cache a converted array or a decoded frame (converted when it is asked for; its
@@ -730,7 +738,14 @@ class VideoFile(Sequence):
         )
 
     def iter_frames(self, start=None, stop=None, step=None):
-        """Frames ``start:stop:step`` decoded straight through with frame threading."""
+        """Frames ``start:stop:step`` decoded straight through with frame threading.
+
+        The file may be renumbered during the iteration (its stamps prove unreliable, here
+        or in another thread: see :meth:`_renumber`). Frames given before keep the numbers
+        they were given with only if the new numbering agrees; the first and the last frame
+        given are looked up again under it, and if either differs the iteration stops with
+        an error (iterating again gives the new numbering throughout) rather than go on with
+        a sequence numbered half one way and half the other."""
         self._check_open()
         wanted = range(*slice(start, stop, step).indices(len(self)))
         if not wanted:
@@ -739,8 +754,10 @@ class VideoFile(Sequence):
             for i in wanted:
                 yield self._read(i)
             return
-        k = 0
+        k, retries = 0, 0
         kind = "AUTO"
+        given: list[tuple[int, object]] = []  # (frame, its mark): the first and the last given
+        numbered = self._index.version  # the numbering of the frames given so far
         while k < len(wanted):
             version = self._index.version
             dec = self._new_decoder(kind)
@@ -749,17 +766,68 @@ class VideoFile(Sequence):
                     # the lock is never held across a yield: close() may run between frames
                     with dec.lock:
                         self._check_decoder(dec)
-                        arr = self._plan.to_array(self._decode(dec, wanted[k]))
+                        while True:
+                            now = self._index.version
+                            if given and now != numbered:
+                                self._check_given(dec, given)
+                            frame = self._decode(dec, wanted[k])
+                            if dec.idx.version == now:
+                                break
+                            retries += 1  # renumbered (in another thread) meanwhile: again
+                            if retries > _RETRIES:  # pragma: no cover - twice at most
+                                raise self._numbering_kept_changing(wanted[k])
+                        numbered = now
+                        arr = self._plan.to_array(frame)
+                        mark = None  # (numbered by packet or output count: a renumbering
+                        if dec.idx.mode in ("pts", "count"):  # gives the same numbers)
+                            mark = _mark(frame) or _digest(arr)  # no stamp: the pixels
+                    given = [given[0] if given else (wanted[k], mark), (wanted[k], mark)]
                     yield arr
                     k += 1
             except _Renumber as why:
                 self._renumber(str(why), version)
+                retries += 1
             except _Reslice:
                 kind = "SLICE"  # on from frame wanted[k] without frame threads
+                retries += 1
             finally:
                 with self._pool_lock:
                     self._busy.discard(dec)
                 dec.close()
+            if retries > _RETRIES and k < len(wanted):  # pragma: no cover - (as above)
+                raise self._numbering_kept_changing(wanted[k])
+
+    def _check_given(self, dec: _Decoder, given: list[tuple[int, object]]) -> None:
+        """After a renumbering during :meth:`iter_frames`: the first and the last frame it
+        gave must be the same frames under the new numbering (the decoder reads on from the
+        first to the last, then to the next frame wanted)."""
+        for i, mark in dict(given).items():
+            if mark is None:
+                continue
+            try:
+                frame = self._decode(dec, i)
+            except SequenceFormatError as err:
+                raise SequenceFormatError(
+                    f"{self.path}: the frame numbering changed during iter_frames() and frame "
+                    f"{i}, given before, cannot be read under the new one ({err}); iterate "
+                    f"again for frames numbered as indexing numbers them"
+                ) from err
+            now = _mark(frame)
+            if now is None or not isinstance(mark, tuple):
+                now = _digest(self._plan.to_array(frame))
+            if now != mark:
+                raise SequenceFormatError(
+                    f"{self.path}: the frame numbering changed during iter_frames() (the "
+                    f"file's timestamps proved unreliable) and frame {i}, given before, is "
+                    f"another frame under the new numbering; the frames given from frame "
+                    f"{given[0][0]} on are numbered differently from indexing: iterate again"
+                )
+
+    def _numbering_kept_changing(self, i: int) -> SequenceFormatError:
+        return SequenceFormatError(
+            f"{self.path}: frame {i} cannot be identified (the frame numbering kept changing "
+            f"during the read); the file is damaged"
+        )
 
     def _format_metadata(self) -> dict[str, Any]:
         info = self._info
