@@ -330,6 +330,49 @@ def test_a_damaged_first_page_that_splits_the_series_is_reported(tmp_path):
             pass  # refusing the damaged page is fine too; losing the others silently is not
 
 
+@pytest.mark.parametrize("damaged", [[2], [1, 3]])
+def test_damaged_pages_inside_a_stack_are_damaged_frames_not_a_renumbering(tmp_path, damaged):
+    """Seed 13's `tiff_ome:flip[n=4,seed=1038314730]`: a flipped ImageLength made page 2 of 4
+    a series of its own; the first series (pages 0, 1, 3) was read, so page 3 became frame 2,
+    with only a warning that pages form several series. The pages from the first to the last
+    of the stack are now its frames: the odd pages raise, every other frame keeps its number;
+    dask gives the same."""
+    path = tmp_path / "m.tif"
+    data = seqmaker.frames(6, (10, 12), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", metadata=None)
+    for k, height in zip(damaged, (212, 77), strict=False):
+        _set_tag_on_page(path, k, "ImageLength", height)
+    with tifffile.TiffFile(path) as tif:  # (what tifffile makes of it)
+        assert len(tif.series) == 1 + len(damaged)
+        assert [p.index for p in tif.series[0].pages] == [k for k in range(6) if k not in damaged]
+    pages = ", ".join(map(str, damaged))
+    with pytest.warns(imseq.SequenceWarning, match=rf"m\.tif: (\d pages|page) {pages} of the "):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 6 and seq.frame_shape == (10, 12)
+        for i in range(6):
+            if i in damaged:
+                with pytest.raises(imseq.FrameIndexError, match=rf"frame {i}: page {i} is \("):
+                    seq[i]
+            else:
+                np.testing.assert_array_equal(seq[i], data[i])
+        good = [i for i in range(6) if i not in damaged]
+        arr = seq.to_dask()
+        np.testing.assert_array_equal(arr[good].compute(), data[good])
+
+
+def test_an_odd_page_after_the_stack_renumbers_nothing_and_is_reported(tmp_path):
+    path = tmp_path / "e.tif"
+    data = seqmaker.frames(5, (10, 12), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", metadata=None)
+    _set_tag_on_page(path, 4, "ImageLength", 212)
+    with pytest.warns(imseq.SequenceWarning, match=r"e\.tif: the file's 5 pages form 2 series"):
+        seq = imseq.open_sequence(path)
+    with seq:
+        assert len(seq) == 4
+        np.testing.assert_array_equal(np.stack([seq[i] for i in range(4)]), data[:4])
+
+
 def test_a_shaped_description_the_pages_do_not_match_is_reported(tmp_path):
     path = tmp_path / "d.tif"
     data = seqmaker.frames(6, (10, 12), np.uint16)

@@ -142,6 +142,10 @@ class TiffStack(Sequence):
                 f"{path}: series {series_index} requested but the file has {len(tif.series)}"
             )
         s = tif.series[series_index]
+        merged = self._with_damaged_pages(tif) if series_index == 0 else None
+        if merged is not None:
+            s = merged
+        self._merged = merged is not None
         self._series = s
         axes, shape = s.axes, tuple(s.shape)
         offset = s.dataoffset
@@ -270,11 +274,58 @@ class TiffStack(Sequence):
                 stacklevel=4,
             )
 
+    def _with_damaged_pages(self, tif):
+        """A plain stack in which single pages differ from all the others (damaged dimension
+        or sample tags) between its first and its last page: tifffile makes the odd pages
+        series of their own, and reading the first series would renumber every frame after
+        one. The pages from the first to the last of the first series are the frames instead
+        (a page in no series, or an odd one, is a damaged frame that raises: ``_check_pages``);
+        None when the file is not such a stack."""
+        series = tif.series
+        if len(series) < 2 or any(x.kind != "generic" for x in series):
+            return None
+        main, others = series[0], series[1:]
+        pages = {}
+        for x in series:
+            for page in x.pages:
+                if page is None or not isinstance(page.index, int):
+                    return None  # (sub-IFDs: a pyramid, not a damaged stack)
+                pages[page.index] = page
+        first, last = main.pages[0].index, main.pages[-1].index
+        odd = sorted(x.pages[0].index for x in others if len(x.pages) == 1)
+        if (
+            first != 0 or len(odd) != len(others) or len(odd) >= len(main.pages)
+            or not odd or odd[0] > last
+        ):  # fmt: skip
+            return None  # (odd pages after the last frame renumber nothing: read as before)
+        import tifffile
+
+        inside = [k for k in range(last + 1) if k not in pages or k in odd]
+        merged = tifffile.TiffPageSeries(
+            [pages.get(k) for k in range(last + 1)],
+            (last + 1, *main.get_shape(False)[1:]),
+            main.dtype,
+            main.get_axes(False),
+            parent=tif,
+            kind="generic",
+        )
+        one = len(inside) == 1
+        shown = ", ".join(map(str, inside[:5])) + (", ..." if len(inside) > 5 else "")
+        warnings.warn(
+            f"{self.path}: {'page' if one else f'{len(inside)} pages'} {shown} of the first "
+            f"{last + 1} {'differs' if one else 'differ'} from the others or cannot be parsed "
+            f"(damaged tags); read as {'a damaged frame' if one else 'damaged frames'} (an "
+            f"error when read), so that every other frame keeps its number",
+            SequenceWarning,
+            stacklevel=6,
+        )
+        return merged
+
     def _check_other_series(self, tif, series_index: int) -> None:
         """Plain pages that tifffile split into several series (a page that differs from the
         others, often a damaged one) would silently lose the other pages: say so."""
         s = tif.series[series_index]
-        if len(tif.series) < 2 or s.kind not in ("generic", "uniform"):
+        if self._merged or len(tif.series) < 2 or s.kind not in ("generic", "uniform"):
             return
         others = [k for k, o in enumerate(tif.series) if k != series_index]
         if all(tif.series[k].kind not in ("generic", "uniform") for k in others):
