@@ -273,6 +273,36 @@ def test_an_avi_whose_index_and_chunks_disagree_gives_one_answer_in_every_read_p
         np.testing.assert_array_equal(paths["index"][i], plain[i], err_msg=f"frame {i}")
 
 
+def test_an_avi_chunk_lost_to_a_read_in_order_refuses_the_frames_it_would_renumber(
+    tmp_path, monkeypatch
+):
+    """Seed 13's `pyav_mpeg4_bframes_avi:flip[n=1,seed=1043813403]`: one flipped byte in the
+    size field of the chunk header of packet 7 (a keyframe, the idx1 index says). A read in
+    order loses that chunk; frames were counted from the start in every path (one answer),
+    but the count lost frames: frames 7-10 were concealed pixels and 11-16 the undamaged
+    file's 14-19. Frames from the lost chunk's group of pictures on are now refused in every
+    path, and the frames before it are the undamaged file's."""
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "clean").mkdir()
+    cid = "pyav_mpeg4_bframes_avi:flip[n=1,seed=1043813403]"
+    path = _case_file(13, cid, tmp_path, clean=tmp_path / "clean")
+    clean = vm.sequential(next((tmp_path / "clean").rglob("a.avi")))
+    with av.open(str(path)) as c:
+        entries = [e.pos for e in c.streams.video[0].index_entries]
+    assert len(packets(path)) == len(entries) - 1  # the read in order lost one chunk
+    with pytest.warns(imseq.SequenceWarning, match=r"a\.avi: .*frames from 7 on cannot be"):
+        imseq.open_sequence(path).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imseq.SequenceWarning)
+        paths = every_path(path)
+        with imseq.open_sequence(path, cache_bytes=0) as seq:
+            with pytest.raises(SequenceFormatError, match=r"a\.avi: frame 9 cannot be identif"):
+                seq[9]
+    assert assert_consistent(paths) == list(range(7, len(paths["index"])))
+    for i in range(7):
+        np.testing.assert_array_equal(paths["index"][i], clean[i], err_msg=f"frame {i}")
+
+
 def _verdicts(path, k):
     """(a sequential decode rejects packet k, a fresh decoder given packet k alone accepts it)"""
     with av.open(str(path)) as c:

@@ -10,7 +10,6 @@ import zlib
 import numpy as np
 
 _NO_TS = np.iinfo(np.int64).min
-_INDEX_KIND = "video-index-v3"
 _INDEX_ARRAYS = ("pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc")
 #: containers whose packet "pts" may be decode stamps (monotone even when frames reorder)
 _DECODE_STAMP_CONTAINERS = ("avi",)

@@ -34,7 +34,7 @@ from ._index import (
 )
 from ._pixfmt import CHANNEL_AXIS_TAG, _GifAlpha, _Plan, detach, hint_allocator
 
-_INDEX_KIND = "video-index-v3"
+_INDEX_KIND = "video-index-v4"
 _INDEX_ARRAYS = (
     "pts", "dts", "key", "pos", "size", "dur", "corrupt", "alpha", "slice_crc", "index_gap",
 )  # fmt: skip
@@ -63,28 +63,41 @@ def _digest(arr: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(arr).data, digest_size=16).digest()
 
 
-def _index_gap(container, stream, pos: list, size: list, corrupt: list) -> int:
-    """AVI: the byte where the container's index (idx1 or OpenDML, by which seeks go) and the
-    chunks a read in order finds first disagree, or -1 (they agree, or not an AVI).
+def _index_gap(container, stream, pos: list, size: list, key: list, corrupt: list) -> list[int]:
+    """AVI: ``[gap, lost]``: the byte where the container's index (idx1 or OpenDML, by which
+    seeks go) and the chunks a read in order finds first disagree, or -1 (they agree, or not
+    an AVI); and, when the read in order lost chunks the index lists (a damaged chunk header
+    makes the demuxer skip the chunk), the first frame whose number a count from the start
+    can no longer give, or -1.
 
     A damaged chunk header makes the demuxer skip that chunk in a read in order and renumber
     the packets after it, while a seek stamps them by the index: the same frame would carry
-    two numbers depending on how it was reached."""
+    two numbers depending on how it was reached. Frames are then counted from the start; a
+    lost chunk shifts that count from its group of pictures on (its frame and those predicted
+    from it are not put out, or are put out concealed), so frames from there are refused: the
+    lost chunk's own position when the index says it held a keyframe (every frame before it
+    comes from the packets before it), else the keyframe before it."""
     if "avi" not in container.format.name:
-        return -1
+        return [-1, -1]
     try:
-        entries = [(e.pos + 8, e.size) for e in stream.index_entries if e.size > 0]
+        entries = [(e.pos + 8, e.size, e.is_keyframe) for e in stream.index_entries if e.size > 0]
     except Exception:  # noqa: BLE001 - an index PyAV cannot show is not checked
-        return -1
+        return [-1, -1]
     found = [(int(p), int(z)) for p, z in zip(pos, size, strict=True)]
     while found and corrupt[len(found) - 1]:
         found.pop()  # cut short by the end of the file: its index entry says the whole size
-    if not entries or min(pos, default=0) < 0 or entries == found:
-        return -1
-    k = next((k for k, (a, b) in enumerate(zip(entries, found, strict=False)) if a != b), None)
+    listed = [(p, z) for p, z, _ in entries]
+    if not entries or min(pos, default=0) < 0 or listed == found:
+        return [-1, -1]
+    k = next((k for k, (a, b) in enumerate(zip(listed, found, strict=False)) if a != b), None)
     if k is None:  # one is a prefix of the other: a cut-off file, found by the frame count
-        return -1
-    return min(entries[k][0], found[k][0]) - 8
+        return [-1, -1]
+    gap = min(listed[k][0], found[k][0]) - 8
+    at = {p for p, _ in listed}
+    if len(found) >= len(listed) or any(p not in at for p, _ in found):
+        return [gap, -1]  # not chunks lost from the data (the index may be the damaged one)
+    keys = [j for j in range(k) if key[j]]
+    return [gap, k if entries[k][2] else (keys[-1] if keys else 0)]
 
 
 class VideoFile(Sequence):
@@ -201,7 +214,10 @@ class VideoFile(Sequence):
             ) from err
         finally:
             container.close()
-        gap = int(arrays["index_gap"][0])
+        gap, lost = (int(v) for v in arrays["index_gap"][:2])
+        #: frames from here on cannot be numbered (an AVI chunk lost in a read in order)
+        self._unnumbered = lost if gap >= 0 and lost >= 0 else None
+        self._gap = gap
         n = self._readable(arrays, declared, reorder, gap)
         self._index = _Index(
             arrays["pts"][:n],
@@ -221,9 +237,16 @@ class VideoFile(Sequence):
                 f"the AVI index does not match the chunks the data holds (from byte {gap} on: "
                 f"a chunk header is damaged)"
             )
+            refused = ""
+            if self._unnumbered is not None:
+                refused = (
+                    f"; a chunk the index lists is lost in the data, so frames from "
+                    f"{self._unnumbered} on cannot be numbered and are refused"
+                )
             warnings.warn(
                 f"{path}: {self._index.reason}; frames are numbered in the decoder's output "
-                f"order and found by decoding from the start (random access is slower)",
+                f"order and found by decoding from the start (random access is slower)"
+                f"{refused}",
                 SequenceWarning,
                 stacklevel=3,
             )
@@ -407,7 +430,9 @@ class VideoFile(Sequence):
             if gif is not None:
                 gif.packet(bytes(packet))
         return {
-            "index_gap": np.asarray([_index_gap(container, stream, pos, size, corrupt)], np.int64),
+            "index_gap": np.asarray(
+                _index_gap(container, stream, pos, size, key, corrupt), np.int64
+            ),
             "alpha": np.asarray([gif is None or gif.alpha], bool),
             "slice_crc": np.asarray([slice_crc], bool),
             "pts": np.asarray(pts, np.int64),
@@ -628,6 +653,14 @@ class VideoFile(Sequence):
         """``dec.decode_to(index)`` with dependency errors turned into ours."""
         import av
 
+        if self._unnumbered is not None and index >= self._unnumbered:
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} cannot be identified: the AVI chunk at byte "
+                f"{self._gap} (which its index lists) is lost to a read in order, a damaged "
+                f"chunk header, and counting frames from the start gives frames from "
+                f"{self._unnumbered} on other numbers than they had; the frames before read "
+                f"normally; re-encode or re-export the video from its source to read these"
+            )
         try:
             return dec.decode_to(index)
         except _Renumber:
