@@ -204,10 +204,20 @@ def pyav_alternatives(path: Path) -> list[list[str | None]]:
         frame_pts: list[int | None] = []
         concealed = [False]
 
+        def convert(f):
+            try:
+                return to_array(f)
+            except av.FFmpegError:  # (damaged colour tags that swscale refuses): that frame
+                return None  # is unreadable, the stream goes on
+
         def add(frames) -> None:
-            arrays = [to_array(f) for f in frames]
+            arrays = [convert(f) for f in frames]
             frame_pts.extend(f.pts for f in frames)
             for f, a in zip(frames, arrays, strict=True):
+                if a is None:
+                    out.append(None)
+                    rgb.append(None)
+                    continue
                 # a frame FFmpeg flags as concealed holds pixels taken from other frames,
                 # which depend on what the decoder decoded before (MPEG-4: its bug
                 # autodetection state after damage): no plain decode says what it is, nor

@@ -305,6 +305,23 @@ def test_an_avi_chunk_lost_to_a_read_in_order_refuses_the_frames_it_would_renumb
         np.testing.assert_array_equal(paths["index"][i], clean[i], err_msg=f"frame {i}")
 
 
+def test_a_frame_ffmpeg_cannot_convert_is_our_error_in_every_path(tmp_path, monkeypatch):
+    """Seed 14's `pyav_prores_mov:flip[n=4,seed=696019981]`: a flipped byte in the header of
+    ProRes frame 4 decodes to a frame swscale refuses to convert ('Operation not supported'),
+    which escaped from ``iter_frames()`` as a raw av.error.OSError (indexing wrapped it as a
+    generic "reading frame 4 failed"). The conversion is now checked where frames are made:
+    a SequenceFormatError naming the file and the frame in every path; the others read."""
+    monkeypatch.setenv("NAPARI_IMSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    path = _case_file(14, "pyav_prores_mov:flip[n=4,seed=696019981]", tmp_path)
+    with imseq.open_sequence(path, cache_bytes=0) as seq:
+        with pytest.raises(SequenceFormatError, match=r"a\.mov: frame 4 cannot be converted"):
+            seq[4]
+        with pytest.raises(SequenceFormatError, match=r"a\.mov: frame 4 cannot be converted"):
+            list(seq.iter_frames())
+    paths = every_path(path)
+    assert assert_consistent(paths) == [4]
+
+
 def _verdicts(path, k):
     """(a sequential decode rejects packet k, a fresh decoder given packet k alone accepts it)"""
     with av.open(str(path)) as c:

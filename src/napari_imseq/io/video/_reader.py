@@ -680,6 +680,25 @@ class VideoFile(Sequence):
                 f"the file is damaged"
             ) from err
 
+    def _array(self, frame, index: int) -> np.ndarray:
+        """Decoded frame ``index`` as our array; a frame of other dimensions than the video's
+        (damaged headers) or one FFmpeg cannot convert is an error of ours, naming it."""
+        import av
+
+        h, w = self._frame_shape[:2]
+        if (frame.height, frame.width) != (h, w):
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} decodes to {frame.width} x {frame.height} pixels "
+                f"but the video is {w} x {h}; the frame is damaged"
+            )
+        try:
+            return self._plan.to_array(frame)
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise SequenceFormatError(
+                f"{self.path}: frame {index} cannot be converted to an array "
+                f"({type(err).__name__}: {err}); the frame is damaged"
+            ) from err
+
     def _read(self, index: int) -> np.ndarray:
         got: list[np.ndarray] = []
         version = self._decode_run(index, index + 1, lambda k, arr: got.append(arr))
@@ -701,7 +720,7 @@ class VideoFile(Sequence):
         if hit is None or isinstance(hit, np.ndarray):
             return None if hit is None else hit.copy()
         _cache.frames.pop(self._cache_owner, key)  # a decoded frame: converted once, here
-        arr = self._plan.to_array(hit)
+        arr = self._array(hit, index)
         return arr.copy() if self._remember(index, arr, version) else arr
 
     def _decode_run(self, start: int, stop: int, put) -> int:
@@ -734,7 +753,7 @@ class VideoFile(Sequence):
                     self._check_decoder(dec)
                     dec.keep = lambda i, f, v=version: self._remember(i, f, v)
                     while k < stop:
-                        put(k, self._plan.to_array(self._decode(dec, k)))
+                        put(k, self._array(self._decode(dec, k), k))
                         k += 1
                     broken = False
             except _Renumber as why:
@@ -812,7 +831,7 @@ class VideoFile(Sequence):
                             if retries > _RETRIES:  # pragma: no cover - twice at most
                                 raise self._numbering_kept_changing(wanted[k])
                         numbered = now
-                        arr = self._plan.to_array(frame)
+                        arr = self._array(frame, wanted[k])
                         mark = None  # (numbered by packet or output count: a renumbering
                         if dec.idx.mode in ("pts", "count"):  # gives the same numbers)
                             mark = _mark(frame) or _digest(arr)  # no stamp: the pixels
@@ -849,7 +868,7 @@ class VideoFile(Sequence):
                 ) from err
             now = _mark(frame)
             if now is None or not isinstance(mark, tuple):
-                now = _digest(self._plan.to_array(frame))
+                now = _digest(self._array(frame, i))
             if now != mark:
                 raise SequenceFormatError(
                     f"{self.path}: the frame numbering changed during iter_frames() (the "
