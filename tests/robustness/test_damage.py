@@ -763,7 +763,7 @@ def test_iter_frames_renumbered_midway_goes_on_only_where_the_numberings_agree(
             got = [next(it) for _ in range(4)]
             seq._renumber("a renumbering in another thread", seq._index.version)
             mark = _reader._mark
-            monkeypatch.setattr(_reader, "_mark", lambda f: (mark(f)[0] + 1,))
+            monkeypatch.setattr(_reader, "_mark", lambda f, a: (mark(f, a)[0] + 1,))
             with pytest.raises(SequenceFormatError) as err:
                 next(it)
         msg = str(err.value)

@@ -53,14 +53,12 @@ def _nbytes(item) -> int:
     return sum(p.buffer_size for p in item.planes)
 
 
-def _mark(frame) -> tuple[int] | None:
-    """What identifies a decoded frame across numberings: its stamp (None without one)."""
-    return None if frame.pts is None else (int(frame.pts),)
-
-
-def _digest(arr: np.ndarray) -> bytes:
-    """A frame's pixels, in 16 bytes (frames without a stamp)."""
-    return hashlib.blake2b(np.ascontiguousarray(arr).data, digest_size=16).digest()
+def _mark(frame, array) -> tuple[int] | bytes:
+    """What identifies a decoded frame across numberings: its stamp, or for a frame without
+    one a digest of its pixels (``array()`` gives them; only called then)."""
+    if frame.pts is not None:
+        return (int(frame.pts),)
+    return hashlib.blake2b(np.ascontiguousarray(array()).data, digest_size=16).digest()
 
 
 def _index_gap(container, stream, pos: list, size: list, key: list, corrupt: list) -> list[int]:
@@ -834,7 +832,7 @@ class VideoFile(Sequence):
                         arr = self._array(frame, wanted[k])
                         mark = None  # (numbered by packet or output count: a renumbering
                         if dec.idx.mode in ("pts", "count"):  # gives the same numbers)
-                            mark = _mark(frame) or _digest(arr)  # no stamp: the pixels
+                            mark = _mark(frame, lambda a=arr: a)
                     given = [given[0] if given else (wanted[k], mark), (wanted[k], mark)]
                     yield arr
                     k += 1
@@ -866,10 +864,7 @@ class VideoFile(Sequence):
                     f"{i}, given before, cannot be read under the new one ({err}); iterate "
                     f"again for frames numbered as indexing numbers them"
                 ) from err
-            now = _mark(frame)
-            if now is None or not isinstance(mark, tuple):
-                now = _digest(self._array(frame, i))
-            if now != mark:
+            if _mark(frame, lambda f=frame, j=i: self._array(f, j)) != mark:
                 raise SequenceFormatError(
                     f"{self.path}: the frame numbering changed during iter_frames() (the "
                     f"file's timestamps proved unreliable) and frame {i}, given before, is "
